@@ -1,0 +1,63 @@
+"""The status bus: assigns change-log cursors, persists through the store, fans events out to subscribers."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import pykka
+
+from ..delivery import Subscriptions
+from ..messages import AppendChange, LastCursor, Publish, SaveRecord, Subscribe, Unsubscribe
+from .refs import CoreRefs
+from .watched import WatchedActor
+
+log = logging.getLogger(__name__)
+
+
+class BusActor(WatchedActor):
+    kind = "bus"
+
+    def __init__(
+        self,
+        *,
+        refs: CoreRefs,
+        subscriptions: Subscriptions,
+        ask_timeout: float,
+        watcher: Any = None,
+    ) -> None:
+        super().__init__(watcher=watcher, key="bus")
+        self.refs = refs
+        self.subscriptions = subscriptions
+        self.ask_timeout = ask_timeout
+        self.cursor = 0
+        self.published = 0
+
+    def started(self) -> None:
+        # Cursors continue from what the store holds, so they stay monotonic across restarts.
+        self.cursor = self._store().ask(LastCursor(), timeout=self.ask_timeout)
+
+    def _store(self) -> pykka.ActorRef[Any]:
+        assert self.refs.store is not None
+        return self.refs.store
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Publish(change=change, record=record):
+                store = self._store()
+                if change is not None:
+                    self.cursor += 1
+                    change = dataclasses.replace(change, cursor=self.cursor)
+                    store.tell(AppendChange(change))
+                store.tell(SaveRecord(record))
+                if change is not None:
+                    self.published += 1
+                    self.subscriptions.publish(change)
+            case Subscribe(callback, event_filter, queue_size):
+                return self.subscriptions.add(callback, event_filter, queue_size)
+            case Unsubscribe(subscription_id):
+                return self.subscriptions.remove(subscription_id)
+            case _:
+                return super().on_receive(message)
+        return None

@@ -1,0 +1,415 @@
+"""The instance actor: owns one instance's record, applies reports and exits, runs its restart policy.
+
+Written against pykka's ``Actor`` API only (``on_receive`` with frozen-dataclass messages, refs, no
+proxies, no blocking waits), so the execution model can move to a pooled dispatcher without touching it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import pykka
+
+from ..errors import Conflict, DraasError
+from ..messages import (
+    DeleteRecord,
+    Deregister,
+    GetInstance,
+    KillIfAlive,
+    ProcessExited,
+    Publish,
+    RestartDue,
+    RestartInstance,
+    Resume,
+    Rewatch,
+    SaveRecord,
+    StartInstance,
+    StatusChanged,
+    StatusReport,
+    StopInstance,
+    UnwatchProcess,
+    WatchProcess,
+)
+from ..model import Platform, Status, can_transition, is_alive
+from ..platforms.process import ProcessPlatform
+from ..policy import GiveUp, RestartHistory, is_failure, plan_restart, starts_with_control_plane, wants_restart
+from ..records import InstanceRecord
+from ..scheduler import Scheduler
+from .refs import CoreRefs
+from .watched import WatchedActor
+
+log = logging.getLogger(__name__)
+
+MONITOR = "process-monitor"
+POLICY = "restart-policy"
+OPERATOR = "operator"
+CONTROL_PLANE = "control-plane"
+
+
+@dataclass(frozen=True)
+class InstanceServices:
+    """What every instance actor shares: core refs, the timer, the platforms, and injectable clock and dice."""
+
+    refs: CoreRefs
+    scheduler: Scheduler
+    processes: ProcessPlatform
+    clock: Callable[[], float] = time.time
+    rand: Callable[[], float] = field(default=random.random)
+
+
+class InstanceActor(WatchedActor):
+    kind = "instance"
+
+    def __init__(
+        self, *, record: InstanceRecord, services: InstanceServices, watcher: pykka.ActorRef[Any] | None
+    ) -> None:
+        super().__init__(watcher=watcher, key=record.instance_id)
+        self.record = record
+        self.s = services
+        self.restart_token = 0
+        self.restart_handle: int | None = None
+        self.kill_handle: int | None = None
+        self.restart_after_stop = False
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case StatusReport():
+                self._on_report(message)
+            case ProcessExited():
+                self._on_exit(message)
+            case RestartDue(token):
+                if token == self.restart_token and self.record.status is Status.RESTARTING:
+                    self.restart_handle = None
+                    self._spawn(POLICY, restart=True)
+            case KillIfAlive(pid, create_time):
+                runtime = self.record.runtime
+                if runtime is not None and (runtime.pid, runtime.create_time) == (pid, create_time):
+                    log.warning("instance %s did not stop in time: SIGKILL", self.record.instance_id)
+                    self.s.processes.signal(runtime, signal.SIGKILL)
+            case GetInstance():
+                return self.record
+            case StartInstance():
+                return self._operator_start()
+            case StopInstance():
+                return self._operator_stop(restart=False)
+            case RestartInstance():
+                return self._operator_restart()
+            case Rewatch():
+                self._watch()
+            case Resume(control_plane_start):
+                self._resume(control_plane_start)
+            case Deregister(stop_workload):
+                self._deregister(stop_workload)
+            case _:
+                return super().on_receive(message)
+        return None
+
+    # -- reports and exits ------------------------------------------------------------------------
+
+    def _on_report(self, report: StatusReport) -> None:
+        record = self.record
+        last = record.last_observed.get(report.source)
+        if last is not None and report.observed_at < last:
+            # Older than what this source already told us: a replay or a reordered push.
+            self._update(source=report.source, stale_dropped=record.stale_dropped + 1)
+            return
+        observed = {**record.last_observed, report.source: report.observed_at}
+        if report.status is not record.status and not can_transition(record.status, report.status):
+            log.info(
+                "instance %s: %s -> %s from %s is not a valid transition; dropped",
+                record.instance_id, record.status.value, report.status.value, report.source,
+            )
+            self._update(
+                source=report.source,
+                last_observed=observed,
+                rejected_transitions=record.rejected_transitions + 1,
+            )
+            return
+        self._update(
+            status=report.status,
+            source=report.source,
+            metadata=report.metadata,
+            last_observed=observed,
+            last_reason=report.metadata.get("reason", record.last_reason),
+        )
+
+    def _on_exit(self, exited: ProcessExited) -> None:
+        runtime = self.record.runtime
+        if runtime is None or runtime.pid != exited.pid:
+            return  # about a process we have already let go of
+        self._cancel(kill=True)
+        ran_for = max(0.0, exited.observed_at - runtime.started_at)
+        metadata = _exit_metadata(exited)
+        common = dict(runtime=None, last_exit_code=exited.exit_code, metadata=metadata)
+        if self.record.status is Status.STOPPING:
+            self._update(status=Status.STOPPED, source=MONITOR, last_reason="stopped by operator", **common)
+            if self.restart_after_stop:
+                self.restart_after_stop = False
+                self._spawn(OPERATOR, restart=True)
+            return
+        failed = is_failure(self.record.restart_policy, exited.exit_code)
+        status = Status.FAILED if failed else Status.STOPPED
+        self._update(status=status, source=MONITOR, last_reason=exited.reason, **common)
+        self._apply_policy(ran_for)
+
+    def _apply_policy(self, ran_for: float) -> None:
+        record = self.record
+        policy = record.restart_policy
+        if not wants_restart(policy, exit_code=record.last_exit_code, operator_stopped=record.operator_stopped):
+            return
+        if not self._can_spawn():
+            self._update(source=POLICY, last_reason=f"{record.last_reason}; not restarted: no command (adopted PID)")
+            return
+        now = self.s.clock()
+        decision = plan_restart(policy, record.history, now=now, ran_for=ran_for, rand=self.s.rand())
+        if isinstance(decision, GiveUp):
+            log.error("instance %s: %s", record.instance_id, decision.reason)
+            self._update(
+                status=Status.FAILED,
+                source=POLICY,
+                history=decision.history,
+                last_reason=decision.reason,
+                next_restart_at=None,
+                metadata={"reason": decision.reason},
+            )
+            return
+        self.restart_token += 1
+        self._update(
+            status=Status.RESTARTING,
+            source=POLICY,
+            history=decision.history,
+            next_restart_at=now + decision.delay,
+            metadata={"attempt": str(decision.history.series), "delay": f"{decision.delay:.3f}"},
+        )
+        if decision.delay <= 0:
+            self._spawn(POLICY, restart=True)  # no timer hop: a crash after a healthy run is replaced at once
+        else:
+            self.restart_handle = self.s.scheduler.call_later(
+                decision.delay, self.actor_ref, RestartDue(self.restart_token)
+            )
+
+    # -- operator actions -------------------------------------------------------------------------
+
+    def _operator_start(self) -> InstanceRecord:
+        self._require_process_platform()
+        if self.record.runtime is not None:
+            return self.record  # already running: starting is idempotent
+        if not self._can_spawn():
+            raise Conflict("instance has no command to start (it was registered by PID)", field="process")
+        self._cancel(restart=True)
+        self._update(source=OPERATOR, operator_stopped=False, history=RestartHistory())
+        self._spawn(OPERATOR)
+        return self.record
+
+    def _operator_stop(self, *, restart: bool) -> InstanceRecord:
+        self._require_process_platform()
+        self._cancel(restart=True)
+        runtime = self.record.runtime
+        self.restart_after_stop = restart
+        if runtime is None:
+            status = Status.STOPPED if self.record.status is Status.RESTARTING else self.record.status
+            self._update(status=status, source=OPERATOR, operator_stopped=True, next_restart_at=None)
+            return self.record
+        self._update(
+            status=Status.STOPPING, source=OPERATOR, operator_stopped=not restart, next_restart_at=None
+        )
+        self.s.processes.signal(runtime, signal.SIGTERM)
+        assert self.record.process is not None
+        self.kill_handle = self.s.scheduler.call_later(
+            self.record.process.stop_timeout,
+            self.actor_ref,
+            KillIfAlive(runtime.pid, runtime.create_time),
+        )
+        return self.record
+
+    def _operator_restart(self) -> InstanceRecord:
+        self._require_process_platform()
+        if not self._can_spawn():
+            raise Conflict("instance has no command to restart (it was registered by PID)", field="process")
+        if self.record.runtime is not None:
+            self._update(source=OPERATOR, history=RestartHistory())
+            return self._operator_stop(restart=True)
+        self._cancel(restart=True)
+        self._update(source=OPERATOR, operator_stopped=False, history=RestartHistory())
+        self._spawn(OPERATOR, restart=True)
+        return self.record
+
+    def _require_process_platform(self) -> None:
+        if self.record.platform is not Platform.PROCESS:
+            raise Conflict(
+                f"operator actions on {self.record.platform.value} instances are not available yet",
+                field="platform",
+            )
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    def _resume(self, control_plane_start: bool) -> None:
+        """First message after (re)creation: pick up the process where the stored record left it."""
+        record = self.record
+        if record.platform is not Platform.PROCESS:
+            self._update(source=CONTROL_PLANE)
+            return
+        runtime = record.runtime
+        if runtime is not None:
+            if self.s.processes.is_same_process(runtime):
+                child = self.s.processes.is_child(runtime.pid)
+                self._update(
+                    status=Status.RUNNING if not is_alive(record.status) and record.status is not Status.STOPPING
+                    else record.status,
+                    source=CONTROL_PLANE,
+                    runtime=dataclasses.replace(runtime, child=child),
+                    metadata={"pid": str(runtime.pid), "reason": "re-adopted"},
+                )
+                self._watch()
+            else:
+                exit_code = self.s.processes.reap(runtime.pid)
+                self._on_exit(
+                    ProcessExited(
+                        record.instance_id, runtime.pid, exit_code, self.s.clock(),
+                        "process ended while it was not watched",
+                    )
+                )
+            return
+        spec = record.process
+        if spec is not None and spec.adopt_pid is not None and record.status is Status.PENDING:
+            self._adopt(spec.adopt_pid)
+        elif record.status is Status.PENDING and not record.operator_stopped:
+            self._spawn(CONTROL_PLANE)
+        elif record.status is Status.RESTARTING and not record.operator_stopped:
+            self._spawn(POLICY, restart=True)  # a restart was due when we went down
+        elif (
+            control_plane_start
+            and record.status in (Status.STOPPED, Status.FAILED)
+            and record.last_reason != "restart budget exhausted"
+            and self._can_spawn()
+            and starts_with_control_plane(record.restart_policy, operator_stopped=record.operator_stopped)
+        ):
+            self._update(source=CONTROL_PLANE, operator_stopped=False)
+            self._spawn(CONTROL_PLANE)
+        else:
+            self._update(source=CONTROL_PLANE)
+
+    def _adopt(self, pid: int) -> None:
+        try:
+            runtime = self.s.processes.adopt(pid)
+        except DraasError as error:
+            self._update(status=Status.FAILED, source=CONTROL_PLANE, last_reason=error.message)
+            return
+        self._update(
+            status=Status.RUNNING, source=CONTROL_PLANE, runtime=runtime,
+            metadata={"pid": str(pid), "reason": "adopted"},
+        )
+        self._watch()
+
+    def _deregister(self, stop_workload: bool) -> None:
+        self._cancel(restart=True, kill=True)
+        runtime = self.record.runtime
+        if runtime is not None:
+            self._tell("monitor", UnwatchProcess(self.record.instance_id, runtime.pid))
+            if stop_workload and self.record.process is not None:
+                self.s.processes.terminate_later(runtime, self.record.process.stop_timeout)
+        self._tell("store", DeleteRecord(self.record.instance_id, self.record.version + 1))
+        self.stop()
+
+    def _spawn(self, source: str, *, restart: bool = False) -> None:
+        spec = self.record.process
+        assert spec is not None
+        try:
+            runtime = self.s.processes.spawn(self.record.instance_id, spec)
+        except OSError as error:
+            self._update(
+                status=Status.FAILED, source=source, runtime=None, last_exit_code=None,
+                next_restart_at=None, last_reason=f"spawn failed: {error}", metadata={"reason": str(error)},
+            )
+            self._apply_policy(ran_for=0.0)
+            return
+        self._update(
+            status=Status.RUNNING,
+            source=source,
+            runtime=runtime,
+            next_restart_at=None,
+            restart_count=self.record.restart_count + (1 if restart else 0),
+            metadata={"pid": str(runtime.pid)},
+        )
+        self._watch()
+
+    def _watch(self) -> None:
+        runtime = self.record.runtime
+        if runtime is not None:
+            self._tell(
+                "monitor",
+                WatchProcess(self.record.instance_id, runtime.pid, runtime.create_time, self.actor_ref),
+            )
+
+    def _can_spawn(self) -> bool:
+        return self.record.process is not None and bool(self.record.process.command)
+
+    def _cancel(self, *, restart: bool = False, kill: bool = False) -> None:
+        if restart and self.restart_handle is not None:
+            self.s.scheduler.cancel(self.restart_handle)
+            self.restart_handle = None
+            self.restart_token += 1
+        if kill and self.kill_handle is not None:
+            self.s.scheduler.cancel(self.kill_handle)
+            self.kill_handle = None
+
+    # -- persistence and publication --------------------------------------------------------------
+
+    def _update(
+        self,
+        *,
+        source: str,
+        status: Status | None = None,
+        metadata: Mapping[str, str] | None = None,
+        **fields: Any,
+    ) -> None:
+        """Apply changes to the record; publish a StatusChanged only when the status really changed."""
+        old = self.record
+        now = self.s.clock()
+        new_status = status if status is not None else old.status
+        changed = new_status is not old.status
+        if metadata is not None:
+            fields["metadata"] = dict(metadata)
+        self.record = old.replace(
+            status=new_status,
+            status_since=now if changed else old.status_since,
+            updated_at=now,
+            version=old.version + 1,
+            **fields,
+        )
+        if changed:
+            change = StatusChanged(
+                instance_id=old.instance_id,
+                platform=old.platform,
+                old_status=old.status,
+                new_status=new_status,
+                source=source,
+                timestamp=now,
+                metadata=dict(metadata or {}),
+            )
+            self._tell("bus", Publish(change=change, record=self.record))
+        else:
+            self._tell("store", SaveRecord(self.record))
+
+    def _tell(self, core: str, message: Any) -> None:
+        ref = getattr(self.s.refs, core)
+        try:
+            if ref is None:
+                raise pykka.ActorDeadError(core)
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            # The supervisor is restarting it; our record stays authoritative and is saved with the next change.
+            log.error("instance %s: %s is down; %s not delivered", self.record.instance_id, core, type(message).__name__)
+
+
+def _exit_metadata(exited: ProcessExited) -> dict[str, str]:
+    metadata = {"pid": str(exited.pid), "reason": exited.reason}
+    if exited.exit_code is not None:
+        metadata["exitCode"] = str(exited.exit_code)
+    return metadata

@@ -1,0 +1,264 @@
+"""The runtime store: instance records and the append-only change log, in SQLite (WAL mode).
+
+Writes are group-committed: each write is buffered and a ``Flush`` is told to ourselves once; the inbox is
+FIFO, so every write queued before that ``Flush`` lands in the same transaction. Reads flush first, so a
+reader sees everything told to the store before its question.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import CursorExpired
+from ..messages import (
+    AppendChange,
+    ChangesPage,
+    CheckWritable,
+    DeleteRecord,
+    Flush,
+    LastCursor,
+    ListRecords,
+    LoadRecord,
+    LoadRecords,
+    QueryChanges,
+    QueryRecent,
+    SaveRecord,
+    StatusChanged,
+)
+from ..model import InstanceId, Platform, Status
+from ..records import InstanceRecord, record_from_json, record_to_json
+from ..scheduler import Scheduler
+from .watched import WatchedActor
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id TEXT PRIMARY KEY, platform TEXT NOT NULL, status TEXT NOT NULL,
+    version INTEGER NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    cursor INTEGER PRIMARY KEY, instance_id TEXT NOT NULL, platform TEXT NOT NULL,
+    old_status TEXT NOT NULL, new_status TEXT NOT NULL, source TEXT NOT NULL,
+    ts REAL NOT NULL, metadata TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS changes_ts ON changes (ts);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retention:
+    max_changes: int = 100_000
+    max_age: float = 7 * 24 * 3600.0
+    prune_interval: float = 30.0
+
+
+@dataclass(frozen=True)
+class _Prune:
+    pass
+
+
+class StoreActor(WatchedActor):
+    kind = "store"
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        retention: Retention,
+        scheduler: Scheduler,
+        watcher: Any = None,
+    ) -> None:
+        super().__init__(watcher=watcher, key="store")
+        self.path = path
+        self.retention = retention
+        self.scheduler = scheduler
+        self.db: sqlite3.Connection | None = None
+        self.records: dict[str, InstanceRecord] = {}
+        self.tombstones: dict[str, int] = {}
+        self.changes: list[StatusChanged] = []
+        self.flush_pending = False
+        self.max_cursor = 0
+        self.pruned_through = 0
+        self.commits = 0
+
+    def started(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+        db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL survives a crash of this process; only a power loss can take the last commits.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        self.db = db
+        self.max_cursor = db.execute("SELECT COALESCE(MAX(cursor), 0) FROM changes").fetchone()[0]
+        row = db.execute("SELECT value FROM meta WHERE key='pruned_through'").fetchone()
+        self.pruned_through = int(row[0]) if row else 0
+        self.max_cursor = max(self.max_cursor, self.pruned_through)
+        self._prune()
+        self.scheduler.call_later(self.retention.prune_interval, self.actor_ref, _Prune())
+
+    def on_stop(self) -> None:
+        if self.db is not None:
+            self._flush()
+            self.db.close()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case SaveRecord(record):
+                if record.version > self.tombstones.get(record.instance_id, -1):
+                    current = self.records.get(record.instance_id)
+                    if current is None or record.version >= current.version:
+                        self.records[record.instance_id] = record
+                        self._schedule_flush()
+            case AppendChange(change):
+                self.changes.append(change)
+                self.max_cursor = max(self.max_cursor, change.cursor)
+                self._schedule_flush()
+            case DeleteRecord(instance_id, version):
+                self._flush()
+                self.tombstones[instance_id] = version
+                assert self.db is not None
+                self.db.execute("DELETE FROM instances WHERE instance_id=?", (instance_id,))
+            case Flush():
+                self.flush_pending = False
+                self._flush()
+            case _Prune():
+                self._prune()
+                self.scheduler.call_later(self.retention.prune_interval, self.actor_ref, _Prune())
+            case LoadRecords():
+                self._flush()
+                return [record_from_json(r) for (r,) in self._db().execute("SELECT record FROM instances")]
+            case LoadRecord(instance_id):
+                self._flush()
+                row = self._db().execute(
+                    "SELECT record FROM instances WHERE instance_id=?", (instance_id,)
+                ).fetchone()
+                return record_from_json(row[0]) if row else None
+            case ListRecords(platform=platform, status=status):
+                return self._list(platform, status)
+            case QueryChanges(after, limit):
+                return self._changes_after(after, limit)
+            case QueryRecent(since, statuses, limit):
+                return self._recent(since, statuses, limit)
+            case LastCursor():
+                return self.max_cursor
+            case CheckWritable():
+                self._flush()
+                self._db().execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('heartbeat', ?)", (str(time.time()),)
+                )
+                return True
+            case _:
+                return super().on_receive(message)
+        return None
+
+    def _db(self) -> sqlite3.Connection:
+        assert self.db is not None, "store not started"
+        return self.db
+
+    def _schedule_flush(self) -> None:
+        if not self.flush_pending:
+            self.flush_pending = True
+            self.actor_ref.tell(Flush())
+
+    def _flush(self) -> None:
+        if not self.records and not self.changes:
+            return
+        records, self.records = self.records, {}
+        changes, self.changes = self.changes, []
+        db = self._db()
+        with db:
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO instances (instance_id, platform, status, version, record) VALUES (?,?,?,?,?)"
+                " ON CONFLICT(instance_id) DO UPDATE SET platform=excluded.platform,"
+                " status=excluded.status, version=excluded.version, record=excluded.record"
+                " WHERE excluded.version >= instances.version",
+                [
+                    (r.instance_id, r.platform.value, r.status.value, r.version, record_to_json(r))
+                    for r in records.values()
+                ],
+            )
+            db.executemany(
+                "INSERT INTO changes VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        c.cursor, c.instance_id, c.platform.value, c.old_status.value,
+                        c.new_status.value, c.source, c.timestamp, json.dumps(dict(c.metadata)),
+                    )
+                    for c in changes
+                ],
+            )
+        self.commits += 1
+
+    def _prune(self) -> None:
+        self._flush()
+        db = self._db()
+        horizon = time.time() - self.retention.max_age
+        by_count = self.max_cursor - self.retention.max_changes
+        row = db.execute(
+            "SELECT MAX(cursor) FROM changes WHERE ts < ? OR cursor <= ?", (horizon, by_count)
+        ).fetchone()
+        through = row[0]
+        if through is None:
+            return
+        with db:
+            db.execute("BEGIN")
+            db.execute("DELETE FROM changes WHERE cursor <= ?", (through,))
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_through', ?)", (str(through),)
+            )
+        self.pruned_through = max(self.pruned_through, through)
+        log.info("change log pruned through cursor %d", through)
+
+    def _list(self, platform: Platform | None, status: Status | None) -> list[InstanceRecord]:
+        self._flush()
+        sql, args = "SELECT record FROM instances WHERE 1=1", []
+        if platform is not None:
+            sql, args = sql + " AND platform=?", [*args, platform.value]
+        if status is not None:
+            sql, args = sql + " AND status=?", [*args, status.value]
+        return [record_from_json(r) for (r,) in self._db().execute(sql + " ORDER BY instance_id", args)]
+
+    def _changes_after(self, after: int, limit: int) -> ChangesPage:
+        self._flush()
+        if after < self.pruned_through:
+            raise CursorExpired(
+                f"cursor {after} is older than the retained change log",
+                field="after",
+                detail=(
+                    f"changes up to cursor {self.pruned_through} were pruned by retention; resync with "
+                    f"GET /api/instances, then follow GET /api/status/changes?after={self.pruned_through}"
+                ),
+            )
+        rows = self._db().execute(
+            "SELECT * FROM changes WHERE cursor > ? ORDER BY cursor LIMIT ?", (after, limit)
+        ).fetchall()
+        changes = tuple(_change_from_row(r) for r in rows)
+        return ChangesPage(changes, changes[-1].cursor if changes else max(after, 0))
+
+    def _recent(self, since: float, statuses: frozenset[Status] | None, limit: int) -> tuple[StatusChanged, ...]:
+        self._flush()
+        sql, args = "SELECT * FROM changes WHERE ts >= ?", [since]
+        if statuses:
+            sql += f" AND new_status IN ({','.join('?' * len(statuses))})"
+            args += [s.value for s in statuses]
+        rows = self._db().execute(sql + " ORDER BY cursor DESC LIMIT ?", [*args, limit]).fetchall()
+        return tuple(_change_from_row(r) for r in reversed(rows))
+
+
+def _change_from_row(row: tuple[Any, ...]) -> StatusChanged:
+    cursor, instance_id, platform, old, new, source, ts, metadata = row
+    return StatusChanged(
+        instance_id=InstanceId(instance_id),
+        platform=Platform(platform),
+        old_status=Status(old),
+        new_status=Status(new),
+        source=source,
+        timestamp=ts,
+        metadata=json.loads(metadata),
+        cursor=cursor,
+    )

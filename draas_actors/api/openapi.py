@@ -1,0 +1,139 @@
+"""The OpenAPI 3 document, built from the same route table and schemas the app uses."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..wire import REGISTRATION_SCHEMA, STATUS_UPDATE_SCHEMA
+from .auth import PUBLIC
+
+if TYPE_CHECKING:
+    from .app import Route
+
+METHODS = ("get", "post", "put", "patch", "delete")
+
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "detail": {"type": ["string", "null"]},
+                   "field": {"type": ["string", "null"]}},
+}
+_ERROR_REF = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema or {"type": "object"}}}}
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+_INSTANCE = {"$ref": "#/components/schemas/Instance"}
+
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/api/status/updates", "post"): {
+        "summary": "Push one status update (object) or a batch (array) from a daemon",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+            {"$ref": "#/components/schemas/StatusUpdate"},
+            {"type": "array", "items": {"$ref": "#/components/schemas/StatusUpdate"}, "minItems": 1},
+        ]}}}},
+        "responses": {"202": _json("accepted (batch: accepted/rejected counts and a result per item)"),
+                      "400": _ERROR_REF, "404": _ERROR_REF, "422": _ERROR_REF},
+    },
+    ("/api/status/{instance_id}/status", "get"): {
+        "summary": "Current status of one instance",
+        "responses": {"200": _json("status"), "404": _ERROR_REF},
+    },
+    ("/api/status/recent-changes", "get"): {
+        "summary": "Status changes since a time (upstream design's query)",
+        "parameters": [
+            _query("since", "RFC 3339 time or epoch seconds; default one hour ago", {"type": "string"}),
+            _query("statusFilter", "comma-separated new statuses", {"type": "string"}),
+            _query("limit", "at most this many (newest)", {"type": "integer", "minimum": 1, "maximum": 10000}),
+        ],
+        "responses": {"200": _json("changes"), "422": _ERROR_REF},
+    },
+    ("/api/status/changes", "get"): {
+        "summary": "The change feed after a cursor",
+        "parameters": [
+            _query("after", "cursor of the last change seen; 0 for the start", {"type": "integer", "minimum": 0}),
+            _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        ],
+        "responses": {"200": _json("a page of changes and nextCursor"), "410": _ERROR_REF, "422": _ERROR_REF},
+    },
+    ("/api/instances", "get"): {
+        "summary": "List instances",
+        "parameters": [
+            _query("platform", "process, docker or kubernetes", {"type": "string"}),
+            _query("status", "a status name", {"type": "string"}),
+        ],
+        "responses": {"200": _json("instances"), "422": _ERROR_REF},
+    },
+    ("/api/instances", "post"): {
+        "summary": "Register an instance (process: a command to run or a PID to adopt)",
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Registration"}}}},
+        "responses": {"201": _json("the instance", _INSTANCE), "400": _ERROR_REF, "409": _ERROR_REF,
+                      "422": _ERROR_REF},
+    },
+    ("/api/instances/{instance_id}", "get"): {
+        "summary": "One instance, with runtime and restart-policy explanations",
+        "responses": {"200": _json("the instance", _INSTANCE), "404": _ERROR_REF},
+    },
+    ("/api/instances/{instance_id}", "delete"): {
+        "summary": "Deregister an instance (stops its process unless stop=false)",
+        "parameters": [_query("stop", "stop the workload (default true)", {"type": "boolean"})],
+        "responses": {"204": {"description": "deregistered"}, "404": _ERROR_REF},
+    },
+    **{
+        (f"/api/instances/{{instance_id}}/{action}", "post"): {
+            "summary": f"Operator {action}",
+            "responses": {"202": _json("the instance", _INSTANCE), "404": _ERROR_REF, "409": _ERROR_REF},
+        }
+        for action in ("start", "stop", "restart")
+    },
+    ("/healthz", "get"): {"summary": "Liveness", "responses": {"200": _json("alive")}},
+    ("/readyz", "get"): {
+        "summary": "Readiness: core actors alive, nothing escalated, store writable",
+        "responses": {"200": _json("ready"), "503": _json("not ready")},
+    },
+    ("/api/openapi.json", "get"): {"summary": "This document", "responses": {"200": _json("OpenAPI 3")}},
+}
+
+
+def responder_methods(resource: Any) -> list[str]:
+    return [m for m in METHODS if callable(getattr(resource, f"on_{m}", None))]
+
+
+def build_openapi(table: list["Route"]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for route in table:
+        for method in responder_methods(route.resource):
+            operation = dict(OPERATIONS[(route.template, method)])
+            operation["x-required-role"] = route.role
+            operation["security"] = [] if route.role == PUBLIC else [{"apiKey": []}, {"bearer": []}]
+            if "{instance_id}" in route.template:
+                operation["parameters"] = [
+                    {"name": "instance_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    *operation.get("parameters", []),
+                ]
+            paths.setdefault(route.template, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "draas-actors control plane", "version": "0.1.0"},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+            "schemas": {
+                "StatusUpdate": STATUS_UPDATE_SCHEMA,
+                "Registration": REGISTRATION_SCHEMA,
+                "Error": _ERROR,
+                "Instance": {"type": "object", "required": [
+                    "instanceId", "platform", "status", "restartCount", "lastExitCode", "nextRestartAt",
+                    "restartPolicy", "runtime"]},
+            },
+        },
+    }

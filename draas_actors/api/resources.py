@@ -1,0 +1,227 @@
+"""Resources: parse, delegate to the control plane, render. No logic of their own."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+import falcon
+
+from ..errors import InvalidInput, MalformedInput, NotFound
+from ..messages import Rejected
+from ..model import Platform, parse_status
+from ..system import ControlPlane
+from ..wire import (
+    change_view,
+    format_time,
+    instance_view,
+    parse_registration,
+    parse_status_updates,
+    parse_time,
+    parse_status_update,
+)
+from .errors import error_body
+
+
+def read_json(req: falcon.Request) -> Any:
+    raw = req.bounded_stream.read()
+    if not raw:
+        raise MalformedInput("the request body is empty; send JSON", field="body")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise MalformedInput(f"the request body is not valid JSON: {error}", field="body") from None
+
+
+def _enum_param(req: falcon.Request, name: str, parse: Callable[[str], Any]) -> Any:
+    value = req.get_param(name)
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError:
+        raise InvalidInput(f"{name}: {value!r} is not a valid value", field=name) from None
+
+
+def _int_param(req: falcon.Request, name: str, default: int, low: int, high: int) -> int:
+    value = req.get_param(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidInput(f"{name}: expected an integer, got {value!r}", field=name) from None
+    if not low <= number <= high:
+        raise InvalidInput(f"{name}: must be between {low} and {high}", field=name)
+    return number
+
+
+class StatusUpdates:
+    """POST /api/status/updates: one update (object) or a batch (array)."""
+
+    def __init__(self, control_plane: ControlPlane, clock: Callable[[], float] = time.time) -> None:
+        self.cp = control_plane
+        self.clock = clock
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = read_json(req)
+        received_at = self.clock()
+        if isinstance(body, list):
+            self._batch(body, received_at, resp)
+            return
+        report = parse_status_update(body, received_at=received_at)
+        (outcome,) = self.cp.submit((report,))
+        if isinstance(outcome, Rejected):
+            if outcome.not_found:
+                raise NotFound(outcome.message, field=outcome.field)
+            raise InvalidInput(outcome.message, field=outcome.field)
+        resp.status = falcon.HTTP_202
+        resp.media = {"status": "accepted", "instanceId": report.instance_id}
+
+    def _batch(self, body: list[Any], received_at: float, resp: falcon.Response) -> None:
+        if not body:
+            raise InvalidInput("the batch is empty", field="body")
+        parsed = parse_status_updates(body, received_at=received_at)
+        reports = tuple(p for p in parsed if not isinstance(p, InvalidInput))
+        outcomes = iter(self.cp.submit(reports) if reports else ())
+        results: list[dict[str, Any]] = []
+        for index, item in enumerate(parsed):
+            outcome = item if isinstance(item, InvalidInput) else next(outcomes)
+            if isinstance(outcome, (InvalidInput, Rejected)):
+                field = outcome.field if isinstance(outcome, InvalidInput) else f"[{index}].{outcome.field}"
+                results.append({"index": index, "status": "rejected", **error_body(outcome.message, None, field)})
+            else:
+                results.append({"index": index, "status": "accepted"})
+        accepted = sum(1 for r in results if r["status"] == "accepted")
+        resp.status = falcon.HTTP_202 if accepted else falcon.HTTP_422
+        resp.media = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
+
+
+class InstanceStatus:
+    """GET /api/status/{instance_id}/status"""
+
+    def __init__(self, control_plane: ControlPlane) -> None:
+        self.cp = control_plane
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, instance_id: str) -> None:
+        record = self.cp.get_instance(instance_id)
+        resp.media = {
+            "instanceId": record.instance_id,
+            "platform": record.platform.value,
+            "status": record.status.value,
+            "statusSince": format_time(record.status_since),
+            "lastReason": record.last_reason,
+            "metadata": dict(record.metadata),
+        }
+
+
+class RecentChanges:
+    """GET /api/status/recent-changes?since=&statusFilter=&limit= (the upstream design's query)."""
+
+    def __init__(self, control_plane: ControlPlane, clock: Callable[[], float] = time.time) -> None:
+        self.cp = control_plane
+        self.clock = clock
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        since_text = req.get_param("since")
+        since = self.clock() - 3600 if since_text is None else parse_time(_number_or_text(since_text), field="since")
+        statuses = None
+        if req.get_param("statusFilter"):
+            try:
+                statuses = frozenset(parse_status(s.strip()) for s in req.get_param("statusFilter").split(","))
+            except ValueError:
+                raise InvalidInput("statusFilter: unknown status", field="statusFilter") from None
+        limit = _int_param(req, "limit", 1000, 1, 10_000)
+        changes = self.cp.recent_changes(since, statuses, limit)
+        resp.media = {"changes": [change_view(c) for c in changes]}
+
+
+class Changes:
+    """GET /api/status/changes?after=<cursor>&limit= : the change feed, resumable by cursor."""
+
+    def __init__(self, control_plane: ControlPlane) -> None:
+        self.cp = control_plane
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        after = _int_param(req, "after", 0, 0, 2**62)
+        limit = _int_param(req, "limit", 100, 1, 1000)
+        page = self.cp.changes(after, limit)
+        resp.media = {"changes": [change_view(c) for c in page.changes], "nextCursor": page.next_cursor}
+
+
+class Instances:
+    """GET /api/instances?platform=&status= ; POST /api/instances"""
+
+    def __init__(self, control_plane: ControlPlane) -> None:
+        self.cp = control_plane
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        platform = _enum_param(req, "platform", Platform)
+        status = _enum_param(req, "status", parse_status)
+        records = self.cp.list_instances(platform=platform, status=status)
+        resp.media = {"instances": [instance_view(r) for r in records]}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        record = self.cp.register(parse_registration(read_json(req)))
+        resp.status = falcon.HTTP_201
+        resp.location = f"/api/instances/{record.instance_id}"
+        resp.media = instance_view(record)
+
+
+class Instance:
+    """GET / DELETE /api/instances/{instance_id}"""
+
+    def __init__(self, control_plane: ControlPlane) -> None:
+        self.cp = control_plane
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, instance_id: str) -> None:
+        resp.media = instance_view(self.cp.get_instance(instance_id))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, instance_id: str) -> None:
+        stop = req.get_param_as_bool("stop", default=True)
+        self.cp.deregister(instance_id, stop_workload=stop)
+        resp.status = falcon.HTTP_204
+
+
+class InstanceAction:
+    """POST /api/instances/{instance_id}/{start|stop|restart}; the effect is asynchronous, hence 202."""
+
+    def __init__(self, control_plane: ControlPlane, action: str) -> None:
+        self.cp = control_plane
+        self.action = action
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, instance_id: str) -> None:
+        resp.status = falcon.HTTP_202
+        resp.media = instance_view(self.cp.act(instance_id, self.action))
+
+
+class Healthz:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "alive"}
+
+
+class Readyz:
+    def __init__(self, control_plane: ControlPlane) -> None:
+        self.cp = control_plane
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        ready, details = self.cp.ready()
+        resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
+        resp.media = {"status": "ready" if ready else "not ready", **details}
+
+
+class OpenApi:
+    def __init__(self) -> None:
+        self.document: dict[str, Any] = {}  # set by create_app once every route is known
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.document
+
+
+def _number_or_text(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+

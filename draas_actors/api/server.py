@@ -1,0 +1,43 @@
+"""waitress in a thread, with a clean stop: for run.py and for tests that need real HTTP."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import waitress
+from waitress.server import BaseWSGIServer, MultiSocketServer
+
+log = logging.getLogger(__name__)
+
+
+class HttpServer:
+    def __init__(self, app: Any, *, host: str, port: int, threads: int = 8) -> None:
+        server = waitress.create_server(app, host=host, port=port, threads=threads, ident="draas")
+        assert isinstance(server, (BaseWSGIServer, MultiSocketServer))
+        self._server = server
+        self._thread = threading.Thread(target=self._serve, name="draas-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)  # type: ignore[union-attr]
+
+    @property
+    def host(self) -> str:
+        return str(self._server.effective_host)  # type: ignore[union-attr]
+
+    def start(self) -> "HttpServer":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._server.close()
+        self._thread.join(timeout)
+
+    def _serve(self) -> None:
+        try:
+            self._server.run()
+        except (OSError, ValueError):
+            # close() from another thread ends the asyncore loop with a closed-socket error.
+            log.debug("http server loop ended", exc_info=True)

@@ -1,0 +1,83 @@
+"""run.py's body: parse args, load settings, start the actor system and HTTP, wait for a signal, stop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from .api.app import create_app
+from .api.server import HttpServer
+from .errors import ConfigError
+from .messages import StatusChanged
+from .settings import ensure_keys, load_settings
+from .system import ControlPlane
+
+log = logging.getLogger("draas")
+DEFAULT_CONFIG = Path("config/draas.toml")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="run.py", description="draas-actors control plane")
+    parser.add_argument("--config", type=Path, default=None, help=f"TOML settings (default {DEFAULT_CONFIG})")
+    parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port to listen on; 0 picks a free one")
+    parser.add_argument("--data-dir", default=None, help="store, logs and generated keys (default ./var)")
+    return parser.parse_args(argv)
+
+
+def log_change(event: StatusChanged) -> None:
+    log.info(
+        "instance %s: %s -> %s (source %s)",
+        event.instance_id, event.old_status.value, event.new_status.value, event.source,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    try:
+        settings = load_settings(config, overrides={"host": args.host, "port": args.port, "dataDir": args.data_dir})
+    except ConfigError as error:
+        print(f"configuration error: {error.message}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    settings, written = ensure_keys(settings)
+    for path in written:
+        log.info("generated an API key in %s (mode 0600); it is used until you configure one", path)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting at once")
+            os._exit(1)
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    control_plane = ControlPlane(settings.system)
+    try:
+        control_plane.start(settings.instances, subscribers=[log_change])
+    except Exception:
+        log.exception("start-up failed")
+        control_plane.stop(timeout=settings.shutdown_timeout)
+        return 1
+    app = create_app(control_plane, daemon_keys=settings.daemon_keys, operator_keys=settings.operator_keys)
+    server = HttpServer(app, host=settings.host, port=settings.port, threads=settings.threads).start()
+    log.info("listening on http://%s:%d (data in %s)", server.host, server.port, settings.system.data_dir)
+
+    stop.wait()
+    server.stop()
+    control_plane.stop(stop_processes=settings.stop_processes_on_exit, timeout=settings.shutdown_timeout)
+    log.info("stopped")
+    return 0

@@ -1,0 +1,106 @@
+"""Delivery of status events to one in-process subscriber, off the bus's thread.
+
+Each subscriber gets a bounded queue and a thread: a slow subscriber only fills its own queue (the oldest
+events are dropped and counted), and one that raises is logged and counted, never able to stall or kill the bus.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from typing import Callable
+
+from .messages import StatusChanged, SubscriptionFilter
+
+log = logging.getLogger(__name__)
+
+
+class Subscriber:
+    def __init__(
+        self,
+        subscription_id: int,
+        callback: Callable[[StatusChanged], None],
+        event_filter: SubscriptionFilter,
+        queue_size: int,
+    ) -> None:
+        self.subscription_id = subscription_id
+        self.filter = event_filter
+        self.delivered = 0
+        self.dropped = 0
+        self.failed = 0
+        self._callback = callback
+        self._queue: collections.deque[StatusChanged] = collections.deque(maxlen=queue_size)
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"draas-subscriber-{subscription_id}", daemon=True
+        )
+        self._thread.start()
+
+    def offer(self, event: StatusChanged) -> None:
+        if not self.filter.matches(event):
+            return
+        with self._cond:
+            if len(self._queue) == self._queue.maxlen:
+                self.dropped += 1
+            self._queue.append(event)
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                event = self._queue.popleft()
+            try:
+                self._callback(event)
+                self.delivered += 1
+            except Exception:
+                self.failed += 1
+                if self.failed <= 10 or self.failed % 1000 == 0:
+                    log.exception("subscriber %d failed (%d failures)", self.subscription_id, self.failed)
+
+
+class Subscriptions:
+    """The subscriber table; it outlives any one bus actor, so a restarted bus keeps its subscribers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next_id = 1
+        self._subscribers: dict[int, Subscriber] = {}
+
+    def add(
+        self, callback: Callable[[StatusChanged], None], event_filter: SubscriptionFilter, queue_size: int
+    ) -> int:
+        with self._lock:
+            subscription_id = self._next_id
+            self._next_id += 1
+            self._subscribers[subscription_id] = Subscriber(
+                subscription_id, callback, event_filter, queue_size
+            )
+        return subscription_id
+
+    def remove(self, subscription_id: int) -> bool:
+        with self._lock:
+            subscriber = self._subscribers.pop(subscription_id, None)
+        if subscriber is not None:
+            subscriber.close()
+        return subscriber is not None
+
+    def publish(self, event: StatusChanged) -> None:
+        for subscriber in list(self._subscribers.values()):
+            subscriber.offer(event)
+
+    def close_all(self) -> None:
+        with self._lock:
+            subscribers, self._subscribers = list(self._subscribers.values()), {}
+        for subscriber in subscribers:
+            subscriber.close()

@@ -1,0 +1,41 @@
+"""One error hierarchy for the domain; the HTTP layer maps it to statuses in one place."""
+
+from __future__ import annotations
+
+
+class DraasError(Exception):
+    """Base class. ``field`` names the offending input field when there is one."""
+
+    def __init__(self, message: str, *, field: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.detail = detail or message
+
+
+class InvalidInput(DraasError):
+    """Input that is well-formed but does not satisfy the schema (HTTP 422)."""
+
+
+class MalformedInput(DraasError):
+    """Input that cannot be parsed at all (HTTP 400)."""
+
+
+class ConfigError(DraasError):
+    """A configuration file or environment variable is wrong."""
+
+
+class NotFound(DraasError):
+    pass
+
+
+class Conflict(DraasError):
+    pass
+
+
+class CursorExpired(DraasError):
+    """The change-log cursor is older than retention (HTTP 410)."""
+
+
+class Unavailable(DraasError):
+    """An actor needed to answer is dead or did not answer in time (HTTP 503)."""

@@ -1,0 +1,306 @@
+"""Messages between actors: frozen dataclasses only.
+
+Commands are told or asked; events are published. Every field an actor needs travels in the message,
+so no actor reaches into another's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import pykka
+
+from .model import InstanceId, Platform, Status
+from .records import InstanceRecord
+
+# -- status reports and events --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusReport:
+    """One observation of an instance's status, from a monitor or a daemon."""
+
+    instance_id: InstanceId
+    status: Status
+    source: str
+    observed_at: float  # epoch seconds at the source
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    platform: Platform | None = None  # used only when the report creates the instance
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusChanged:
+    """Published by the bus for every real status change; ``cursor`` is its place in the change log."""
+
+    instance_id: InstanceId
+    platform: Platform
+    old_status: Status
+    new_status: Status
+    source: str
+    timestamp: float
+    metadata: Mapping[str, str]
+    cursor: int = 0
+
+
+@dataclass(frozen=True)
+class ProcessExited:
+    instance_id: InstanceId
+    pid: int
+    exit_code: int | None  # None when the process was not our child
+    observed_at: float
+    reason: str
+
+
+# -- instance actor commands -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartInstance:
+    pass
+
+
+@dataclass(frozen=True)
+class StopInstance:
+    pass
+
+
+@dataclass(frozen=True)
+class RestartInstance:
+    pass
+
+
+@dataclass(frozen=True)
+class GetInstance:
+    pass
+
+
+@dataclass(frozen=True)
+class RestartDue:
+    token: int  # only the restart that was scheduled last may fire
+
+
+@dataclass(frozen=True)
+class KillIfAlive:
+    """The stop timeout passed: SIGKILL the process if it is still the one we asked to stop."""
+
+    pid: int
+    create_time: float
+
+
+@dataclass(frozen=True)
+class Rewatch:
+    """The process monitor was restarted: register our PID with it again."""
+
+
+@dataclass(frozen=True)
+class Deregister:
+    stop_workload: bool
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Sent once after start-up from stored state: re-adopt or start per policy."""
+
+    control_plane_start: bool
+
+
+# -- supervisor -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisterInstance:
+    record: InstanceRecord
+    start: bool = True
+
+
+@dataclass(frozen=True)
+class DeregisterInstance:
+    instance_id: InstanceId
+    stop_workload: bool = True
+
+
+@dataclass(frozen=True)
+class SubmitReports:
+    reports: tuple[StatusReport, ...]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Why the supervisor did not route a report; ``not_found`` separates 404 from 422."""
+
+    message: str
+    field: str
+    not_found: bool = False
+
+
+@dataclass(frozen=True)
+class LookupInstance:
+    instance_id: InstanceId
+
+
+@dataclass(frozen=True)
+class ActorDied:
+    """Death notice from a watched actor; ``pending`` holds the tells it had not handled yet."""
+
+    kind: str
+    key: str
+    error: str
+    pending: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckChildren:
+    pass
+
+
+@dataclass(frozen=True)
+class GetHealth:
+    pass
+
+
+@dataclass(frozen=True)
+class Health:
+    core_alive: Mapping[str, bool]
+    escalated: tuple[str, ...]
+    instances: int
+
+
+# -- status bus -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Publish:
+    """From an instance actor: a status change (cursor not yet assigned) and the record to persist."""
+
+    change: StatusChanged | None
+    record: InstanceRecord
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubscriptionFilter:
+    instance_ids: frozenset[str] | None = None
+    platforms: frozenset[Platform] | None = None
+    statuses: frozenset[Status] | None = None
+
+    def matches(self, event: StatusChanged) -> bool:
+        return (
+            (self.instance_ids is None or event.instance_id in self.instance_ids)
+            and (self.platforms is None or event.platform in self.platforms)
+            and (self.statuses is None or event.new_status in self.statuses)
+        )
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    callback: Callable[[StatusChanged], None]
+    filter: SubscriptionFilter = SubscriptionFilter()
+    queue_size: int = 10_000
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    subscription_id: int
+
+
+@dataclass(frozen=True)
+class ForgetInstance:
+    instance_id: InstanceId
+
+
+# -- runtime store ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SaveRecord:
+    record: InstanceRecord
+
+
+@dataclass(frozen=True)
+class AppendChange:
+    change: StatusChanged
+
+
+@dataclass(frozen=True)
+class DeleteRecord:
+    instance_id: InstanceId
+    version: int  # later saves of this or an older version are ignored
+
+
+@dataclass(frozen=True)
+class Flush:
+    pass
+
+
+@dataclass(frozen=True)
+class LoadRecords:
+    pass
+
+
+@dataclass(frozen=True)
+class LoadRecord:
+    instance_id: InstanceId
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListRecords:
+    platform: Platform | None = None
+    status: Status | None = None
+
+
+@dataclass(frozen=True)
+class QueryChanges:
+    after: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    changes: tuple[StatusChanged, ...]
+    next_cursor: int
+
+
+@dataclass(frozen=True)
+class QueryRecent:
+    since: float
+    statuses: frozenset[Status] | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class LastCursor:
+    pass
+
+
+@dataclass(frozen=True)
+class CheckWritable:
+    pass
+
+
+# -- process monitor --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchProcess:
+    instance_id: InstanceId
+    pid: int
+    create_time: float
+    owner: pykka.ActorRef[Any]  # the instance actor to tell when the process ends
+
+
+@dataclass(frozen=True)
+class UnwatchProcess:
+    instance_id: InstanceId
+    pid: int
+
+
+@dataclass(frozen=True)
+class PidfdReady:
+    """From the selector thread: the pidfd of this watch became readable, i.e. the process ended."""
+
+    token: int
+
+
+@dataclass(frozen=True)
+class Sweep:
+    pass

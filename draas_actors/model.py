@@ -1,0 +1,85 @@
+"""Ids, statuses, platforms and the status transition table."""
+
+from __future__ import annotations
+
+import enum
+from typing import NewType
+
+InstanceId = NewType("InstanceId", str)
+
+
+class Status(str, enum.Enum):
+    """Canonical instance statuses."""
+
+    PENDING = "Pending"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    UNHEALTHY = "Unhealthy"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+    RESTARTING = "Restarting"
+    REMOVED = "Removed"
+    UNKNOWN = "Unknown"
+
+
+class Platform(str, enum.Enum):
+    PROCESS = "process"
+    DOCKER = "docker"
+    KUBERNETES = "kubernetes"
+
+
+# Names the upstream design used on the wire; accepted on input, never produced.
+STATUS_ALIASES: dict[str, Status] = {"Created": Status.PENDING, "Error": Status.FAILED}
+
+
+def parse_status(name: str) -> Status:
+    """Return the canonical status for a wire name; raises ValueError for unknown names."""
+    alias = STATUS_ALIASES.get(name)
+    return alias if alias is not None else Status(name)
+
+
+S = Status
+_ALIVE = frozenset({S.STARTING, S.RUNNING, S.UNHEALTHY})
+_EXITED = frozenset({S.STOPPED, S.FAILED})
+
+# Allowed transitions: TRANSITIONS[old] is the set of statuses a report may move an instance to.
+# Observations are facts, so the table is generous; what it forbids are the reports that can only be
+# late echoes of an earlier life (a removed instance cannot stop or turn unhealthy, a stopped one
+# cannot start stopping) and moves into Pending from a live state that no platform produces.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    S.PENDING: frozenset(Status) - {S.PENDING},
+    S.STARTING: frozenset(Status) - {S.STARTING, S.PENDING},
+    S.RUNNING: frozenset(Status) - {S.RUNNING},
+    S.UNHEALTHY: frozenset(Status) - {S.UNHEALTHY, S.PENDING, S.STARTING},
+    S.STOPPING: frozenset({S.STOPPED, S.FAILED, S.REMOVED, S.UNKNOWN, S.RUNNING, S.RESTARTING}),
+    S.STOPPED: frozenset({S.PENDING, S.STARTING, S.RUNNING, S.RESTARTING, S.FAILED, S.REMOVED, S.UNKNOWN}),
+    S.FAILED: frozenset(Status) - {S.FAILED, S.STOPPING},
+    S.RESTARTING: frozenset(Status) - {S.RESTARTING},
+    S.REMOVED: frozenset({S.PENDING, S.STARTING, S.RUNNING, S.RESTARTING, S.UNKNOWN}),
+    S.UNKNOWN: frozenset(Status) - {S.UNKNOWN},
+}
+
+
+def can_transition(old: Status, new: Status) -> bool:
+    """True when a report may move an instance from ``old`` to ``new``."""
+    return new in TRANSITIONS[old]
+
+
+def is_alive(status: Status) -> bool:
+    """True for statuses in which the instance's workload is (believed to be) running."""
+    return status in _ALIVE
+
+
+def has_exited(status: Status) -> bool:
+    return status in _EXITED
+
+
+def guess_platform(source: str) -> Platform | None:
+    """The platform of an unknown instance, from the upstream design's source names (``DockerDaemon``...)."""
+    lowered = source.lower()
+    if "docker" in lowered:
+        return Platform.DOCKER
+    if "aks" in lowered or "k8s" in lowered or "kube" in lowered:
+        return Platform.KUBERNETES
+    return None

@@ -1,0 +1,61 @@
+"""One timer thread for the whole system: pykka has no timers, and a thread per timer would not scale."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from typing import Any
+
+import pykka
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Tells ``message`` to an actor after a delay. Cancelling is by handle."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, pykka.ActorRef[Any], Any]] = []
+        self._cancelled: set[int] = set()
+        self._ids = itertools.count(1)
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="draas-scheduler", daemon=True)
+        self._thread.start()
+
+    def call_later(self, delay: float, ref: pykka.ActorRef[Any], message: Any) -> int:
+        handle = next(self._ids)
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), handle, ref, message))
+            self._cond.notify()
+        return handle
+
+    def cancel(self, handle: int) -> None:
+        with self._cond:
+            self._cancelled.add(handle)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(timeout)
+                if self._stopped:
+                    return
+                _, handle, ref, message = heapq.heappop(self._heap)
+                if handle in self._cancelled:
+                    self._cancelled.discard(handle)
+                    continue
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                log.debug("timer for a stopped actor dropped: %r", message)

@@ -1,0 +1,228 @@
+"""The actor system as one object: starts and stops the actors, and is the only door the HTTP layer uses."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pykka
+
+from .actors.bus import BusActor
+from .actors.instance import InstanceServices
+from .actors.process_monitor import ProcessMonitorActor
+from .actors.refs import CoreRefs
+from .actors.store import Retention, StoreActor
+from .actors.supervisor import ACCEPTED, SupervisionSettings, SupervisorActor
+from .delivery import Subscriptions
+from .errors import NotFound, Unavailable
+from .messages import (
+    ChangesPage,
+    CheckWritable,
+    DeregisterInstance,
+    GetHealth,
+    GetInstance,
+    Health,
+    ListRecords,
+    LoadRecords,
+    LookupInstance,
+    QueryChanges,
+    QueryRecent,
+    RegisterInstance,
+    RestartInstance,
+    StartInstance,
+    StatusChanged,
+    StatusReport,
+    StopInstance,
+    SubmitReports,
+    Subscribe,
+    SubscriptionFilter,
+    Unsubscribe,
+)
+from .model import InstanceId, Platform, Status
+from .platforms.process import ProcessPlatform
+from .records import InstanceRecord
+from .scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+ACTIONS = {"start": StartInstance(), "stop": StopInstance(), "restart": RestartInstance()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SystemSettings:
+    data_dir: Path
+    store_path: str | None = None  # default: <data_dir>/draas.sqlite3; ":memory:" for tests
+    retention: Retention = Retention()
+    supervision: SupervisionSettings = SupervisionSettings()
+    sweep_interval: float = 5.0
+    ask_timeout: float = 5.0
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        settings: SystemSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        processes: ProcessPlatform | None = None,
+    ) -> None:
+        self.settings = settings
+        self.refs = CoreRefs()
+        self.scheduler = Scheduler()
+        self.subscriptions = Subscriptions()
+        self.processes = processes or ProcessPlatform(settings.data_dir / "logs")
+        self.services = InstanceServices(
+            refs=self.refs, scheduler=self.scheduler, processes=self.processes, clock=clock
+        )
+        self.started_at = 0.0
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    def start(
+        self,
+        configured: Iterable[InstanceRecord] = (),
+        subscribers: Iterable[Callable[[StatusChanged], None]] = (),
+    ) -> None:
+        """Start the core actors, then one instance actor per stored or configured instance."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        supervisor = SupervisorActor.start(
+            refs=self.refs,
+            services=self.services,
+            core_factory=self._start_core,
+            settings=self.settings.supervision,
+        )
+        self.refs.supervisor = supervisor
+        self._ask(supervisor, GetHealth())  # answered only once its on_start has started the core actors
+        for callback in subscribers:  # before any instance starts, so they see every change
+            self.subscribe(callback)
+        stored = {r.instance_id: r for r in self._ask(self.refs.store, LoadRecords())}
+        for record in configured:
+            previous = stored.get(record.instance_id)
+            # Configuration owns the spec and policy; the stored record owns what happened at run time.
+            stored[record.instance_id] = (
+                previous.replace(process=record.process, restart_policy=record.restart_policy)
+                if previous is not None and previous.platform is record.platform
+                else record
+            )
+        for record in stored.values():
+            self._ask(supervisor, RegisterInstance(record, start=True))
+        self.started_at = time.time()
+
+    def stop(self, *, stop_processes: bool = False, timeout: float = 10.0) -> None:
+        """Stop every actor; managed processes keep running for re-adoption unless asked otherwise."""
+        supervisor = self.refs.supervisor
+        if stop_processes and supervisor is not None:
+            for record in self.list_instances():
+                if record.runtime is not None:
+                    self.act(record.instance_id, "stop")
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and any(r.runtime for r in self.list_instances()):
+                time.sleep(0.05)
+        if supervisor is not None:
+            supervisor.stop(timeout=timeout)  # no more restarts of anything from here on
+        pykka.ActorRegistry.stop_all(block=True, timeout=timeout)
+        self.scheduler.stop()
+        self.subscriptions.close_all()
+
+    def _start_core(self, name: str, watcher: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+        """The supervisor's factory for its core children (at start-up and after a crash)."""
+        s = self.settings
+        if name == "store":
+            path = s.store_path or str(s.data_dir / "draas.sqlite3")
+            return StoreActor.start(path=path, retention=s.retention, scheduler=self.scheduler, watcher=watcher)
+        if name == "bus":
+            return BusActor.start(
+                refs=self.refs, subscriptions=self.subscriptions, ask_timeout=s.ask_timeout, watcher=watcher
+            )
+        if name == "monitor":
+            return ProcessMonitorActor.start(
+                platform=self.processes, scheduler=self.scheduler, sweep_interval=s.sweep_interval,
+                watcher=watcher,
+            )
+        raise ValueError(name)
+
+    # -- the door the API uses --------------------------------------------------------------------
+
+    def submit(self, reports: tuple[StatusReport, ...]) -> tuple[str, ...]:
+        """Route reports to their instance actors; one outcome per report (``"accepted"`` or why not)."""
+        return self._ask(self.refs.supervisor, SubmitReports(reports))
+
+    def register(self, record: InstanceRecord) -> InstanceRecord:
+        now = time.time()
+        record = record.replace(created_at=now, status_since=now, updated_at=now)
+        self._ask(self.refs.supervisor, RegisterInstance(record, start=False))
+        return self.get_instance(record.instance_id)
+
+    def deregister(self, instance_id: str, *, stop_workload: bool = True) -> None:
+        if not self._ask(self.refs.supervisor, DeregisterInstance(InstanceId(instance_id), stop_workload)):
+            raise NotFound(f"no instance {instance_id!r}", field="instanceId")
+
+    def get_instance(self, instance_id: str) -> InstanceRecord:
+        return self._ask(self._instance(instance_id), GetInstance())
+
+    def act(self, instance_id: str, action: str) -> InstanceRecord:
+        return self._ask(self._instance(instance_id), ACTIONS[action])
+
+    def list_instances(
+        self, *, platform: Platform | None = None, status: Status | None = None
+    ) -> list[InstanceRecord]:
+        return self._ask(self.refs.store, ListRecords(platform=platform, status=status))
+
+    def changes(self, after: int, limit: int) -> ChangesPage:
+        return self._ask(self.refs.store, QueryChanges(after, limit))
+
+    def recent_changes(
+        self, since: float, statuses: frozenset[Status] | None, limit: int
+    ) -> tuple[StatusChanged, ...]:
+        return self._ask(self.refs.store, QueryRecent(since, statuses, limit))
+
+    def subscribe(
+        self,
+        callback: Callable[[StatusChanged], None],
+        event_filter: SubscriptionFilter = SubscriptionFilter(),
+        queue_size: int = 10_000,
+    ) -> int:
+        return self._ask(self.refs.bus, Subscribe(callback, event_filter, queue_size))
+
+    def unsubscribe(self, subscription_id: int) -> bool:
+        return self._ask(self.refs.bus, Unsubscribe(subscription_id))
+
+    def health(self) -> Health:
+        return self._ask(self.refs.supervisor, GetHealth())
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when every core actor is alive, nothing has been escalated, and the store takes writes."""
+        try:
+            health = self.health()
+            writable = bool(self._ask(self.refs.store, CheckWritable()))
+        except Unavailable as error:
+            return False, {"error": error.message}
+        ok = all(health.core_alive.values()) and not health.escalated and writable
+        return ok, {
+            "actors": dict(health.core_alive),
+            "escalated": list(health.escalated),
+            "storeWritable": writable,
+            "instances": health.instances,
+        }
+
+    def _instance(self, instance_id: str) -> pykka.ActorRef[Any]:
+        ref = self._ask(self.refs.supervisor, LookupInstance(InstanceId(instance_id)))
+        if ref is None:
+            raise NotFound(f"no instance {instance_id!r}", field="instanceId")
+        return ref
+
+    def _ask(self, ref: pykka.ActorRef[Any] | None, message: Any) -> Any:
+        if ref is None:
+            raise Unavailable(f"no actor to handle {type(message).__name__}")
+        try:
+            return ref.ask(message, timeout=self.settings.ask_timeout)
+        except pykka.ActorDeadError as error:
+            raise Unavailable(f"{type(message).__name__}: actor is down, retry shortly") from error
+        except pykka.Timeout as error:
+            raise Unavailable(f"{type(message).__name__}: no answer within {self.settings.ask_timeout}s") from error
+
+
+__all__ = ["ControlPlane", "SystemSettings", "ACCEPTED"]

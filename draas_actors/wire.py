@@ -1,0 +1,301 @@
+"""JSON <-> messages and records, with validation that names the offending field.
+
+Schemas are plain JSON Schema (validated by ``jsonschema``) so that the OpenAPI document and the config
+loader use exactly the same definitions as the HTTP handlers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any, Iterable, Mapping
+
+import jsonschema
+
+from .errors import InvalidInput, MalformedInput
+from .messages import StatusChanged, StatusReport
+from .model import STATUS_ALIASES, InstanceId, Platform, Status, parse_status
+from .policy import RestartMode, RestartPolicy
+from .records import InstanceRecord, ProcessSpec
+
+STATUS_NAMES = [s.value for s in Status] + list(STATUS_ALIASES)
+_ID = {"type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"}
+_SCALAR = {"type": ["string", "number", "boolean", "null"]}
+_SECONDS = {"type": "number", "minimum": 0}
+
+STATUS_UPDATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["instanceId", "status", "source"],
+    "additionalProperties": False,
+    "properties": {
+        "instanceId": _ID,
+        "status": {"type": "string", "description": "one of " + ", ".join(STATUS_NAMES)},
+        "source": {"type": "string", "minLength": 1, "maxLength": 128},
+        "metadata": {"type": "object", "additionalProperties": _SCALAR, "maxProperties": 64},
+        "observedAt": {
+            "type": ["string", "number"],
+            "description": "when the source observed the status: RFC 3339 time or epoch seconds",
+        },
+        "platform": {"enum": [p.value for p in Platform]},
+    },
+}
+
+RESTART_POLICY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "mode": {"enum": [m.value for m in RestartMode]},
+        "successExitCodes": {"type": "array", "items": {"type": "integer"}, "maxItems": 256},
+        "initialBackoff": _SECONDS,
+        "multiplier": {"type": "number", "minimum": 1},
+        "maxBackoff": _SECONDS,
+        "jitter": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "resetAfter": _SECONDS,
+        "maxRestarts": {"type": "integer", "minimum": 0},
+        "window": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+
+PROCESS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "cwd": {"type": "string", "minLength": 1},
+        "env": {"type": "object", "additionalProperties": {"type": "string"}},
+        "pid": {"type": "integer", "minimum": 1},
+        "stopTimeout": _SECONDS,
+    },
+}
+
+REGISTRATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["instanceId", "platform"],
+    "additionalProperties": False,
+    "properties": {
+        "instanceId": _ID,
+        "platform": {"enum": [p.value for p in Platform]},
+        "process": PROCESS_SCHEMA,
+        "restartPolicy": RESTART_POLICY_SCHEMA,
+    },
+}
+
+_POLICY_FIELDS = {
+    "mode": "mode",
+    "successExitCodes": "success_exit_codes",
+    "initialBackoff": "initial_backoff",
+    "multiplier": "multiplier",
+    "maxBackoff": "max_backoff",
+    "jitter": "jitter",
+    "resetAfter": "reset_after",
+    "maxRestarts": "max_restarts",
+    "window": "window",
+}
+
+
+def validate(schema: Mapping[str, Any], value: Any, *, prefix: str = "") -> None:
+    """Raise InvalidInput naming the first offending field (dotted path, ``[i]`` for array items)."""
+    validator = _validators.get(id(schema))
+    if validator is None:
+        validator = _validators[id(schema)] = jsonschema.Draft202012Validator(schema)
+    error = next(iter(sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))), None)
+    if error is None:
+        return
+    path = [str(p) for p in error.absolute_path]
+    if error.validator == "required":
+        missing = [p for p in error.validator_value if p not in error.instance]
+        path.append(missing[0])
+        message = f"{missing[0]} is required"
+    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in known)
+        path.append(extra[0] if extra else "")
+        message = f"unknown field {extra[0]!r}" if extra else error.message
+    else:
+        message = error.message
+    field = _join(prefix, path)
+    raise InvalidInput(f"{field}: {message}" if field else message, field=field or None)
+
+
+_validators: dict[int, jsonschema.protocols.Validator] = {}
+
+
+def _join(prefix: str, path: Iterable[str]) -> str:
+    out = prefix
+    for part in path:
+        if part.isdigit():
+            out += f"[{part}]"
+        else:
+            out = f"{out}.{part}" if out else part
+    return out
+
+
+# -- status updates ---------------------------------------------------------------------------------
+
+
+def parse_status_update(body: Any, *, received_at: float | None = None, prefix: str = "") -> StatusReport:
+    if not isinstance(body, dict):
+        raise MalformedInput("a status update must be a JSON object", field=prefix or None)
+    validate(STATUS_UPDATE_SCHEMA, body, prefix=prefix)
+    field = _join(prefix, ["status"])
+    try:
+        status = parse_status(body["status"])
+    except ValueError:
+        raise InvalidInput(
+            f"{field}: unknown status {body['status']!r}; expected one of {', '.join(STATUS_NAMES)}", field=field
+        ) from None
+    now = received_at if received_at is not None else time.time()
+    observed = body.get("observedAt")
+    return StatusReport(
+        instance_id=InstanceId(body["instanceId"]),
+        status=status,
+        source=body["source"],
+        observed_at=now if observed is None else parse_time(observed, field=_join(prefix, ["observedAt"])),
+        metadata={k: _scalar_text(v) for k, v in (body.get("metadata") or {}).items()},
+        platform=Platform(body["platform"]) if "platform" in body else None,
+    )
+
+
+def parse_status_updates(body: Any, *, received_at: float | None = None) -> list[StatusReport | InvalidInput]:
+    """A batch: one report or one error per item, so one bad item does not sink the others."""
+    results: list[StatusReport | InvalidInput] = []
+    for index, item in enumerate(body):
+        try:
+            results.append(parse_status_update(item, received_at=received_at, prefix=f"[{index}]"))
+        except (InvalidInput, MalformedInput) as error:
+            results.append(InvalidInput(error.message, field=error.field))
+    return results
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def parse_time(value: Any, *, field: str) -> float:
+    """RFC 3339 text or epoch seconds -> epoch seconds; naive times are taken as UTC."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{field}: expected a time", field=field)
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{field}: {value!r} is not an RFC 3339 time", field=field) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.timestamp()
+
+
+def format_time(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+# -- registrations and policies ---------------------------------------------------------------------
+
+
+def parse_restart_policy(body: Mapping[str, Any], *, prefix: str = "restartPolicy") -> RestartPolicy:
+    validate(RESTART_POLICY_SCHEMA, body, prefix=prefix)
+    kwargs: dict[str, Any] = {_POLICY_FIELDS[k]: v for k, v in body.items()}
+    if "mode" in kwargs:
+        kwargs["mode"] = RestartMode(kwargs["mode"])
+    if "success_exit_codes" in kwargs:
+        kwargs["success_exit_codes"] = frozenset(kwargs["success_exit_codes"])
+    try:
+        return RestartPolicy(**kwargs)
+    except ValueError as error:
+        field = str(error).split(" ", 1)[0]
+        raise InvalidInput(str(error), field=field) from None
+
+
+def parse_registration(body: Any, *, prefix: str = "") -> InstanceRecord:
+    if not isinstance(body, dict):
+        raise MalformedInput("an instance registration must be a JSON object", field=prefix or None)
+    validate(REGISTRATION_SCHEMA, body, prefix=prefix)
+    platform = Platform(body["platform"])
+    process = body.get("process")
+    spec = None
+    if platform is Platform.PROCESS:
+        field = _join(prefix, ["process"])
+        if process is None:
+            raise InvalidInput(f"{field} is required for a process instance", field=field)
+        # Both may be given: the PID is adopted now and the command restarts it later.
+        if "command" not in process and "pid" not in process:
+            raise InvalidInput(f"{field}: give a command to run or a pid to adopt", field=f"{field}.command")
+        spec = ProcessSpec(
+            command=tuple(process.get("command", ())),
+            cwd=process.get("cwd"),
+            env=dict(process.get("env", {})),
+            adopt_pid=process.get("pid"),
+            stop_timeout=float(process.get("stopTimeout", 10.0)),
+        )
+    elif process is not None:
+        field = _join(prefix, ["process"])
+        raise InvalidInput(f"{field} applies to process instances only", field=field)
+    policy = parse_restart_policy(body.get("restartPolicy", {}), prefix=_join(prefix, ["restartPolicy"]))
+    return InstanceRecord(
+        instance_id=InstanceId(body["instanceId"]), platform=platform, process=spec, restart_policy=policy
+    )
+
+
+# -- views ------------------------------------------------------------------------------------------
+
+
+def policy_view(policy: RestartPolicy) -> dict[str, Any]:
+    view = {wire: getattr(policy, attr) for wire, attr in _POLICY_FIELDS.items()}
+    view["mode"] = policy.mode.value
+    view["successExitCodes"] = sorted(policy.success_exit_codes)
+    return view
+
+
+def instance_view(record: InstanceRecord) -> dict[str, Any]:
+    runtime = record.runtime
+    process = record.process
+    return {
+        "instanceId": record.instance_id,
+        "platform": record.platform.value,
+        "status": record.status.value,
+        "statusSince": format_time(record.status_since),
+        "operatorStopped": record.operator_stopped,
+        "restartCount": record.restart_count,
+        "lastExitCode": record.last_exit_code,
+        "lastReason": record.last_reason,
+        "nextRestartAt": format_time(record.next_restart_at),
+        "restartPolicy": policy_view(record.restart_policy),
+        "runtime": None
+        if runtime is None
+        else {"pid": runtime.pid, "startedAt": format_time(runtime.started_at), "child": runtime.child},
+        # Environment values can hold secrets: show which variables are set, never their values.
+        "process": None
+        if process is None
+        else {
+            "command": list(process.command),
+            "cwd": process.cwd,
+            "envKeys": sorted(process.env),
+            "adoptedPid": process.adopt_pid,
+            "stopTimeout": process.stop_timeout,
+        },
+        "staleReportsDropped": record.stale_dropped,
+        "rejectedTransitions": record.rejected_transitions,
+        "metadata": dict(record.metadata),
+        "createdAt": format_time(record.created_at),
+        "updatedAt": format_time(record.updated_at),
+    }
+
+
+def change_view(change: StatusChanged) -> dict[str, Any]:
+    return {
+        "cursor": change.cursor,
+        "instanceId": change.instance_id,
+        "platform": change.platform.value,
+        "oldStatus": change.old_status.value,
+        "newStatus": change.new_status.value,
+        "source": change.source,
+        "timestamp": format_time(change.timestamp),
+        "metadata": dict(change.metadata),
+    }
