@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import pathlib
 import shlex
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from .stats import median, p99
 
 # Event listener run under supervisord; timestamps are CLOCK_MONOTONIC, which is system-wide on Linux.
 _LISTENER = r'''
@@ -177,12 +177,15 @@ def measure_supervisord(
             old, t0 = pid, time.monotonic_ns()
             os.kill(old, signal.SIGKILL)
 
-            def new_pid() -> int | None:
+            def new_pid(old: int = old, t0: int = t0) -> int | None:
                 """The replacement child's pid, once its RUNNING event is logged."""
                 return next((p for p, ts in ev.running.items() if p != old and ts > t0), None)
 
-            ev.wait(f"EXITED+RUNNING after killing pid {old}", t0,
-                    lambda: old in ev.exited and new_pid() is not None)
+            def replaced(old: int = old) -> bool:
+                """The killed child's exit and its replacement's start are both logged."""
+                return old in ev.exited and new_pid() is not None
+
+            ev.wait(f"EXITED+RUNNING after killing pid {old}", t0, replaced)
             pid = new_pid()
             assert pid is not None
             exit_ms.append((ev.exited[old] - t0) / 1e6)
@@ -190,12 +193,6 @@ def measure_supervisord(
     finally:
         _stop(proc, pid)
     return PeerResult(exit_detect_ms=exit_ms, replacement_ms=repl_ms)
-
-
-def _p99(xs: list[float]) -> float:
-    """Nearest-rank 99th percentile."""
-    s = sorted(xs)
-    return s[max(0, math.ceil(0.99 * len(s)) - 1)]
 
 
 def main() -> None:
@@ -208,7 +205,7 @@ def main() -> None:
         r = measure_supervisord(kills=args.kills, child_command=["sleep", "3600"],
                                 workdir=pathlib.Path(tmp), settle_s=args.settle)
     for label, xs in (("exit_detect_ms", r.exit_detect_ms), ("replacement_ms", r.replacement_ms)):
-        print(f"{label}: n={len(xs)} median={statistics.median(xs):.1f} p99={_p99(xs):.1f} "
+        print(f"{label}: n={len(xs)} median={median(xs):.1f} p99={p99(xs):.1f} "
               f"min={min(xs):.1f} max={max(xs):.1f}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from typing import Callable
 
 from .messages import StatusChanged, SubscriptionFilter
@@ -33,6 +34,7 @@ class Subscriber:
         self._queue: collections.deque[StatusChanged] = collections.deque(maxlen=queue_size)
         self._cond = threading.Condition()
         self._closed = False
+        self._drain = False
         self._thread = threading.Thread(
             target=self._run, name=f"draas-subscriber-{subscription_id}", daemon=True
         )
@@ -47,17 +49,22 @@ class Subscriber:
             self._queue.append(event)
             self._cond.notify()
 
-    def close(self) -> None:
+    def close(self, *, drain: bool = False) -> None:
+        """Stop delivering; with ``drain``, first deliver what is already queued."""
         with self._cond:
             self._closed = True
+            self._drain = drain
             self._cond.notify()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
                     self._cond.wait()
-                if self._closed:
+                if self._closed and not (self._drain and self._queue):
                     return
                 event = self._queue.popleft()
             try:
@@ -99,8 +106,16 @@ class Subscriptions:
         for subscriber in list(self._subscribers.values()):
             subscriber.offer(event)
 
-    def close_all(self) -> None:
+    def close_all(self, timeout: float = 2.0) -> None:
+        """Close every subscriber, giving them up to ``timeout`` in all to deliver what is queued.
+
+        At shutdown the last changes (an instance's ``Stopping -> Stopped``) may still be queued; dropping
+        them would lose run.py's log lines for them.
+        """
         with self._lock:
             subscribers, self._subscribers = list(self._subscribers.values()), {}
         for subscriber in subscribers:
-            subscriber.close()
+            subscriber.close(drain=True)
+        deadline = time.monotonic() + timeout
+        for subscriber in subscribers:
+            subscriber.join(max(0.0, deadline - time.monotonic()))

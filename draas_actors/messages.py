@@ -62,7 +62,8 @@ class StartInstance:
 
 @dataclass(frozen=True)
 class StopInstance:
-    pass
+    # A stop for the control plane's own shutdown is not an operator's: the next start brings it back.
+    shutdown: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class ActorDied:
     key: str
     error: str
     pending: tuple[Any, ...] = ()
+    urn: str = ""  # which incarnation died; empty when the supervisor found it stopped itself
 
 
 @dataclass(frozen=True)

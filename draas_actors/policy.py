@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass
 
 
@@ -105,7 +106,11 @@ def backoff_delay(policy: RestartPolicy, series: int, rand: float) -> float:
     """
     if series <= 1:
         return 0.0
-    base = min(policy.max_backoff, policy.initial_backoff * policy.multiplier ** (series - 2))
+    try:
+        grown = policy.initial_backoff * policy.multiplier ** (series - 2)
+    except OverflowError:  # a crash loop whose budget never runs out: the series is long past the cap
+        grown = math.inf if policy.initial_backoff > 0 else 0.0
+    base = min(policy.max_backoff, grown)
     jittered = base * (1.0 + policy.jitter * (2.0 * rand - 1.0))
     return max(0.0, min(policy.max_backoff, jittered))
 

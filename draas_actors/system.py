@@ -26,6 +26,7 @@ from .messages import (
     GetInstance,
     Health,
     ListRecords,
+    LoadRecord,
     LoadRecords,
     LookupInstance,
     QueryChanges,
@@ -115,11 +116,20 @@ class ControlPlane:
         """Stop every actor; managed processes keep running for re-adoption unless asked otherwise."""
         supervisor = self.refs.supervisor
         if stop_processes and supervisor is not None:
+            asked: set[str] = set()
             for record in self.list_instances():
                 if record.runtime is not None:
-                    self.act(record.instance_id, "stop")
+                    try:
+                        self._ask(self._instance(record.instance_id), StopInstance(shutdown=True))
+                        asked.add(record.instance_id)
+                    except NotFound:
+                        # Escalated: no actor will see it stop, so signal it directly and do not wait for it.
+                        grace = record.process.stop_timeout if record.process is not None else timeout
+                        self.processes.terminate_later(record.runtime, min(grace, timeout))
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and any(r.runtime for r in self.list_instances()):
+            while time.monotonic() < deadline and any(
+                r.runtime and r.instance_id in asked for r in self.list_instances()
+            ):
                 time.sleep(0.05)
         if supervisor is not None:
             supervisor.stop(timeout=timeout)  # no more restarts of anything from here on
@@ -151,6 +161,9 @@ class ControlPlane:
         return self._ask(self.refs.supervisor, SubmitReports(reports))
 
     def register(self, record: InstanceRecord) -> InstanceRecord:
+        if record.process is not None and record.process.adopt_pid is not None:
+            # A PID that is not there is the caller's mistake (422 naming process.pid), not an instance to keep.
+            self.processes.adopt(record.process.adopt_pid)
         now = time.time()
         record = record.replace(created_at=now, status_since=now, updated_at=now)
         self._ask(self.refs.supervisor, RegisterInstance(record, start=False))
@@ -161,7 +174,14 @@ class ControlPlane:
             raise NotFound(f"no instance {instance_id!r}", field="instanceId")
 
     def get_instance(self, instance_id: str) -> InstanceRecord:
-        return self._ask(self._instance(instance_id), GetInstance())
+        try:
+            return self._ask(self._instance(instance_id), GetInstance())
+        except NotFound:
+            # An escalated instance has no actor any more, but its last record explains what happened.
+            record = self._ask(self.refs.store, LoadRecord(InstanceId(instance_id)))
+            if record is None:
+                raise
+            return record
 
     def act(self, instance_id: str, action: str) -> InstanceRecord:
         return self._ask(self._instance(instance_id), ACTIONS[action])
@@ -182,10 +202,10 @@ class ControlPlane:
     def subscribe(
         self,
         callback: Callable[[StatusChanged], None],
-        event_filter: SubscriptionFilter = SubscriptionFilter(),
+        event_filter: SubscriptionFilter | None = None,
         queue_size: int = 10_000,
     ) -> int:
-        return self._ask(self.refs.bus, Subscribe(callback, event_filter, queue_size))
+        return self._ask(self.refs.bus, Subscribe(callback, event_filter or SubscriptionFilter(), queue_size))
 
     def unsubscribe(self, subscription_id: int) -> bool:
         return self._ask(self.refs.bus, Unsubscribe(subscription_id))

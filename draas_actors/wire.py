@@ -209,8 +209,9 @@ def parse_restart_policy(body: Mapping[str, Any], *, prefix: str = "restartPolic
     try:
         return RestartPolicy(**kwargs)
     except ValueError as error:
-        field = str(error).split(" ", 1)[0]
-        raise InvalidInput(str(error), field=field) from None
+        # RestartPolicy names the field as "restartPolicy.<name>"; put it under our prefix.
+        field = _join(prefix, [str(error).split(" ", 1)[0].rpartition(".")[2]])
+        raise InvalidInput(f"{field} is out of range", field=field) from None
 
 
 def parse_registration(body: Any, *, prefix: str = "") -> InstanceRecord:

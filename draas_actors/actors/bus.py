@@ -36,7 +36,8 @@ class BusActor(WatchedActor):
 
     def started(self) -> None:
         # Cursors continue from what the store holds, so they stay monotonic across restarts.
-        self.cursor = self._store().ask(LastCursor(), timeout=self.ask_timeout)
+        cursor: int = self._store().ask(LastCursor(), block=True, timeout=self.ask_timeout)
+        self.cursor = cursor
 
     def _store(self) -> pykka.ActorRef[Any]:
         assert self.refs.store is not None

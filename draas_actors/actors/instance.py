@@ -39,7 +39,7 @@ from ..messages import (
 from ..model import Platform, Status, can_transition, is_alive
 from ..platforms.process import ProcessPlatform
 from ..policy import GiveUp, RestartHistory, is_failure, plan_restart, starts_with_control_plane, wants_restart
-from ..records import InstanceRecord
+from ..records import InstanceRecord, Runtime
 from ..scheduler import Scheduler
 from .refs import CoreRefs
 from .watched import WatchedActor
@@ -50,6 +50,8 @@ MONITOR = "process-monitor"
 POLICY = "restart-policy"
 OPERATOR = "operator"
 CONTROL_PLANE = "control-plane"
+OPERATOR_STOP = "stopped by operator"
+SHUTDOWN_STOP = "stopped at control-plane shutdown"
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class InstanceActor(WatchedActor):
         self.restart_handle: int | None = None
         self.kill_handle: int | None = None
         self.restart_after_stop = False
+        self.stop_reason = OPERATOR_STOP
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -96,8 +99,8 @@ class InstanceActor(WatchedActor):
                 return self.record
             case StartInstance():
                 return self._operator_start()
-            case StopInstance():
-                return self._operator_stop(restart=False)
+            case StopInstance(shutdown):
+                return self._operator_stop(restart=False, shutdown=shutdown)
             case RestartInstance():
                 return self._operator_restart()
             case Rewatch():
@@ -146,9 +149,9 @@ class InstanceActor(WatchedActor):
         self._cancel(kill=True)
         ran_for = max(0.0, exited.observed_at - runtime.started_at)
         metadata = _exit_metadata(exited)
-        common = dict(runtime=None, last_exit_code=exited.exit_code, metadata=metadata)
+        common: dict[str, Any] = dict(runtime=None, last_exit_code=exited.exit_code, metadata=metadata)
         if self.record.status is Status.STOPPING:
-            self._update(status=Status.STOPPED, source=MONITOR, last_reason="stopped by operator", **common)
+            self._update(status=Status.STOPPED, source=MONITOR, last_reason=self.stop_reason, **common)
             if self.restart_after_stop:
                 self.restart_after_stop = False
                 self._spawn(OPERATOR, restart=True)
@@ -207,26 +210,37 @@ class InstanceActor(WatchedActor):
         self._spawn(OPERATOR)
         return self.record
 
-    def _operator_stop(self, *, restart: bool) -> InstanceRecord:
+    def _operator_stop(self, *, restart: bool, shutdown: bool = False) -> InstanceRecord:
         self._require_process_platform()
-        self._cancel(restart=True)
         runtime = self.record.runtime
+        if shutdown and runtime is None:
+            return self.record  # nothing to stop; a pending restart resumes at the next start
+        self._cancel(restart=True)
         self.restart_after_stop = restart
+        self.stop_reason = SHUTDOWN_STOP if shutdown else OPERATOR_STOP
+        source = CONTROL_PLANE if shutdown else OPERATOR
         if runtime is None:
             status = Status.STOPPED if self.record.status is Status.RESTARTING else self.record.status
-            self._update(status=status, source=OPERATOR, operator_stopped=True, next_restart_at=None)
+            self._update(status=status, source=source, operator_stopped=True, next_restart_at=None)
             return self.record
         self._update(
-            status=Status.STOPPING, source=OPERATOR, operator_stopped=not restart, next_restart_at=None
+            status=Status.STOPPING,
+            source=source,
+            operator_stopped=not (restart or shutdown),
+            next_restart_at=None,
         )
+        self._signal_stop(runtime)
+        return self.record
+
+    def _signal_stop(self, runtime: Runtime | None) -> None:
+        """SIGTERM now, SIGKILL after the stop timeout unless the exit arrives first."""
+        assert runtime is not None and self.record.process is not None
         self.s.processes.signal(runtime, signal.SIGTERM)
-        assert self.record.process is not None
         self.kill_handle = self.s.scheduler.call_later(
             self.record.process.stop_timeout,
             self.actor_ref,
             KillIfAlive(runtime.pid, runtime.create_time),
         )
-        return self.record
 
     def _operator_restart(self) -> InstanceRecord:
         self._require_process_platform()
@@ -267,6 +281,8 @@ class InstanceActor(WatchedActor):
                     metadata={"pid": str(runtime.pid), "reason": "re-adopted"},
                 )
                 self._watch()
+                if record.status is Status.STOPPING:
+                    self._signal_stop(self.record.runtime)  # the stop timer died with our predecessor
             else:
                 exit_code = self.s.processes.reap(runtime.pid)
                 self._on_exit(
@@ -283,6 +299,8 @@ class InstanceActor(WatchedActor):
             self._spawn(CONTROL_PLANE)
         elif record.status is Status.RESTARTING and not record.operator_stopped:
             self._spawn(POLICY, restart=True)  # a restart was due when we went down
+        elif control_plane_start and record.last_reason == SHUTDOWN_STOP and self._can_spawn():
+            self._spawn(CONTROL_PLANE)  # we stopped it only because we were shutting down
         elif (
             control_plane_start
             and record.status in (Status.STOPPED, Status.FAILED)

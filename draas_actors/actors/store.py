@@ -216,7 +216,7 @@ class StoreActor(WatchedActor):
 
     def _list(self, platform: Platform | None, status: Status | None) -> list[InstanceRecord]:
         self._flush()
-        sql, args = "SELECT record FROM instances WHERE 1=1", []
+        sql, args = "SELECT record FROM instances WHERE 1=1", list[str]()
         if platform is not None:
             sql, args = sql + " AND platform=?", [*args, platform.value]
         if status is not None:
@@ -242,7 +242,7 @@ class StoreActor(WatchedActor):
 
     def _recent(self, since: float, statuses: frozenset[Status] | None, limit: int) -> tuple[StatusChanged, ...]:
         self._flush()
-        sql, args = "SELECT * FROM changes WHERE ts >= ?", [since]
+        sql, args = "SELECT * FROM changes WHERE ts >= ?", list[object]([since])
         if statuses:
             sql += f" AND new_status IN ({','.join('?' * len(statuses))})"
             args += [s.value for s in statuses]

@@ -105,8 +105,8 @@ class SupervisorActor(WatchedActor):
                 self.escalated.discard(f"instance:{instance_id}")
                 _tell_quietly(ref, Deregister(stop_workload))
                 return True
-            case ActorDied(kind, key, error, pending):
-                self._on_death(kind, key, error, pending)
+            case ActorDied(kind, key, error, pending, urn):
+                self._on_death(kind, key, error, pending, urn)
             case CheckChildren():
                 self._check_children()
                 self.services.scheduler.call_later(self.settings.check_interval, self.actor_ref, CheckChildren())
@@ -164,16 +164,20 @@ class SupervisorActor(WatchedActor):
             if not ref.is_alive():
                 self._on_death("instance", instance_id, "found stopped", ())
 
-    def _on_death(self, kind: str, key: str, error: str, pending: tuple[Any, ...]) -> None:
+    def _on_death(self, kind: str, key: str, error: str, pending: tuple[Any, ...], urn: str = "") -> None:
+        ref = self.instances.get(key) if kind == "instance" else getattr(self.refs, key, None)
+        if ref is None and kind == "instance":
+            return  # deregistered
+        if ref is not None:
+            if urn and ref.actor_urn != urn:
+                return  # about an incarnation that has already been replaced
+            if not urn and ref.is_alive():
+                return
+            # A failing on_start reports before pykka marks the actor stopped: let it finish dying.
+            ref.actor_stopped.wait(2.0)
         if kind == "instance":
-            ref = self.instances.get(key)
-            if ref is None or ref.is_alive():
-                return  # deregistered, or already replaced
             self._restart_instance(InstanceId(key), error, pending)
         else:
-            ref = getattr(self.refs, key, None)
-            if ref is not None and ref.is_alive():
-                return
             self._restart_core(key, error, pending)
 
     def _allow_restart(self, child: str) -> bool:
@@ -206,7 +210,9 @@ class SupervisorActor(WatchedActor):
     def _restart_instance(self, instance_id: InstanceId, error: str, pending: tuple[Any, ...]) -> None:
         child = f"instance:{instance_id}"
         store = self.refs.store
-        record = store.ask(LoadRecord(instance_id), timeout=self.settings.ask_timeout) if store else None
+        record: InstanceRecord | None = (
+            store.ask(LoadRecord(instance_id), block=True, timeout=self.settings.ask_timeout) if store else None
+        )
         if record is None:
             log.error("instance %s died and has no stored record; dropping it", instance_id)
             self.instances.pop(instance_id, None)

@@ -54,7 +54,7 @@ class WatchedActor(pykka.ThreadingActor):
         if self.watcher is None:
             return
         try:
-            self.watcher.tell(ActorDied(self.kind, self.key, repr(error), pending))
+            self.watcher.tell(ActorDied(self.kind, self.key, repr(error), pending, self.actor_urn))
         except pykka.ActorDeadError:
             log.error("%s %s died and its watcher is gone: %r", self.kind, self.key, error)
 

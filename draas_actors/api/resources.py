@@ -127,9 +127,10 @@ class RecentChanges:
         since_text = req.get_param("since")
         since = self.clock() - 3600 if since_text is None else parse_time(_number_or_text(since_text), field="since")
         statuses = None
-        if req.get_param("statusFilter"):
+        status_filter = req.get_param("statusFilter")
+        if status_filter:
             try:
-                statuses = frozenset(parse_status(s.strip()) for s in req.get_param("statusFilter").split(","))
+                statuses = frozenset(parse_status(s.strip()) for s in status_filter.split(","))
             except ValueError:
                 raise InvalidInput("statusFilter: unknown status", field="statusFilter") from None
         limit = _int_param(req, "limit", 1000, 1, 10_000)

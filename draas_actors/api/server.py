@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import waitress
+from waitress import wasyncore
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,13 @@ class HttpServer:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._server.close()
+        server = self._server
+        if isinstance(server, BaseWSGIServer):
+            # Closing only the listener leaves an idle keep-alive connection holding waitress's loop open until
+            # its channel_timeout (120 s): close every socket, from inside the loop's thread (its trigger).
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map, ignore_all=True))
+        else:
+            server.close()
         self._thread.join(timeout)
 
     def _serve(self) -> None:

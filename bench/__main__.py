@@ -1,0 +1,42 @@
+"""Run every benchmark: ``python -m bench`` (full) or ``python -m bench --quick`` (smoke), ``--json`` for JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from . import process_restart
+
+# name -> (run(quick) -> result with .passed and .to_json(), render(result) -> str)
+BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
+    "process_restart": (
+        lambda quick: process_restart.run(
+            kills=process_restart.QUICK_KILLS if quick else process_restart.FULL_KILLS,
+            progress=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        process_restart.render,
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status 1 when a full run misses a target; a quick run only checks that everything runs."""
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="a few iterations of each benchmark")
+    ap.add_argument("--json", action="store_true", help="print one JSON document with every result")
+    args = ap.parse_args(argv)
+    results = {}
+    for name, (run, render) in BENCHMARKS.items():
+        result = run(args.quick)
+        results[name] = result
+        if not args.json:
+            print(f"== {name}\n{render(result)}\n", flush=True)
+    if args.json:
+        print(json.dumps({name: r.to_json() for name, r in results.items()}, indent=2))
+    return 0 if args.quick or all(r.passed for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Daemons that watch a platform (Docker, Kubernetes) and push status updates to the control plane."""

@@ -1,0 +1,25 @@
+"""Fixtures for integration tests: a control plane on real HTTP, and clean-up of every process by PID."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.helpers import ProcessJanitor, RunningControlPlane, running_control_plane
+
+
+@pytest.fixture
+def janitor() -> Iterator[ProcessJanitor]:
+    janitor = ProcessJanitor()
+    try:
+        yield janitor
+    finally:
+        janitor.kill_all()
+
+
+@pytest.fixture
+def plane(tmp_path: Path, janitor: ProcessJanitor) -> Iterator[RunningControlPlane]:
+    with running_control_plane(tmp_path / "data", janitor=janitor) as running:
+        yield running

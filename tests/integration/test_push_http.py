@@ -1,0 +1,77 @@
+"""The push endpoint over real HTTP: a bad push is refused with a 4xx naming the field and changes nothing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from tests.helpers import RunningControlPlane
+
+GOOD = {"instanceId": "web-1", "status": "Stopped", "source": "DockerDaemon"}
+
+BAD_PUSHES: dict[str, tuple[dict[str, str], bytes, int, str | None]] = {
+    # name: (headers beyond Content-Type, body, expected status, expected field)
+    "malformed JSON": ({}, b'{"instanceId": "web-1", "status": "Stopped",', 400, "body"),
+    "missing instanceId": ({}, json.dumps({"status": "Stopped", "source": "DockerDaemon"}).encode(), 422, "instanceId"),
+    "unknown status": ({}, json.dumps({**GOOD, "status": "Sleeping"}).encode(), 422, "status"),
+    "metadata not an object": ({}, json.dumps({**GOOD, "metadata": ["x"]}).encode(), 422, "metadata"),
+    "observedAt not a time": ({}, json.dumps({**GOOD, "observedAt": "yesterday"}).encode(), 422, "observedAt"),
+    "wrong key": ({"X-API-Key": "not-the-daemon-key"}, json.dumps(GOOD).encode(), 401, None),
+    "no key": ({"X-API-Key": ""}, json.dumps(GOOD).encode(), 401, None),
+}
+
+
+def snapshot(plane: RunningControlPlane) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    # GET /api/instances/{id} asks the instance actor itself, after anything told to it before.
+    return plane.instance("web-1"), plane.changes()
+
+
+@pytest.mark.parametrize("case", list(BAD_PUSHES), ids=list(BAD_PUSHES))
+def test_a_bad_push_gets_a_4xx_naming_the_field_and_changes_nothing(plane: RunningControlPlane, case: str) -> None:
+    assert plane.push({**GOOD, "status": "Running"}).status_code == 202
+    plane.wait_for_changes(1)
+    before = snapshot(plane)
+    assert before[0]["status"] == "Running"
+    extra_headers, body, expected_status, expected_field = BAD_PUSHES[case]
+    headers = {**plane.daemon_headers, "Content-Type": "application/json", **extra_headers}
+
+    response = requests.post(plane.base_url + "/api/status/updates", data=body, headers=headers, timeout=5)
+
+    assert response.status_code == expected_status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    error = response.json()
+    assert set(error) == {"error", "detail", "field"}
+    assert error["field"] == expected_field
+    assert snapshot(plane) == before
+
+    # The same instance does take a good push: the unchanged snapshot above was not for want of trying.
+    assert plane.push(GOOD).status_code == 202
+    feed = plane.wait_for_changes(2)
+    assert plane.instance("web-1")["status"] == "Stopped"
+    assert (feed[-1]["oldStatus"], feed[-1]["newStatus"]) == ("Running", "Stopped")
+
+
+def test_a_batch_with_a_bad_item_applies_the_good_ones_and_names_the_bad_one(plane: RunningControlPlane) -> None:
+    response = plane.push([{**GOOD, "status": "Running"}, {**GOOD, "instanceId": "web-2", "status": "Dozing"}])
+
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 1
+    rejected = response.json()["results"][1]
+    assert (rejected["status"], rejected["field"]) == ("rejected", "[1].status")
+    plane.wait_for("web-1", lambda v: v["status"] == "Running")
+    assert plane.get("/api/instances/web-2").status_code == 404
+    assert [c["instanceId"] for c in plane.wait_for_changes(1)] == ["web-1"]
+
+
+def test_a_push_for_an_unknown_instance_without_a_platform_is_refused_and_creates_nothing(
+    plane: RunningControlPlane,
+) -> None:
+    response = plane.push({"instanceId": "mystery", "status": "Running", "source": "somewhere"})
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "platform"
+    assert plane.get("/api/instances/mystery").status_code == 404
+    assert plane.changes() == []
