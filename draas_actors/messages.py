@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 import pykka
 
 from .model import InstanceId, Platform, Status
+from .policy import RestartPolicy
 from .records import InstanceRecord
 
 # -- status reports and events --------------------------------------------------------------------
@@ -74,6 +75,19 @@ class RestartInstance:
 @dataclass(frozen=True)
 class GetInstance:
     pass
+
+
+@dataclass(frozen=True)
+class SetRestartPolicy:
+    policy: RestartPolicy
+
+
+@dataclass(frozen=True)
+class PlatformActionFailed:
+    """A Docker (or Kubernetes) action that ran off the actor's thread failed."""
+
+    action: str
+    error: str
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ class InstanceRecord:
     metadata: Mapping[str, str] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
+    workload_id: str | None = None  # the container (Docker) or pod (Kubernetes) last reported for it
+    last_exit_at: float | None = None  # observedAt of the last exit handled, so a replayed exit restarts nothing
     version: int = 0  # bumped on every change, so the store can ignore an older save arriving late
 
     def replace(self, **changes: Any) -> InstanceRecord:

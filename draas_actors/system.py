@@ -33,6 +33,7 @@ from .messages import (
     QueryRecent,
     RegisterInstance,
     RestartInstance,
+    SetRestartPolicy,
     StartInstance,
     StatusChanged,
     StatusReport,
@@ -43,7 +44,9 @@ from .messages import (
     Unsubscribe,
 )
 from .model import InstanceId, Platform, Status
+from .platforms.docker import DockerPlatform
 from .platforms.process import ProcessPlatform
+from .policy import RestartPolicy
 from .records import InstanceRecord
 from .scheduler import Scheduler
 
@@ -69,14 +72,16 @@ class ControlPlane:
         *,
         clock: Callable[[], float] = time.time,
         processes: ProcessPlatform | None = None,
+        docker: DockerPlatform | None = None,
     ) -> None:
         self.settings = settings
         self.refs = CoreRefs()
         self.scheduler = Scheduler()
         self.subscriptions = Subscriptions()
         self.processes = processes or ProcessPlatform(settings.data_dir / "logs")
+        self.docker = docker or DockerPlatform()
         self.services = InstanceServices(
-            refs=self.refs, scheduler=self.scheduler, processes=self.processes, clock=clock
+            refs=self.refs, scheduler=self.scheduler, processes=self.processes, docker=self.docker, clock=clock
         )
         self.started_at = 0.0
 
@@ -135,6 +140,7 @@ class ControlPlane:
             supervisor.stop(timeout=timeout)  # no more restarts of anything from here on
         pykka.ActorRegistry.stop_all(block=True, timeout=timeout)
         self.scheduler.stop()
+        self.docker.close()
         self.subscriptions.close_all()
 
     def _start_core(self, name: str, watcher: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
@@ -182,6 +188,9 @@ class ControlPlane:
             if record is None:
                 raise
             return record
+
+    def set_restart_policy(self, instance_id: str, policy: RestartPolicy) -> InstanceRecord:
+        return self._ask(self._instance(instance_id), SetRestartPolicy(policy))
 
     def act(self, instance_id: str, action: str) -> InstanceRecord:
         return self._ask(self._instance(instance_id), ACTIONS[action])

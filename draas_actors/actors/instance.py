@@ -22,6 +22,7 @@ from ..messages import (
     Deregister,
     GetInstance,
     KillIfAlive,
+    PlatformActionFailed,
     ProcessExited,
     Publish,
     RestartDue,
@@ -29,6 +30,7 @@ from ..messages import (
     Resume,
     Rewatch,
     SaveRecord,
+    SetRestartPolicy,
     StartInstance,
     StatusChanged,
     StatusReport,
@@ -36,7 +38,8 @@ from ..messages import (
     UnwatchProcess,
     WatchProcess,
 )
-from ..model import Platform, Status, can_transition, is_alive
+from ..model import Platform, Status, can_transition, has_exited, is_alive
+from ..platforms.docker import DockerPlatform
 from ..platforms.process import ProcessPlatform
 from ..policy import GiveUp, RestartHistory, is_failure, plan_restart, starts_with_control_plane, wants_restart
 from ..records import InstanceRecord, Runtime
@@ -51,6 +54,7 @@ POLICY = "restart-policy"
 OPERATOR = "operator"
 CONTROL_PLANE = "control-plane"
 OPERATOR_STOP = "stopped by operator"
+DOCKER_STOP_TIMEOUT = 10.0  # Docker's own default for `docker stop`
 SHUTDOWN_STOP = "stopped at control-plane shutdown"
 
 
@@ -61,6 +65,7 @@ class InstanceServices:
     refs: CoreRefs
     scheduler: Scheduler
     processes: ProcessPlatform
+    docker: DockerPlatform | None = None
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = field(default=random.random)
 
@@ -103,6 +108,11 @@ class InstanceActor(WatchedActor):
                 return self._operator_stop(restart=False, shutdown=shutdown)
             case RestartInstance():
                 return self._operator_restart()
+            case SetRestartPolicy(policy):
+                self._update(source=OPERATOR, restart_policy=policy)
+                return self.record
+            case PlatformActionFailed(action, error):
+                self._on_action_failed(action, error)
             case Rewatch():
                 self._watch()
             case Resume(control_plane_start):
@@ -123,6 +133,15 @@ class InstanceActor(WatchedActor):
             self._update(source=report.source, stale_dropped=record.stale_dropped + 1)
             return
         observed = {**record.last_observed, report.source: report.observed_at}
+        workload = report.metadata.get("containerId") or report.metadata.get("podName") or record.workload_id
+        if record.platform is not Platform.PROCESS and report.status in (Status.FAILED, Status.STOPPED):
+            if "exitCode" in report.metadata:
+                self._on_workload_exit(report, observed, workload)
+                return
+            if record.status is Status.STOPPING:
+                # Docker's "kill" comes before the exit itself: stay Stopping until the exit arrives.
+                self._update(source=report.source, last_observed=observed)
+                return
         if report.status is not record.status and not can_transition(record.status, report.status):
             log.info(
                 "instance %s: %s -> %s from %s is not a valid transition; dropped",
@@ -139,8 +158,41 @@ class InstanceActor(WatchedActor):
             source=report.source,
             metadata=report.metadata,
             last_observed=observed,
+            workload_id=workload,
             last_reason=report.metadata.get("reason", record.last_reason),
         )
+
+    def _on_workload_exit(self, report: StatusReport, observed: Mapping[str, float], workload: str | None) -> None:
+        """A container or pod exit reported by a daemon: the counterpart of ``_on_exit`` for processes."""
+        record = self.record
+        exit_code = _int_or_none(report.metadata.get("exitCode"))
+        duplicate = record.last_exit_at is not None and report.observed_at <= record.last_exit_at
+        ran_for = report.observed_at - record.status_since if is_alive(record.status) else 0.0
+        common: dict[str, Any] = dict(
+            source=report.source, metadata=report.metadata, last_observed=observed, workload_id=workload,
+            last_exit_code=exit_code, last_exit_at=max(report.observed_at, record.last_exit_at or 0.0),
+        )
+        if duplicate:
+            self._update(**common)  # a replay of an exit we have handled: restart nothing twice
+            return
+        if record.status is Status.STOPPING:
+            self._update(status=Status.STOPPED, last_reason=self.stop_reason, **common)
+            if self.restart_after_stop:
+                self.restart_after_stop = False
+                self._spawn(OPERATOR, restart=True)
+            return
+        reason = report.metadata.get("reason") or f"exited with code {exit_code}"
+        self._update(status=report.status, last_reason=reason, **common)
+        self._apply_policy(max(0.0, ran_for))
+
+    def _on_action_failed(self, action: str, error: str) -> None:
+        reason = f"docker {action} failed: {error}"
+        if action == "start" and self.record.status in (Status.RESTARTING, Status.PENDING, Status.STOPPED):
+            self._update(status=Status.FAILED, source=self.record.platform.value, last_reason=reason,
+                         metadata={"reason": reason})
+            self._apply_policy(ran_for=0.0)
+        else:
+            self._update(source=self.record.platform.value, last_reason=reason)
 
     def _on_exit(self, exited: ProcessExited) -> None:
         runtime = self.record.runtime
@@ -167,7 +219,8 @@ class InstanceActor(WatchedActor):
         if not wants_restart(policy, exit_code=record.last_exit_code, operator_stopped=record.operator_stopped):
             return
         if not self._can_spawn():
-            self._update(source=POLICY, last_reason=f"{record.last_reason}; not restarted: no command (adopted PID)")
+            why = "no command (adopted PID)" if record.platform is Platform.PROCESS else "no workload to act on"
+            self._update(source=POLICY, last_reason=f"{record.last_reason}; not restarted: {why}")
             return
         now = self.s.clock()
         decision = plan_restart(policy, record.history, now=now, ran_for=ran_for, rand=self.s.rand())
@@ -200,26 +253,26 @@ class InstanceActor(WatchedActor):
     # -- operator actions -------------------------------------------------------------------------
 
     def _operator_start(self) -> InstanceRecord:
-        self._require_process_platform()
-        if self.record.runtime is not None:
+        self._require_controllable()
+        if self._workload_running():
             return self.record  # already running: starting is idempotent
         if not self._can_spawn():
-            raise Conflict("instance has no command to start (it was registered by PID)", field="process")
+            raise Conflict(f"instance has {self._nothing_to_start()}", field=self._workload_field())
         self._cancel(restart=True)
         self._update(source=OPERATOR, operator_stopped=False, history=RestartHistory())
         self._spawn(OPERATOR)
         return self.record
 
     def _operator_stop(self, *, restart: bool, shutdown: bool = False) -> InstanceRecord:
-        self._require_process_platform()
-        runtime = self.record.runtime
-        if shutdown and runtime is None:
+        self._require_controllable()
+        running = self._workload_running()
+        if shutdown and not running:
             return self.record  # nothing to stop; a pending restart resumes at the next start
         self._cancel(restart=True)
         self.restart_after_stop = restart
         self.stop_reason = SHUTDOWN_STOP if shutdown else OPERATOR_STOP
         source = CONTROL_PLANE if shutdown else OPERATOR
-        if runtime is None:
+        if not running:
             status = Status.STOPPED if self.record.status is Status.RESTARTING else self.record.status
             self._update(status=status, source=source, operator_stopped=True, next_restart_at=None)
             return self.record
@@ -229,11 +282,15 @@ class InstanceActor(WatchedActor):
             operator_stopped=not (restart or shutdown),
             next_restart_at=None,
         )
-        self._signal_stop(runtime)
+        self._signal_stop(self.record.runtime)
         return self.record
 
     def _signal_stop(self, runtime: Runtime | None) -> None:
         """SIGTERM now, SIGKILL after the stop timeout unless the exit arrives first."""
+        if self.record.platform is Platform.DOCKER:
+            assert self.s.docker is not None and self.record.workload_id is not None
+            self.s.docker.stop(self.record.workload_id, DOCKER_STOP_TIMEOUT, self._report_failure)
+            return
         assert runtime is not None and self.record.process is not None
         self.s.processes.signal(runtime, signal.SIGTERM)
         self.kill_handle = self.s.scheduler.call_later(
@@ -243,10 +300,10 @@ class InstanceActor(WatchedActor):
         )
 
     def _operator_restart(self) -> InstanceRecord:
-        self._require_process_platform()
+        self._require_controllable()
         if not self._can_spawn():
-            raise Conflict("instance has no command to restart (it was registered by PID)", field="process")
-        if self.record.runtime is not None:
+            raise Conflict(f"instance has {self._nothing_to_start()}", field=self._workload_field())
+        if self._workload_running():
             self._update(source=OPERATOR, history=RestartHistory())
             return self._operator_stop(restart=True)
         self._cancel(restart=True)
@@ -254,12 +311,30 @@ class InstanceActor(WatchedActor):
         self._spawn(OPERATOR, restart=True)
         return self.record
 
-    def _require_process_platform(self) -> None:
-        if self.record.platform is not Platform.PROCESS:
-            raise Conflict(
-                f"operator actions on {self.record.platform.value} instances are not available yet",
-                field="platform",
-            )
+    def _require_controllable(self) -> None:
+        platform = self.record.platform
+        if platform is Platform.KUBERNETES or (platform is Platform.DOCKER and self.s.docker is None):
+            raise Conflict(f"operator actions on {platform.value} instances are not available", field="platform")
+
+    def _workload_running(self) -> bool:
+        if self.record.platform is Platform.PROCESS:
+            return self.record.runtime is not None
+        return is_alive(self.record.status)
+
+    def _workload_field(self) -> str:
+        return "process" if self.record.platform is Platform.PROCESS else "containerId"
+
+    def _nothing_to_start(self) -> str:
+        if self.record.platform is Platform.PROCESS:
+            return "no command to start (it was registered by PID)"
+        return "no container reported for it yet"
+
+    def _report_failure(self, action: str, error: str) -> None:
+        """Called on a platform's worker thread: hand the failure to ourselves as a message."""
+        try:
+            self.actor_ref.tell(PlatformActionFailed(action, error))
+        except pykka.ActorDeadError:
+            log.warning("instance %s: %s failed after its actor stopped: %s", self.record.instance_id, action, error)
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -336,6 +411,9 @@ class InstanceActor(WatchedActor):
         self.stop()
 
     def _spawn(self, source: str, *, restart: bool = False) -> None:
+        if self.record.platform is Platform.DOCKER:
+            self._start_container(source, restart=restart)
+            return
         spec = self.record.process
         assert spec is not None
         try:
@@ -357,6 +435,16 @@ class InstanceActor(WatchedActor):
         )
         self._watch()
 
+    def _start_container(self, source: str, *, restart: bool) -> None:
+        """Ask the engine to start the container; the Docker daemon's report of it says when it runs."""
+        assert self.s.docker is not None and self.record.workload_id is not None
+        self.s.docker.start(self.record.workload_id, self._report_failure)
+        self._update(
+            source=source,
+            next_restart_at=None,
+            restart_count=self.record.restart_count + (1 if restart else 0),
+        )
+
     def _watch(self) -> None:
         runtime = self.record.runtime
         if runtime is not None:
@@ -366,6 +454,8 @@ class InstanceActor(WatchedActor):
             )
 
     def _can_spawn(self) -> bool:
+        if self.record.platform is Platform.DOCKER:
+            return self.s.docker is not None and self.record.workload_id is not None
         return self.record.process is not None and bool(self.record.process.command)
 
     def _cancel(self, *, restart: bool = False, kill: bool = False) -> None:
@@ -431,3 +521,10 @@ def _exit_metadata(exited: ProcessExited) -> dict[str, str]:
     if exited.exit_code is not None:
         metadata["exitCode"] = str(exited.exit_code)
     return metadata
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None

@@ -35,6 +35,7 @@ from ..messages import (
     SubmitReports,
 )
 from ..model import InstanceId, Status, guess_platform
+from ..policy import RestartMode, RestartPolicy
 from ..records import InstanceRecord
 from .instance import InstanceActor, InstanceServices
 from .refs import CoreRefs
@@ -135,6 +136,8 @@ class SupervisorActor(WatchedActor):
             record = InstanceRecord(
                 instance_id=report.instance_id,
                 platform=platform,
+                # Observed, not managed: nobody asked us to restart it (PUT .../restart-policy does).
+                restart_policy=RestartPolicy(mode=RestartMode.NEVER),
                 status=Status.UNKNOWN,
                 created_at=now,
                 status_since=now,

@@ -31,6 +31,7 @@ def routes(cp: ControlPlane, clock: Callable[[], float]) -> list[Route]:
         Route("/api/status/changes", r.Changes(cp), OPERATOR),
         Route("/api/instances", r.Instances(cp), OPERATOR),
         Route("/api/instances/{instance_id}", r.Instance(cp), OPERATOR),
+        Route("/api/instances/{instance_id}/restart-policy", r.InstanceRestartPolicy(cp), OPERATOR),
         *(
             Route(f"/api/instances/{{instance_id}}/{action}", r.InstanceAction(cp, action), OPERATOR)
             for action in ("start", "stop", "restart")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..wire import REGISTRATION_SCHEMA, STATUS_UPDATE_SCHEMA
+from ..wire import REGISTRATION_SCHEMA, RESTART_POLICY_SCHEMA, STATUS_UPDATE_SCHEMA
 from .auth import PUBLIC
 
 if TYPE_CHECKING:
@@ -84,6 +84,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Deregister an instance (stops its process unless stop=false)",
         "parameters": [_query("stop", "stop the workload (default true)", {"type": "boolean"})],
         "responses": {"204": {"description": "deregistered"}, "404": _ERROR_REF},
+    },
+    ("/api/instances/{instance_id}/restart-policy", "put"): {
+        "summary": "Replace the restart policy (instances created by a push are observe-only: mode never)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": RESTART_POLICY_SCHEMA}}},
+        "responses": {"200": _json("the instance", _INSTANCE), "404": _ERROR_REF, "422": _ERROR_REF},
     },
     **{
         (f"/api/instances/{{instance_id}}/{action}", "post"): {

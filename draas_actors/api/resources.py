@@ -17,6 +17,7 @@ from ..wire import (
     format_time,
     instance_view,
     parse_registration,
+    parse_restart_policy,
     parse_status_updates,
     parse_time,
     parse_status_update,
@@ -183,6 +184,20 @@ class Instance:
         stop = req.get_param_as_bool("stop", default=True)
         self.cp.deregister(instance_id, stop_workload=stop)
         resp.status = falcon.HTTP_204
+
+
+class InstanceRestartPolicy:
+    """PUT /api/instances/{instance_id}/restart-policy: replace the policy (e.g. of an auto-created instance)."""
+
+    def __init__(self, control_plane: ControlPlane) -> None:
+        self.cp = control_plane
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, instance_id: str) -> None:
+        body = read_json(req)
+        if not isinstance(body, dict):
+            raise MalformedInput("a restart policy must be a JSON object", field="body")
+        policy = parse_restart_policy(body, prefix="")
+        resp.media = instance_view(self.cp.set_restart_policy(instance_id, policy))
 
 
 class InstanceAction:

@@ -109,6 +109,9 @@ class Api:
     def post(self, path: str, key: str | None = OPERATOR_KEY, **kwargs: Any) -> testing.Result:
         return self.client.simulate_post(path, headers=_auth(key), **kwargs)
 
+    def put(self, path: str, body: Any, key: str | None = OPERATOR_KEY) -> testing.Result:
+        return self.client.simulate_put(path, headers=_auth(key), json=body)
+
     def delete(self, path: str, key: str | None = OPERATOR_KEY, **kwargs: Any) -> testing.Result:
         return self.client.simulate_delete(path, headers=_auth(key), **kwargs)
 
@@ -679,12 +682,34 @@ def test_an_operator_action_on_an_unknown_instance_is_404(api: Api, action: str)
 
 
 @pytest.mark.parametrize("action", ["start", "stop", "restart"])
-def test_an_operator_action_on_a_docker_instance_is_409(api: Api, action: str) -> None:
+def test_an_operator_action_on_a_kubernetes_instance_is_409(api: Api, action: str) -> None:
+    api.register({"instanceId": "pod-1", "platform": "kubernetes"})
+    result = api.post(f"/api/instances/pod-1/{action}")
+    assert result.status_code == 409
+    assert _is_error_body(result.json)
+    assert result.json["field"] == "platform"
+
+
+@pytest.mark.parametrize("action", ["start", "restart"])
+def test_starting_a_docker_instance_before_any_container_was_reported_is_409(api: Api, action: str) -> None:
     api.register({"instanceId": "web-1", "platform": "docker"})
     result = api.post(f"/api/instances/web-1/{action}")
     assert result.status_code == 409
     assert _is_error_body(result.json)
-    assert result.json["field"] == "platform"
+    assert result.json["field"] == "containerId"
+
+
+def test_an_instance_created_by_a_push_is_observe_only_until_given_a_policy(api: Api) -> None:
+    assert api.push({"instanceId": "web-2", "status": "Running", "source": "DockerDaemon"}).status_code == 202
+    api.wait_status("web-2", "Running")
+    assert api.get("/api/instances/web-2").json["restartPolicy"]["mode"] == "never"
+    result = api.put("/api/instances/web-2/restart-policy", {"mode": "on-failure", "maxRestarts": 3})
+    assert result.status_code == 200, result.json
+    assert result.json["restartPolicy"]["mode"] == "on-failure"
+    assert result.json["restartPolicy"]["maxRestarts"] == 3
+    bad = api.put("/api/instances/web-2/restart-policy", {"mode": "sometimes"})
+    assert bad.status_code == 422
+    assert bad.json["field"] == "mode"
 
 
 def test_start_of_an_adopted_process_without_a_command_is_409(api: Api) -> None:
