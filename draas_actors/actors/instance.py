@@ -38,7 +38,7 @@ from ..messages import (
     UnwatchProcess,
     WatchProcess,
 )
-from ..model import Platform, Status, can_transition, has_exited, is_alive
+from ..model import Platform, Status, can_transition, is_alive
 from ..platforms.docker import DockerPlatform
 from ..platforms.process import ProcessPlatform
 from ..policy import GiveUp, RestartHistory, is_failure, plan_restart, starts_with_control_plane, wants_restart

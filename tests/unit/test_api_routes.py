@@ -33,23 +33,12 @@ from draas_actors.model import InstanceId
 from draas_actors.platforms.process import ProcessPlatform
 from draas_actors.records import InstanceRecord, ProcessSpec, Runtime
 from draas_actors.system import ControlPlane, SystemSettings
+from tests.helpers import wait_until
 
 DAEMON_KEY = "daemon-key-0123456789abcdef"
 OPERATOR_KEY = "operator-key-0123456789abcdef"
 ERROR_KEYS = {"error", "detail", "field"}
 T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T | None], timeout: float = 5.0, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 class FakeProcesses(ProcessPlatform):
@@ -124,7 +113,7 @@ class Api:
         return str(result.json["status"])
 
     def wait_status(self, instance_id: str, status: str) -> None:
-        wait_until(lambda: self.status_of(instance_id) == status, what=f"{instance_id} to be {status}")
+        wait_until(lambda: self.status_of(instance_id) == status, message=f"{instance_id} to be {status}")
 
     def instance(self, instance_id: str) -> dict[str, Any]:
         result = self.get(f"/api/instances/{instance_id}")
@@ -370,7 +359,7 @@ def test_a_stale_report_from_the_same_source_is_dropped_and_counted(api: Api) ->
     api.wait_status("web-1", "Running")
     old = {"instanceId": "web-1", "status": "Failed", "source": "DockerDaemon", "observedAt": t - 10}
     assert api.push(old).status_code == 202  # accepted for delivery; the instance decides it is stale
-    wait_until(lambda: api.instance("web-1")["staleReportsDropped"] == 1, what="the stale report to be counted")
+    wait_until(lambda: api.instance("web-1")["staleReportsDropped"] == 1, message="the stale report to be counted")
     assert api.status_of("web-1") == "Running"
     # Staleness is per source: another source's older clock is not compared with this one's.
     other = {"instanceId": "web-1", "status": "Unhealthy", "source": "HealthProbe", "observedAt": t - 20}
@@ -392,7 +381,7 @@ def _wait_changes(api: Api, count: int) -> list[dict[str, Any]]:
         changes: list[dict[str, Any]] = api.changes().json["changes"]
         return changes if len(changes) >= count else None
 
-    return wait_until(enough, what=f"{count} changes in the log")
+    return wait_until(enough, message=f"{count} changes in the log")
 
 
 def test_recent_changes_filter_by_time_and_status(api: Api) -> None:
@@ -452,7 +441,7 @@ def test_a_cursor_older_than_retention_is_410_with_how_to_resync(start_api: Call
     # The store prunes on a timer; a short interval makes retention visible within the test.
     api = start_api(retention=Retention(max_changes=2, prune_interval=0.05))
     _push_sequence(api, "web-1", ["Running", "Unhealthy", "Running", "Stopped"])
-    wait_until(lambda: api.changes(after=1).status_code == 410, what="changes through cursor 2 to be pruned")
+    wait_until(lambda: api.changes(after=1).status_code == 410, message="changes through cursor 2 to be pruned")
     expired = api.changes(after=0)
     assert expired.status_code == 410
     assert _is_error_body(expired.json)
@@ -549,7 +538,7 @@ def test_instances_are_listed_and_filtered_by_platform_and_status(api: Api) -> N
         assert result.status_code == 200, result.text
         return [i["instanceId"] for i in result.json["instances"]]
 
-    wait_until(lambda: ids() == ["d1", "p1"] and ids(status="Running") == ["p1"], what="both instances stored")
+    wait_until(lambda: ids() == ["d1", "p1"] and ids(status="Running") == ["p1"], message="both instances stored")
     assert ids(platform="process") == ["p1"]
     assert ids(platform="docker") == ["d1"]
     assert ids(platform="kubernetes") == []
@@ -579,8 +568,8 @@ def test_deleting_an_instance_stops_its_process_and_forgets_it(api: Api) -> None
     result = api.delete("/api/instances/p1")
     assert result.status_code == 204
     assert api.get("/api/instances/p1").status_code == 404
-    wait_until(lambda: api.fake.terminated == [(api.fake.pid, 30.0)], what="the process to be terminated")
-    wait_until(lambda: api.get("/api/instances").json["instances"] == [], what="the record to be deleted")
+    wait_until(lambda: api.fake.terminated == [(api.fake.pid, 30.0)], message="the process to be terminated")
+    wait_until(lambda: api.get("/api/instances").json["instances"] == [], message="the record to be deleted")
 
 
 def test_deleting_with_stop_false_leaves_the_process_running(api: Api) -> None:
@@ -589,7 +578,7 @@ def test_deleting_with_stop_false_leaves_the_process_running(api: Api) -> None:
     assert api.delete("/api/instances/p1", params={"stop": "false"}).status_code == 204
     wait_until(
         lambda: [i["instanceId"] for i in api.get("/api/instances").json["instances"]] == ["marker"],
-        what="the record to be deleted",
+        message="the record to be deleted",
     )
     assert api.fake.terminated == []
 
@@ -613,7 +602,7 @@ def test_stop_is_202_stopping_then_sigterm_and_sigkill_after_the_stop_timeout(ap
     assert result.json["operatorStopped"] is True
     assert api.fake.signals_sent()[0] is signal.SIGTERM
     # The fake process never exits, so the stop timeout escalates to SIGKILL.
-    wait_until(lambda: signal.SIGKILL in api.fake.signals_sent(), what="SIGKILL after the stop timeout")
+    wait_until(lambda: signal.SIGKILL in api.fake.signals_sent(), message="SIGKILL after the stop timeout")
     api.simulate_exit("p1", -9)
     api.wait_status("p1", "Stopped")
     view = api.instance("p1")
@@ -650,7 +639,7 @@ def test_restart_stops_then_starts_the_process_again(api: Api) -> None:
     assert result.json["operatorStopped"] is False
     assert api.fake.signals_sent() == [signal.SIGTERM]
     api.simulate_exit("p1", -15)
-    wait_until(lambda: api.instance("p1")["restartCount"] == 1, what="the restart")
+    wait_until(lambda: api.instance("p1")["restartCount"] == 1, message="the restart")
     assert api.status_of("p1") == "Running"
     assert api.fake.spawned == ["p1", "p1"]
 
@@ -658,7 +647,7 @@ def test_restart_stops_then_starts_the_process_again(api: Api) -> None:
 def test_a_crash_is_restarted_at_once_and_the_instance_explains_it(api: Api) -> None:
     api.register_process("p1", mode="on-failure")
     api.simulate_exit("p1", 3)
-    wait_until(lambda: api.instance("p1")["restartCount"] == 1, what="the policy's restart")
+    wait_until(lambda: api.instance("p1")["restartCount"] == 1, message="the policy's restart")
     view = api.instance("p1")
     assert view["status"] == "Running"
     assert view["lastExitCode"] == 3
@@ -672,7 +661,7 @@ def test_a_spent_restart_budget_leaves_the_instance_failed(api: Api) -> None:
     api.register_process("p1", maxRestarts=0)
     api.simulate_exit("p1", 1)
     api.wait_status("p1", "Failed")
-    wait_until(lambda: api.instance("p1")["lastReason"] == "restart budget exhausted", what="the give-up reason")
+    wait_until(lambda: api.instance("p1")["lastReason"] == "restart budget exhausted", message="the give-up reason")
     assert api.fake.spawned == ["p1"]
 
 
