@@ -22,6 +22,7 @@ from .messages import (
     ChangesPage,
     CheckWritable,
     DeregisterInstance,
+    Flush,
     GetHealth,
     GetInstance,
     Health,
@@ -178,6 +179,7 @@ class ControlPlane:
     def deregister(self, instance_id: str, *, stop_workload: bool = True) -> None:
         if not self._ask(self.refs.supervisor, DeregisterInstance(InstanceId(instance_id), stop_workload)):
             raise NotFound(f"no instance {instance_id!r}", field="instanceId")
+        self._ask(self.refs.store, Flush())  # a barrier: the record is gone before we answer
 
     def get_instance(self, instance_id: str) -> InstanceRecord:
         try:

@@ -31,7 +31,8 @@ if ! command -v dockerd >/dev/null 2>&1 || ! command -v busybox >/dev/null 2>&1 
 fi
 
 if ! ping_engine; then
-  nohup dockerd --pidfile "$DIR/dockerd.pid" >>"$DIR/dockerd.log" 2>&1 &
+  # Its own session: a test runner killed with its process group must not take the engine down with it.
+  setsid nohup dockerd --pidfile "$DIR/dockerd.pid" >>"$DIR/dockerd.log" 2>&1 &
   for _ in $(seq 150); do
     ping_engine && break
     sleep 0.2

@@ -159,7 +159,9 @@ class InstanceActor(WatchedActor):
             metadata=report.metadata,
             last_observed=observed,
             workload_id=workload,
-            last_reason=report.metadata.get("reason", record.last_reason),
+            # lastReason explains the last time it was not running; "started" would wipe that explanation.
+            last_reason=record.last_reason if is_alive(report.status)
+            else report.metadata.get("reason", record.last_reason),
         )
 
     def _on_workload_exit(self, report: StatusReport, observed: Mapping[str, float], workload: str | None) -> None:

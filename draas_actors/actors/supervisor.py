@@ -104,7 +104,11 @@ class SupervisorActor(WatchedActor):
                     return False
                 self.restarts.pop(f"instance:{instance_id}", None)
                 self.escalated.discard(f"instance:{instance_id}")
-                _tell_quietly(ref, Deregister(stop_workload))
+                try:
+                    # Asked, not told: once this returns, its DeleteRecord is in the store's inbox.
+                    ref.ask(Deregister(stop_workload), timeout=self.settings.ask_timeout)
+                except (pykka.ActorDeadError, pykka.Timeout):
+                    log.warning("instance %s went away while being deregistered", instance_id)
                 return True
             case ActorDied(kind, key, error, pending, urn):
                 self._on_death(kind, key, error, pending, urn)
