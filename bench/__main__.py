@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import process_restart
+from . import docker_events, process_restart
 
 # name -> (run(quick) -> result with .passed and .to_json(), render(result) -> str)
 BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
@@ -17,6 +17,14 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
             progress=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         process_restart.render,
+    ),
+    "docker_events": (
+        lambda quick: docker_events.run(
+            kills=docker_events.QUICK_KILLS if quick else docker_events.FULL_KILLS,
+            containers=docker_events.QUICK_CONTAINERS if quick else docker_events.FULL_CONTAINERS,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        docker_events.render,
     ),
 }
 
