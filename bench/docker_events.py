@@ -415,9 +415,18 @@ def _measure(
     last = plane.recorder.wait(f"{side}: first status of all {containers}", _first_status_of_all(everyone),
                                deadline_s=max(DEADLINE_S, containers * 0.2))
     startup_ms = (last - t0) * 1000
-    # The event stream is open once a new container's creation comes through it.
-    boxes.create("probe", ["sleep", "600"])
-    plane.recorder.wait(f"{side}: the probe's Pending", _status_of(boxes.instance_id("probe"), Status.PENDING))
+    # The event stream is open once a new container's creation comes through it. A daemon may still be
+    # subscribing when the first probe is created (the naive one lists first, then starts `docker events`),
+    # so a probe that is not seen within 2 s is followed by another.
+    for attempt in range(1, 6):
+        boxes.create(f"probe{attempt}", ["sleep", "600"])
+        try:
+            plane.recorder.wait(f"{side}: probe {attempt}'s Pending",
+                                _status_of(boxes.instance_id(f"probe{attempt}"), Status.PENDING), deadline_s=2.0)
+            break
+        except TimeoutError:
+            if attempt == 5:
+                raise
     say(f"{side}: {kills} kills ...")
     die_ms: list[float] = []
     for i in range(kills):
