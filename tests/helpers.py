@@ -196,7 +196,7 @@ def running_control_plane(
         app = create_app(cp, daemon_keys=(daemon_key,), operator_keys=(operator_key,))
         server = HttpServer(app, host="127.0.0.1", port=0, threads=4).start()
         base_url = f"http://127.0.0.1:{server.port}"
-        wait_until(lambda: _answers(base_url + "/healthz"), 5.0, 0.02, "the HTTP server answers /healthz")
+        wait_until(lambda: answers(base_url + "/healthz"), 5.0, 0.02, "the HTTP server answers /healthz")
         yield RunningControlPlane(cp, server, base_url, daemon_key, operator_key, janitor)
     finally:
         if server is not None:
@@ -217,7 +217,8 @@ def running_control_plane(
             cp.stop(timeout=5.0)
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
+    """The URL answers 200 (a server that is up); False while nobody listens."""
     try:
         return requests.get(url, timeout=1.0).status_code == 200
     except requests.ConnectionError:

@@ -20,7 +20,6 @@ from typing import Any, Callable, Iterator, Sequence
 
 import docker
 import pytest
-import requests
 
 from daemons.docker_daemon import DaemonSettings, DockerDaemon
 from daemons.push_client import PushClient, PushSettings
@@ -30,7 +29,7 @@ from draas_actors.api.app import create_app
 from draas_actors.api.server import HttpServer
 from draas_actors.messages import StatusReport
 from draas_actors.system import ControlPlane, SystemSettings
-from tests.helpers import ProcessJanitor, RunningControlPlane, wait_until
+from tests.helpers import ProcessJanitor, RunningControlPlane, answers, wait_until
 from tests.integration.docker_fixtures import (  # noqa: F401  (fixtures)
     MANAGED_LABEL,
     ROOT,
@@ -221,19 +220,12 @@ def control_plane_on(
         app = create_app(cp, daemon_keys=(daemon_key,), operator_keys=(operator_key,))
         server = HttpServer(app, host="127.0.0.1", port=port, threads=4).start()
         base_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(base_url + "/healthz"), 5.0, 0.02, "the control plane answers /healthz")
+        wait_until(lambda: answers(base_url + "/healthz"), 5.0, 0.02, "the control plane answers /healthz")
         yield RunningControlPlane(cp, server, base_url, daemon_key, operator_key, ProcessJanitor()), cp
     finally:
         if server is not None:
             server.stop()
         cp.stop(timeout=5.0)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1.0).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 # -- events -----------------------------------------------------------------------------------------
