@@ -39,6 +39,7 @@ from draas_actors.policy import RestartMode, RestartPolicy
 from draas_actors.records import InstanceRecord, ProcessSpec, Runtime
 from draas_actors.system import ControlPlane, SystemSettings
 
+from .compare import Metric, ms, table
 from .stats import median, p99
 from .supervisord_peer import PeerResult, measure_supervisord
 
@@ -66,36 +67,6 @@ class OurResult:
 
 
 @dataclass(frozen=True)
-class Metric:
-    """One compared figure: both sides' samples and the target that applies to ours."""
-
-    label: str
-    ours: list[float]
-    peer: list[float]
-    target_stat: str  # "median" or "p99"
-    target_ms: float
-
-    def stat(self, xs: list[float], which: str) -> float:
-        """The median or the p99 of xs."""
-        return median(xs) if which == "median" else p99(xs)
-
-    @property
-    def passed(self) -> bool:
-        return self.stat(self.ours, self.target_stat) <= self.target_ms
-
-    def summary(self) -> dict[str, Any]:
-        """Median, p99 and supervisord/ours ratios, ready for JSON."""
-        out: dict[str, Any] = {"label": self.label}
-        for which in ("median", "p99"):
-            ours, peer = self.stat(self.ours, which), self.stat(self.peer, which)
-            out[f"ours_{which}_ms"] = ours
-            out[f"supervisord_{which}_ms"] = peer
-            out[f"ratio_{which}"] = peer / ours if ours > 0 else None
-        out.update(target=f"{self.target_stat} <= {self.target_ms:g} ms", passed=self.passed)
-        return out
-
-
-@dataclass(frozen=True)
 class ProcessRestartResult:
     kills: int
     settle_s: float
@@ -107,9 +78,9 @@ class ProcessRestartResult:
     def metrics(self) -> list[Metric]:
         return [
             Metric("(1) crash -> StatusChanged Failed", self.ours.exit_detect_ms,
-                   self.supervisord.exit_detect_ms, "p99", TARGET_EXIT_P99_MS),
+                   self.supervisord.exit_detect_ms, "supervisord", "p99", TARGET_EXIT_P99_MS),
             Metric("(2) crash -> replacement Running", self.ours.replacement_ms,
-                   self.supervisord.replacement_ms, "median", TARGET_REPLACEMENT_MEDIAN_MS),
+                   self.supervisord.replacement_ms, "supervisord", "median", TARGET_REPLACEMENT_MEDIAN_MS),
         ]
 
     @property
@@ -303,36 +274,13 @@ def run(*, kills: int = FULL_KILLS, settle_s: float = SETTLE_S, child_command: l
     return ProcessRestartResult(kills=kills, settle_s=settle_s, child_command=command, ours=ours, supervisord=peer)
 
 
-def _ms(x: float) -> str:
-    return f"{x:.2f} ms" if x < 100 else f"{x:.0f} ms"
-
-
-def _ratio(x: float | None) -> str:
-    return "-" if x is None else f"{x:,.0f}x"
-
-
 def render(result: ProcessRestartResult) -> str:
     """The comparison table, the targets, and where our time goes."""
-    header = ("metric", "ours median", "ours p99", "supervisord median", "supervisord p99",
-              "faster (median)", "faster (p99)", "target (ours)", "result")
-    rows = [header]
-    for metric in result.metrics:
-        s = metric.summary()
-        rows.append((
-            metric.label, _ms(s["ours_median_ms"]), _ms(s["ours_p99_ms"]), _ms(s["supervisord_median_ms"]),
-            _ms(s["supervisord_p99_ms"]), _ratio(s["ratio_median"]), _ratio(s["ratio_p99"]), s["target"],
-            "PASS" if metric.passed else "MISS",
-        ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [(
+    lines = table(
         f"process restart: {result.kills} SIGKILLs per side, child `{' '.join(result.child_command)}`, "
-        f"settle {result.settle_s:g} s; latency from SIGKILL; p99 is nearest-rank"
-    )]
-    for i, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w) for j, (cell, w) in
-                               enumerate(zip(row, widths))).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+        f"settle {result.settle_s:g} s; latency from SIGKILL; p99 is nearest-rank",
+        result.metrics,
+    )
     ours = result.ours
     stages: Mapping[str, list[float]] = {
         "monitor reaped the exit": ours.reaped_ms,
@@ -343,7 +291,7 @@ def render(result: ProcessRestartResult) -> str:
     lines.append("ours, along the path (median / p99 from SIGKILL):")
     for label, xs in stages.items():
         if xs:
-            lines.append(f"  {label:<38} {_ms(median(xs)):>9} / {_ms(p99(xs))}")
+            lines.append(f"  {label:<38} {ms(median(xs)):>9} / {ms(p99(xs))}")
     lines.append("overall: " + ("PASS" if result.passed else "MISS"))
     return "\n".join(lines)
 
