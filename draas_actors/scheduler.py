@@ -19,7 +19,7 @@ class Scheduler:
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, pykka.ActorRef[Any], Any]] = []
-        self._cancelled: set[int] = set()
+        self._pending: set[int] = set()  # handles still in the heap and not cancelled
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
         self._stopped = False
@@ -30,12 +30,14 @@ class Scheduler:
         handle = next(self._ids)
         with self._cond:
             heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), handle, ref, message))
+            self._pending.add(handle)
             self._cond.notify()
         return handle
 
     def cancel(self, handle: int) -> None:
+        """Cancel a pending call; a handle that already fired (or never existed) is ignored, so nothing piles up."""
         with self._cond:
-            self._cancelled.add(handle)
+            self._pending.discard(handle)
 
     def stop(self) -> None:
         with self._cond:
@@ -52,9 +54,9 @@ class Scheduler:
                 if self._stopped:
                     return
                 _, handle, ref, message = heapq.heappop(self._heap)
-                if handle in self._cancelled:
-                    self._cancelled.discard(handle)
-                    continue
+                if handle not in self._pending:
+                    continue  # cancelled
+                self._pending.discard(handle)
             try:
                 ref.tell(message)
             except pykka.ActorDeadError:

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pykka
+
+from draas_actors.scheduler import Scheduler
+from tests.helpers import holds_for, wait_until
+
+
+class Collector(pykka.ThreadingActor):
+    def __init__(self, seen: list[Any]) -> None:
+        super().__init__()
+        self.seen = seen  # appended on the actor's thread, read by the test (list.append is atomic)
+
+    def on_receive(self, message: Any) -> None:
+        self.seen.append(message)
+
+
+def test_a_call_is_told_after_its_delay_and_a_cancelled_one_never() -> None:
+    scheduler = Scheduler()
+    seen: list[Any] = []
+    ref = Collector.start(seen)
+    try:
+        scheduler.call_later(0.01, ref, "fired")
+        cancelled = scheduler.call_later(0.05, ref, "cancelled")
+        scheduler.cancel(cancelled)
+        wait_until(lambda: seen == ["fired"], message="the first call fired")
+        holds_for(lambda: seen == ["fired"], 0.1, message="the cancelled call stays silent")
+    finally:
+        scheduler.stop()
+
+
+def test_cancelling_a_handle_that_already_fired_leaves_nothing_behind() -> None:
+    scheduler = Scheduler()
+    seen: list[Any] = []
+    ref = Collector.start(seen)
+    try:
+        handles = [scheduler.call_later(0.0, ref, i) for i in range(100)]
+        wait_until(lambda: len(seen) == 100, message="every call fired")
+        for handle in handles:
+            scheduler.cancel(handle)
+        assert scheduler._pending == set()  # noqa: SLF001  (a long-running monitor must not accumulate handles)
+    finally:
+        scheduler.stop()
