@@ -219,11 +219,6 @@ class Unsubscribe:
     subscription_id: int
 
 
-@dataclass(frozen=True)
-class ForgetInstance:
-    instance_id: InstanceId
-
-
 # -- runtime store ----------------------------------------------------------------------------------
 
 

@@ -41,7 +41,6 @@ def parse_status(name: str) -> Status:
 
 S = Status
 _ALIVE = frozenset({S.STARTING, S.RUNNING, S.UNHEALTHY})
-_EXITED = frozenset({S.STOPPED, S.FAILED})
 
 # Allowed transitions: TRANSITIONS[old] is the set of statuses a report may move an instance to.
 # Observations are facts, so the table is generous; what it forbids are the reports that can only be
@@ -69,10 +68,6 @@ def can_transition(old: Status, new: Status) -> bool:
 def is_alive(status: Status) -> bool:
     """True for statuses in which the instance's workload is (believed to be) running."""
     return status in _ALIVE
-
-
-def has_exited(status: Status) -> bool:
-    return status in _EXITED
 
 
 def guess_platform(source: str) -> Platform | None:

@@ -15,7 +15,7 @@ from .actors.instance import InstanceServices
 from .actors.process_monitor import ProcessMonitorActor
 from .actors.refs import CoreRefs
 from .actors.store import Retention, StoreActor
-from .actors.supervisor import ACCEPTED, SupervisionSettings, SupervisorActor
+from .actors.supervisor import SupervisionSettings, SupervisorActor
 from .delivery import Subscriptions
 from .errors import NotFound, Unavailable
 from .messages import (
@@ -256,4 +256,4 @@ class ControlPlane:
             raise Unavailable(f"{type(message).__name__}: no answer within {self.settings.ask_timeout}s") from error
 
 
-__all__ = ["ControlPlane", "SystemSettings", "ACCEPTED"]
+__all__ = ["ControlPlane", "SystemSettings"]

@@ -177,15 +177,8 @@ class InstanceActor(WatchedActor):
         if duplicate:
             self._update(**common)  # a replay of an exit we have handled: restart nothing twice
             return
-        if record.status is Status.STOPPING:
-            self._update(status=Status.STOPPED, last_reason=self.stop_reason, **common)
-            if self.restart_after_stop:
-                self.restart_after_stop = False
-                self._spawn(OPERATOR, restart=True)
-            return
         reason = report.metadata.get("reason") or f"exited with code {exit_code}"
-        self._update(status=report.status, last_reason=reason, **common)
-        self._apply_policy(max(0.0, ran_for))
+        self._record_exit(report.status, reason, ran_for, **common)
 
     def _on_action_failed(self, action: str, error: str) -> None:
         reason = f"docker {action} failed: {error}"
@@ -201,19 +194,24 @@ class InstanceActor(WatchedActor):
         if runtime is None or runtime.pid != exited.pid:
             return  # about a process we have already let go of
         self._cancel(kill=True)
-        ran_for = max(0.0, exited.observed_at - runtime.started_at)
+        ran_for = exited.observed_at - runtime.started_at
         metadata = _exit_metadata(exited)
-        common: dict[str, Any] = dict(runtime=None, last_exit_code=exited.exit_code, metadata=metadata)
+        failed = is_failure(self.record.restart_policy, exited.exit_code)
+        self._record_exit(
+            Status.FAILED if failed else Status.STOPPED, exited.reason, ran_for,
+            source=MONITOR, runtime=None, last_exit_code=exited.exit_code, metadata=metadata,
+        )
+
+    def _record_exit(self, status: Status, reason: str, ran_for: float, **fields: Any) -> None:
+        """An exit, however it was observed: the end of a stop we asked for, or a case for the restart policy."""
         if self.record.status is Status.STOPPING:
-            self._update(status=Status.STOPPED, source=MONITOR, last_reason=self.stop_reason, **common)
+            self._update(status=Status.STOPPED, last_reason=self.stop_reason, **fields)
             if self.restart_after_stop:
                 self.restart_after_stop = False
                 self._spawn(OPERATOR, restart=True)
             return
-        failed = is_failure(self.record.restart_policy, exited.exit_code)
-        status = Status.FAILED if failed else Status.STOPPED
-        self._update(status=status, source=MONITOR, last_reason=exited.reason, **common)
-        self._apply_policy(ran_for)
+        self._update(status=status, last_reason=reason, **fields)
+        self._apply_policy(max(0.0, ran_for))
 
     def _apply_policy(self, ran_for: float) -> None:
         record = self.record
