@@ -23,18 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import os
-import signal
-import sqlite3
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Callable, Iterator, Mapping
-from urllib.parse import urlsplit
 
 import docker
 import requests
@@ -43,17 +37,11 @@ import urllib3
 from draas_actors.errors import ConfigError
 from draas_actors.model import Status
 
-from .docker_mapping import (
-    EngineTime,
-    Skip,
-    StatusUpdate,
-    map_event,
-    map_listing,
-    parse_engine_time,
-    removed_update,
-)
-from .push_client import PushClient, PushSettings, retry_delays
-from .spool import SpoolLocked
+from . import daemon_env
+from .docker_mapping import EngineTime, Skip, map_event, map_listing, parse_engine_time, removed_update
+from .push_client import PushClient, retry_delays
+from .runner import run_daemon
+from .updates import StatusUpdate
 
 __all__ = ["DaemonSettings", "DaemonStats", "DockerDaemon", "load_settings", "main"]
 
@@ -66,53 +54,20 @@ _ENGINE_ERRORS = (docker.errors.DockerException, requests.RequestException, urll
 
 
 @dataclass(frozen=True, kw_only=True)
-class DaemonSettings:
-    control_plane_url: str
-    api_key: str
+class DaemonSettings(daemon_env.CommonSettings):
     label_filter: tuple[str, ...] = (DEFAULT_LABEL_FILTER,)
     spool_path: Path = DEFAULT_SPOOL_PATH
-    spool_max_items: int = 100_000
-    reconnect_initial: float = 0.5
-    reconnect_max: float = 30.0
-    shutdown_flush: float = 5.0  # at most this long on SIGTERM to deliver what is spooled
     engine_timeout: float = 30.0  # for engine requests other than the event stream
-    log_level: str = "INFO"
-
-    def push_settings(self) -> PushSettings:
-        return PushSettings(
-            url=self.control_plane_url,
-            api_key=self.api_key,
-            spool_path=self.spool_path,
-            spool_max_items=self.spool_max_items,
-        )
 
 
 def load_settings(environ: Mapping[str, str]) -> DaemonSettings:
     """The only place the daemon reads its environment; raises ConfigError naming the variable."""
-    url = _required(environ, "CONTROL_PLANE_URL")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(
-            f"CONTROL_PLANE_URL: expected http(s)://host[:port], got {url!r}", field="CONTROL_PLANE_URL"
-        )
-    defaults = DaemonSettings(control_plane_url=url, api_key="-")
-    return DaemonSettings(
-        control_plane_url=url,
-        api_key=_required(environ, "DRAAS_API_KEY"),
+    settings = DaemonSettings(
+        control_plane_url=daemon_env.control_plane_url(environ),
+        api_key=daemon_env.required(environ, "DRAAS_API_KEY"),
         label_filter=_labels(environ.get("DRAAS_LABEL_FILTER", DEFAULT_LABEL_FILTER)),
-        spool_path=Path(environ.get("DRAAS_SPOOL_PATH", "").strip() or DEFAULT_SPOOL_PATH),
-        spool_max_items=int(_number(environ, "DRAAS_SPOOL_MAX_ITEMS", defaults.spool_max_items, 1, integer=True)),
-        reconnect_max=_number(environ, "DRAAS_RECONNECT_MAX_SECONDS", defaults.reconnect_max, 0.01),
-        shutdown_flush=_number(environ, "DRAAS_SHUTDOWN_FLUSH_SECONDS", defaults.shutdown_flush, 0.0),
-        log_level=_log_level(environ.get("DRAAS_LOG_LEVEL", defaults.log_level)),
     )
-
-
-def _required(environ: Mapping[str, str], name: str) -> str:
-    value = environ.get(name, "").strip()
-    if not value:
-        raise ConfigError(f"{name} is required", field=name)
-    return value
+    return daemon_env.read_common(environ, settings)
 
 
 def _labels(text: str) -> tuple[str, ...]:
@@ -126,29 +81,6 @@ def _labels(text: str) -> tuple[str, ...]:
                 field="DRAAS_LABEL_FILTER",
             )
     return labels
-
-
-def _number(environ: Mapping[str, str], name: str, default: float, low: float, *, integer: bool = False) -> float:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(int(text)) if integer else float(text)
-    except ValueError:
-        expected = "an integer" if integer else "a number"
-        raise ConfigError(f"{name}: expected {expected}, got {text!r}", field=name) from None
-    if not math.isfinite(value) or value < low:
-        raise ConfigError(f"{name}: must be at least {low:g}, got {text!r}", field=name)
-    return value
-
-
-def _log_level(text: str) -> str:
-    level = text.strip().upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(
-            f"DRAAS_LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {text!r}", field="DRAAS_LOG_LEVEL"
-        )
-    return level
 
 
 @dataclass
@@ -264,7 +196,7 @@ class DockerDaemon:
             if isinstance(update, Skip):
                 self._skipped(update, str(row.get("Id", "")), row.get("Names"))
                 continue
-            listed[update.container_id] = _Known(update.instance_id, str(update.metadata.get("imageName", "")))
+            listed[update.workload_id] = _Known(update.instance_id, str(update.metadata.get("imageName", "")))
             updates.append(update)
         live = {known.instance_id for known in listed.values()}
         # Removed first, so an instance whose container was replaced ends with its new container's state.
@@ -393,50 +325,7 @@ def _close_quietly(events: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 after SIGTERM/SIGINT, 2 on a configuration error, 1 if the daemon's loop failed."""
     del argv  # configured through the environment only
-    try:
-        settings = load_settings(os.environ)
-    except ConfigError as error:
-        print(f"draas-docker-daemon: configuration error: {error.message}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    try:
-        daemon = DockerDaemon(settings)
-    except (OSError, sqlite3.Error, SpoolLocked) as error:
-        print(f"draas-docker-daemon: DRAAS_SPOOL_PATH={settings.spool_path}: {error}", file=sys.stderr)
-        return 2
-
-    signalled = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if signalled.is_set():
-            # Nothing is lost by leaving now: what is not delivered is in the spool, on disk.
-            log.warning("%s again: exiting at once", name)
-            os._exit(1)
-        signalled.set()
-        log.info("%s: stopping (flushing pushes for up to %.1fs)", name, settings.shutdown_flush)
-        daemon.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    failure: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            daemon.run()
-        except BaseException as error:  # reported below; the process must still exit
-            failure.append(error)
-            log.critical("the daemon's loop failed", exc_info=True)
-
-    # The loop runs in a thread so that the main thread is free to take signals at any time.
-    worker = threading.Thread(target=body, name="docker-daemon")
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.5)
-    log.info("stopped: %s", daemon.stats)
-    return 1 if failure else 0
+    return run_daemon("draas-docker-daemon", load_settings, DockerDaemon)
 
 
 if __name__ == "__main__":

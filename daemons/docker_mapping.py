@@ -28,10 +28,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-from draas_actors.model import Status
+from draas_actors.model import Platform, Status
+
+from .updates import StatusUpdate
 
 __all__ = [
     "INSTANCE_LABEL",
@@ -48,7 +50,7 @@ __all__ = [
 ]
 
 SOURCE = "DockerDaemon"
-PLATFORM = "docker"
+PLATFORM = Platform.DOCKER
 INSTANCE_LABEL = "draas.instanceId"
 
 
@@ -59,26 +61,6 @@ class Skip(str, enum.Enum):
     NO_INSTANCE_ID = f"no {INSTANCE_LABEL} label"
     NOT_A_CONTAINER = "not a container event"
     UNKNOWN_STATE = "unknown container state"
-
-
-@dataclass(frozen=True, kw_only=True)
-class StatusUpdate:
-    instance_id: str
-    container_id: str
-    status: Status
-    observed_at: float  # epoch seconds, from the engine's clock
-    metadata: Mapping[str, str | int] = field(default_factory=dict)
-
-    def to_wire(self) -> dict[str, Any]:
-        """The body of one item of ``POST /api/status/updates``."""
-        return {
-            "instanceId": self.instance_id,
-            "status": self.status.value,
-            "source": SOURCE,
-            "platform": PLATFORM,
-            "observedAt": self.observed_at,
-            "metadata": dict(self.metadata),
-        }
 
 
 @dataclass(frozen=True)
@@ -136,13 +118,7 @@ def map_event(event: Mapping[str, Any]) -> StatusUpdate | Skip:
         metadata["exitCode"] = exit_code
     if "name" in attributes:
         metadata["containerName"] = str(attributes["name"])
-    return StatusUpdate(
-        instance_id=instance_id,
-        container_id=container_id,
-        status=status,
-        observed_at=event_time(event),
-        metadata=metadata,
-    )
+    return _update(instance_id, container_id, status, event_time(event), metadata)
 
 
 def _map_action(action: str, exit_code: int | None, signal: str | None) -> tuple[Status, str] | None:
@@ -206,13 +182,7 @@ def map_listing(container: Mapping[str, Any], observed_at: float) -> StatusUpdat
     names = container.get("Names") or []
     if names:
         metadata["containerName"] = str(names[0]).lstrip("/")
-    return StatusUpdate(
-        instance_id=instance_id,
-        container_id=container_id,
-        status=status,
-        observed_at=observed_at,
-        metadata=metadata,
-    )
+    return _update(instance_id, container_id, status, observed_at, metadata)
 
 
 def _map_state(state: str, status_text: str, exit_code: int | None) -> tuple[Status, str] | None:
@@ -240,12 +210,21 @@ def removed_update(
     *, container_id: str, instance_id: str, observed_at: float, reason: str, image: str = ""
 ) -> StatusUpdate:
     """A container the daemon knew that is no longer listed (it went while nobody was streaming)."""
+    metadata: dict[str, str | int] = {"containerId": container_id, "imageName": image, "reason": reason}
+    return _update(instance_id, container_id, Status.REMOVED, observed_at, metadata)
+
+
+def _update(
+    instance_id: str, container_id: str, status: Status, observed_at: float, metadata: dict[str, str | int]
+) -> StatusUpdate:
     return StatusUpdate(
         instance_id=instance_id,
-        container_id=container_id,
-        status=Status.REMOVED,
+        workload_id=container_id,
+        status=status,
         observed_at=observed_at,
-        metadata={"containerId": container_id, "imageName": image, "reason": reason},
+        source=SOURCE,
+        platform=PLATFORM,
+        metadata=metadata,
     )
 
 

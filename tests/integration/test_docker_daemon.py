@@ -7,10 +7,10 @@ always includes this run's ``draas.test`` label, so containers of anything else 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,12 +24,13 @@ import pytest
 from daemons.docker_daemon import DaemonSettings, DockerDaemon
 from daemons.push_client import PushClient, PushSettings
 from daemons.spool import Spool
-from draas_actors.actors.supervisor import ACCEPTED
-from draas_actors.api.app import create_app
-from draas_actors.api.server import HttpServer
-from draas_actors.messages import StatusReport
-from draas_actors.system import ControlPlane, SystemSettings
-from tests.helpers import ProcessJanitor, RunningControlPlane, answers, wait_until
+from tests.helpers import ProcessJanitor, RunningControlPlane, wait_until
+from tests.integration.daemon_support import (
+    control_plane_on,
+    free_port,
+    platform_views,
+    wait_for_statuses as wait_for_platform_statuses,
+)
 from tests.integration.docker_fixtures import (  # noqa: F401  (fixtures)
     MANAGED_LABEL,
     ROOT,
@@ -46,6 +47,9 @@ from tests.integration.docker_fixtures import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = pytest.mark.docker
+
+docker_views = functools.partial(platform_views, platform="docker")
+wait_for_statuses = functools.partial(wait_for_platform_statuses, platform="docker")
 
 HEALTHCHECK = {
     # The test image's rootfs has no /tmp, so the marker file lives at the root.
@@ -152,29 +156,6 @@ def wait_for_view(
     return view
 
 
-def docker_views(plane: RunningControlPlane) -> dict[str, dict[str, Any]]:
-    response = plane.get("/api/instances", params={"platform": "docker"})
-    assert response.status_code == 200, response.text
-    return {view["instanceId"]: view for view in response.json()["instances"]}
-
-
-def wait_for_statuses(plane: RunningControlPlane, expected: dict[str, str], timeout: float) -> dict[str, Any]:
-    """Poll GET /api/instances until every instance in ``expected`` has its status; fail with the differences."""
-    deadline = time.monotonic() + timeout
-    while True:
-        views = docker_views(plane)
-        wrong = {
-            iid: (views[iid]["status"] if iid in views else None, want)
-            for iid, want in expected.items()
-            if iid not in views or views[iid]["status"] != want
-        }
-        if not wrong:
-            return views
-        if time.monotonic() >= deadline:
-            pytest.fail(f"within {timeout}s these instances did not reach (seen, wanted): {wrong}")
-        time.sleep(0.02)
-
-
 def last_change(plane: RunningControlPlane, instance_id: str) -> dict[str, Any]:
     changes = plane.changes(instance_id)
     assert changes, f"no change for {instance_id}"
@@ -184,48 +165,6 @@ def last_change(plane: RunningControlPlane, instance_id: str) -> dict[str, Any]:
 def is_running(container: Any) -> bool:
     container.reload()
     return bool(container.attrs["State"]["Running"])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class CountingControlPlane(ControlPlane):
-    """Counts the reports it accepted, to compare with what the push client counted as acknowledged."""
-
-    def __init__(self, settings: SystemSettings) -> None:
-        super().__init__(settings)
-        self.accepted = 0
-        self._count_lock = threading.Lock()
-
-    def submit(self, reports: tuple[StatusReport, ...]) -> tuple[str, ...]:
-        outcomes = super().submit(reports)
-        with self._count_lock:
-            self.accepted += sum(1 for outcome in outcomes if outcome == ACCEPTED)
-        return outcomes
-
-
-@contextlib.contextmanager
-def control_plane_on(
-    data_dir: Path, port: int, daemon_key: str, operator_key: str
-) -> Iterator[tuple[RunningControlPlane, CountingControlPlane]]:
-    """A control plane on a fixed port (to come back where the daemon expects it), stopped on the way out."""
-    cp = CountingControlPlane(SystemSettings(data_dir=data_dir, sweep_interval=60.0))
-    server: HttpServer | None = None
-    try:
-        cp.start()
-        app = create_app(cp, daemon_keys=(daemon_key,), operator_keys=(operator_key,))
-        server = HttpServer(app, host="127.0.0.1", port=port, threads=4).start()
-        base_url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: answers(base_url + "/healthz"), 5.0, 0.02, "the control plane answers /healthz")
-        yield RunningControlPlane(cp, server, base_url, daemon_key, operator_key, ProcessJanitor()), cp
-    finally:
-        if server is not None:
-            server.stop()
-        cp.stop(timeout=5.0)
 
 
 # -- events -----------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def test_each_mapped_event_gives_its_status_and_reason(
     update = mapped(map_event(event(action, **attributes)))
     assert update.status is status
     assert update.instance_id == "web-1"
-    assert update.container_id == CONTAINER
+    assert update.workload_id == CONTAINER
     assert update.metadata["reason"] == reason
     assert update.metadata["eventAction"] == action
     assert update.metadata["containerId"] == CONTAINER

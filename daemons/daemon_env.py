@@ -1,0 +1,110 @@
+"""The settings every daemon shares, and the readers of environment variables its ``load_settings`` is made of.
+
+Each reader takes the environment and a variable's name, and raises ``ConfigError`` naming the variable (the
+message starts with it) when the value is wrong. A variable that is unset or blank takes its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, TypeVar
+from urllib.parse import urlsplit
+
+from draas_actors.errors import ConfigError
+
+from .push_client import PushSettings
+
+__all__ = [
+    "LOG_LEVELS",
+    "CommonSettings",
+    "control_plane_url",
+    "log_level",
+    "number",
+    "read_common",
+    "required",
+]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+S = TypeVar("S", bound="CommonSettings")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommonSettings:
+    """What every daemon needs: where to push, its durable spool, its reconnect backoff and its shutdown bound."""
+
+    control_plane_url: str
+    api_key: str
+    spool_path: Path
+    spool_max_items: int = 100_000
+    reconnect_initial: float = 0.5
+    reconnect_max: float = 30.0
+    shutdown_flush: float = 5.0  # at most this long on SIGTERM to deliver what is spooled
+    log_level: str = "INFO"
+
+    def push_settings(self) -> PushSettings:
+        return PushSettings(
+            url=self.control_plane_url,
+            api_key=self.api_key,
+            spool_path=self.spool_path,
+            spool_max_items=self.spool_max_items,
+        )
+
+
+def read_common(environ: Mapping[str, str], settings: S) -> S:
+    """``settings`` with the shared variables read from ``environ``; its own values are the defaults.
+
+    ``control_plane_url`` and ``api_key`` are not read here: the daemon's settings cannot be made without them,
+    so its ``load_settings`` reads them first with ``control_plane_url`` and ``required``.
+    """
+    return dataclasses.replace(
+        settings,
+        spool_path=Path(environ.get("DRAAS_SPOOL_PATH", "").strip() or settings.spool_path),
+        spool_max_items=int(number(environ, "DRAAS_SPOOL_MAX_ITEMS", settings.spool_max_items, 1, integer=True)),
+        reconnect_max=number(environ, "DRAAS_RECONNECT_MAX_SECONDS", settings.reconnect_max, 0.01),
+        shutdown_flush=number(environ, "DRAAS_SHUTDOWN_FLUSH_SECONDS", settings.shutdown_flush, 0.0),
+        log_level=log_level(environ, "DRAAS_LOG_LEVEL", settings.log_level),
+    )
+
+
+def required(environ: Mapping[str, str], name: str) -> str:
+    value = environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is required", field=name)
+    return value
+
+
+def control_plane_url(environ: Mapping[str, str], name: str = "CONTROL_PLANE_URL") -> str:
+    """A required ``http(s)://host[:port]`` base URL."""
+    url = required(environ, name)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name}: expected http(s)://host[:port], got {url!r}", field=name)
+    return url
+
+
+def number(environ: Mapping[str, str], name: str, default: float, low: float, *, integer: bool = False) -> float:
+    """A finite number (an integer with ``integer``) of at least ``low``."""
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(int(text)) if integer else float(text)
+    except ValueError:
+        expected = "an integer" if integer else "a number"
+        raise ConfigError(f"{name}: expected {expected}, got {text!r}", field=name) from None
+    if not math.isfinite(value) or value < low:
+        raise ConfigError(f"{name}: must be at least {low:g}, got {text!r}", field=name)
+    return value
+
+
+def log_level(environ: Mapping[str, str], name: str, default: str) -> str:
+    text = environ.get(name, "").strip() or default
+    level = text.upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{name}: expected {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}, got {text!r}",
+                          field=name)
+    return level

@@ -1,0 +1,102 @@
+"""A daemon's ``main``: settings from the environment, the loop in a worker thread, SIGTERM/SIGINT to stop it.
+
+Exit status: 0 after a signal, 2 for a configuration error (the message names the variable), 1 when the loop
+failed or did not end within its bound after a signal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import threading
+from types import FrameType
+from typing import Any, Callable, Mapping, Protocol, TypeVar
+
+from draas_actors.errors import ConfigError
+
+from .daemon_env import CommonSettings
+from .spool import SpoolLocked
+
+__all__ = ["STOP_MARGIN", "Daemon", "run_daemon"]
+
+log = logging.getLogger("draas.daemon")
+
+# After a signal the loop gets the flush bound plus this much to end; an API request that hangs past it (a
+# half-open connection before its read timeout) does not hold the process: what is undelivered is on disk.
+STOP_MARGIN = 5.0
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+class Daemon(Protocol):
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    @property
+    def stats(self) -> Any: ...
+
+
+def run_daemon(
+    program: str,
+    load_settings: Callable[[Mapping[str, str]], S],
+    make_daemon: Callable[[S], Daemon],
+    environ: Mapping[str, str] = os.environ,
+) -> int:
+    """Load the settings, make the daemon, run it until a signal; returns the exit status."""
+    try:
+        settings = load_settings(environ)
+    except ConfigError as error:
+        print(f"{program}: configuration error: {error.message}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        daemon = make_daemon(settings)
+    except ConfigError as error:
+        print(f"{program}: configuration error: {error.message}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error, SpoolLocked) as error:
+        print(f"{program}: DRAAS_SPOOL_PATH={settings.spool_path}: {error}", file=sys.stderr)
+        return 2
+
+    signalled = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if signalled.is_set():
+            # Nothing is lost by leaving now: what is not delivered is in the spool, on disk.
+            log.warning("%s again: exiting at once", name)
+            os._exit(1)
+        signalled.set()
+        log.info("%s: stopping (flushing pushes for up to %.1fs)", name, settings.shutdown_flush)
+        daemon.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            daemon.run()
+        except BaseException as error:  # reported below; the process must still exit
+            failure.append(error)
+            log.critical("the daemon's loop failed", exc_info=True)
+
+    # The loop runs in a thread so that the main thread is free to take signals at any time. A daemon thread, so
+    # that a loop stuck past its bound does not keep the process alive.
+    worker = threading.Thread(target=body, name=program, daemon=True)
+    worker.start()
+    while worker.is_alive() and not signalled.is_set():
+        worker.join(0.5)
+    worker.join(settings.shutdown_flush + STOP_MARGIN)
+    if worker.is_alive():
+        log.error("the daemon's loop did not end within %.1fs of the signal; exiting (undelivered updates stay in %s)",
+                  settings.shutdown_flush + STOP_MARGIN, settings.spool_path)
+        return 1
+    log.info("stopped: %s", daemon.stats)
+    return 1 if failure else 0
