@@ -88,11 +88,19 @@ class PlatformActionFailed:
 
     action: str
     error: str
+    retryable: bool = True  # False for a refusal (403...) that repeating the action cannot change
 
 
 @dataclass(frozen=True)
 class RestartDue:
     token: int  # only the restart that was scheduled last may fire
+
+
+@dataclass(frozen=True)
+class ReplacementDue:
+    """The grace after the pod deleted for a restart was gone: if nothing replaced it, nothing will."""
+
+    pod: str  # "<namespace>/<name>"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,11 @@
 
 A TOML file (default ``config/draas.toml``), then ``DRAAS_*`` environment variables, then command-line
 flags, each overriding the one before. Every error names the field it is about.
+
+Kubernetes: the kubeconfig is ``DRAAS_KUBECONFIG``, else ``[kubernetes] kubeconfig``; either one is an explicit
+choice and is used even inside a cluster. Without one, the in-cluster configuration (service account) is used when
+``KUBERNETES_SERVICE_HOST`` is set, else ``KUBECONFIG``, else the client's default (``~/.kube/config``). None of
+this is needed to start: the client is made on the first pod delete.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import yaml
+
 from .actors.store import Retention
 from .actors.supervisor import SupervisionSettings
 from .errors import ConfigError, DraasError
+from .platforms.kubernetes import KubernetesSettings
 from .records import InstanceRecord
 from .system import SystemSettings
 from .wire import parse_registration, validate
@@ -76,6 +84,16 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {"stopProcesses": {"type": "boolean"}, "timeout": _SECONDS},
         },
+        "kubernetes": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "kubeconfig": {"type": "string", "minLength": 1},
+                "context": {"type": "string", "minLength": 1},
+                "requestTimeout": {"type": "number", "exclusiveMinimum": 0},
+                "replacementGrace": _SECONDS,
+            },
+        },
         "instances": {"type": "array", "items": {"type": "object"}},
     },
 }
@@ -93,6 +111,8 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "DRAAS_AUTO_CREATE": ("supervisor", "autoCreate", bool),
     "DRAAS_AUTO_CREATE_CAP": ("supervisor", "autoCreateCap", int),
     "DRAAS_STOP_PROCESSES_ON_EXIT": ("shutdown", "stopProcesses", bool),
+    "DRAAS_KUBECONFIG": ("kubernetes", "kubeconfig", str),
+    "DRAAS_KUBE_CONTEXT": ("kubernetes", "context", str),
 }
 KEY_VARIABLES = {"DRAAS_DAEMON_API_KEY": "daemonApiKeys", "DRAAS_OPERATOR_API_KEY": "operatorApiKeys"}
 
@@ -140,6 +160,7 @@ def load_settings(
     except DraasError as error:
         raise ConfigError(f"{where}: {error.message}", field=error.field) from None
     _check_unique(instances, where)
+    kubernetes = _kubernetes_settings(raw.get("kubernetes", {}), environ, where)
     server, store, sup = raw.get("server", {}), raw.get("store", {}), raw.get("supervisor", {})
     shutdown, auth = raw.get("shutdown", {}), raw.get("auth", {})
     data_dir = Path(raw.get("dataDir", "./var"))
@@ -170,6 +191,7 @@ def load_settings(
             ),
             sweep_interval=raw.get("monitor", {}).get("sweepInterval", 5.0),
             ask_timeout=sup.get("askTimeout", SupervisionSettings.ask_timeout),
+            kubernetes=kubernetes,
         ),
     )
 
@@ -229,6 +251,42 @@ def _convert(variable: str, text: str, kind: type) -> Any:
         return kind(text)
     except ValueError:
         raise ConfigError(f"{variable}: expected {kind.__name__}, got {text!r}", field=variable) from None
+
+
+def _kubernetes_settings(section: Mapping[str, Any], environ: Mapping[str, str], where: str) -> KubernetesSettings:
+    explicit = section.get("kubeconfig")
+    context = section.get("context")
+    if explicit is not None:
+        explicit = os.pathsep.join(str(Path(p).expanduser()) for p in explicit.split(os.pathsep))
+        _check_kubeconfig(explicit, context, where)
+    return KubernetesSettings(
+        kubeconfig=explicit or environ.get("KUBECONFIG") or None,
+        context=context,
+        in_cluster=explicit is None and bool(environ.get("KUBERNETES_SERVICE_HOST")),
+        request_timeout=section.get("requestTimeout", KubernetesSettings.request_timeout),
+        replacement_grace=section.get("replacementGrace", KubernetesSettings.replacement_grace),
+    )
+
+
+def _check_kubeconfig(paths: str, context: str | None, where: str) -> None:
+    """An explicit kubeconfig must be there and readable, and hold the context asked for."""
+    field = "kubernetes.kubeconfig"
+    names: set[str] = set()
+    for path in paths.split(os.pathsep):
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: {field}: no such file {path!r}", field=field) from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ConfigError(f"{where}: {field}: cannot read {path!r}: {error}", field=field) from None
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("contexts") or [], list):
+            raise ConfigError(f"{where}: {field}: {path!r} is not a kubeconfig", field=field)
+        names.update(str(c.get("name")) for c in loaded.get("contexts") or [] if isinstance(c, dict))
+    if context is not None and context not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise ConfigError(
+            f"{where}: kubernetes.context: {context!r} is not in {paths} (it has: {known})", field="kubernetes.context"
+        )
 
 
 def _check_unique(instances: tuple[InstanceRecord, ...], where: str) -> None:

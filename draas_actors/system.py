@@ -46,6 +46,7 @@ from .messages import (
 )
 from .model import InstanceId, Platform, Status
 from .platforms.docker import DockerPlatform
+from .platforms.kubernetes import KubernetesPlatform, KubernetesSettings
 from .platforms.process import ProcessPlatform
 from .policy import RestartPolicy
 from .records import InstanceRecord
@@ -64,6 +65,7 @@ class SystemSettings:
     supervision: SupervisionSettings = SupervisionSettings()
     sweep_interval: float = 5.0
     ask_timeout: float = 5.0
+    kubernetes: KubernetesSettings = KubernetesSettings()
 
 
 class ControlPlane:
@@ -74,6 +76,7 @@ class ControlPlane:
         clock: Callable[[], float] = time.time,
         processes: ProcessPlatform | None = None,
         docker: DockerPlatform | None = None,
+        kubernetes: KubernetesPlatform | None = None,
     ) -> None:
         self.settings = settings
         self.refs = CoreRefs()
@@ -81,8 +84,11 @@ class ControlPlane:
         self.subscriptions = Subscriptions()
         self.processes = processes or ProcessPlatform(settings.data_dir / "logs")
         self.docker = docker or DockerPlatform()
+        # Its client is made on the first delete, so a control plane without Kubernetes starts and works.
+        self.kubernetes = kubernetes or KubernetesPlatform(settings.kubernetes)
         self.services = InstanceServices(
-            refs=self.refs, scheduler=self.scheduler, processes=self.processes, docker=self.docker, clock=clock
+            refs=self.refs, scheduler=self.scheduler, processes=self.processes, docker=self.docker,
+            kubernetes=self.kubernetes, clock=clock,
         )
         self.started_at = 0.0
 
@@ -142,6 +148,7 @@ class ControlPlane:
         pykka.ActorRegistry.stop_all(block=True, timeout=timeout)
         self.scheduler.stop()
         self.docker.close()
+        self.kubernetes.close()
         self.subscriptions.close_all()
 
     def _start_core(self, name: str, watcher: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:

@@ -18,6 +18,7 @@ import requests
 from draas_actors.actors.supervisor import SupervisionSettings
 from draas_actors.api.app import create_app
 from draas_actors.api.server import HttpServer
+from draas_actors.platforms.kubernetes import KubernetesSettings
 from draas_actors.system import ControlPlane, SystemSettings
 
 T = TypeVar("T")
@@ -176,6 +177,7 @@ def running_control_plane(
     supervision: SupervisionSettings | None = None,
     stop_processes: bool = True,
     janitor: ProcessJanitor | None = None,
+    kubernetes: KubernetesSettings | None = None,
 ) -> Iterator[RunningControlPlane]:
     """A started ControlPlane behind waitress on 127.0.0.1 and an ephemeral port.
 
@@ -186,7 +188,8 @@ def running_control_plane(
     janitor = janitor if janitor is not None else ProcessJanitor()
     cp = ControlPlane(
         SystemSettings(
-            data_dir=data_dir, sweep_interval=sweep_interval, supervision=supervision or SupervisionSettings()
+            data_dir=data_dir, sweep_interval=sweep_interval, supervision=supervision or SupervisionSettings(),
+            kubernetes=kubernetes or KubernetesSettings(),
         )
     )
     server: HttpServer | None = None

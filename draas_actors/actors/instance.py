@@ -6,6 +6,8 @@ proxies, no blocking waits), so the execution model can move to a pooled dispatc
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import logging
 import random
@@ -25,6 +27,7 @@ from ..messages import (
     PlatformActionFailed,
     ProcessExited,
     Publish,
+    ReplacementDue,
     RestartDue,
     RestartInstance,
     Resume,
@@ -40,6 +43,7 @@ from ..messages import (
 )
 from ..model import Platform, Status, can_transition, is_alive
 from ..platforms.docker import DockerPlatform
+from ..platforms.kubernetes import TAKES_OVER, KubernetesPlatform, PodVerdict, judge_pod_report, pod_key
 from ..platforms.process import ProcessPlatform
 from ..policy import GiveUp, RestartHistory, is_failure, plan_restart, starts_with_control_plane, wants_restart
 from ..records import InstanceRecord, Runtime
@@ -56,6 +60,7 @@ CONTROL_PLANE = "control-plane"
 OPERATOR_STOP = "stopped by operator"
 DOCKER_STOP_TIMEOUT = 10.0  # Docker's own default for `docker stop`
 SHUTDOWN_STOP = "stopped at control-plane shutdown"
+DELETED_PODS_KEPT = 8  # pods this actor deleted, remembered so that their last reports are not taken as exits
 
 
 @dataclass(frozen=True)
@@ -66,11 +71,22 @@ class InstanceServices:
     scheduler: Scheduler
     processes: ProcessPlatform
     docker: DockerPlatform | None = None
+    kubernetes: KubernetesPlatform | None = None
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = field(default=random.random)
 
 
 class InstanceActor(WatchedActor):
+    """One instance: applies reports and exits, runs its restart policy, carries out operator actions.
+
+    Kubernetes instances: the workload is a pod (``workload_id`` = ``"<namespace>/<podName>"``) and a restart,
+    by the policy or the operator, deletes it so that its controller creates a replacement; the instance is
+    ``Restarting`` until a pod reports again. Which pod's reports count is ``judge_pod_report``'s rule. A bare pod
+    has no controller and is not recreated: once the deleted pod is gone and no other pod has reported within the
+    platform's ``replacement_grace``, the instance is ``Removed`` and ``lastReason`` says so. Start and stop are
+    refused (409): a pod's lifecycle belongs to its controller; scale the Deployment instead.
+    """
+
     kind = "instance"
 
     def __init__(
@@ -84,6 +100,9 @@ class InstanceActor(WatchedActor):
         self.kill_handle: int | None = None
         self.restart_after_stop = False
         self.stop_reason = OPERATOR_STOP
+        self.deleted_pods: collections.deque[str] = collections.deque(maxlen=DELETED_PODS_KEPT)
+        self.deleting: tuple[str, Status] | None = None  # the pod of the last delete, and the status before it
+        self.exited_pod: str | None = None  # the pod whose exit was handled last
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -111,8 +130,10 @@ class InstanceActor(WatchedActor):
             case SetRestartPolicy(policy):
                 self._update(source=OPERATOR, restart_policy=policy)
                 return self.record
-            case PlatformActionFailed(action, error):
-                self._on_action_failed(action, error)
+            case PlatformActionFailed(action, error, retryable):
+                self._on_action_failed(action, error, retryable)
+            case ReplacementDue(pod):
+                self._on_replacement_due(pod)
             case Rewatch():
                 self._watch()
             case Resume(control_plane_start):
@@ -133,7 +154,10 @@ class InstanceActor(WatchedActor):
             self._update(source=report.source, stale_dropped=record.stale_dropped + 1)
             return
         observed = {**record.last_observed, report.source: report.observed_at}
-        workload = report.metadata.get("containerId") or report.metadata.get("podName") or record.workload_id
+        workload = self._workload_of(report)
+        if record.platform is Platform.KUBERNETES and not self._about_our_pod(report, workload, observed):
+            return
+        record = self.record
         if record.platform is not Platform.PROCESS and report.status in (Status.FAILED, Status.STOPPED):
             if "exitCode" in report.metadata:
                 self._on_workload_exit(report, observed, workload)
@@ -164,11 +188,59 @@ class InstanceActor(WatchedActor):
             else report.metadata.get("reason", record.last_reason),
         )
 
+    def _workload_of(self, report: StatusReport) -> str | None:
+        if self.record.platform is Platform.KUBERNETES:
+            return pod_key(report.metadata) or self.record.workload_id
+        return report.metadata.get("containerId") or self.record.workload_id
+
+    def _about_our_pod(self, report: StatusReport, pod: str | None, observed: Mapping[str, float]) -> bool:
+        """Whether a report about ``pod`` is to be applied (``judge_pod_report``); deals with the others itself."""
+        record = self.record
+        verdict = judge_pod_report(pod, report.status, current=record.workload_id, deleted=self.deleted_pods)
+        if verdict is PodVerdict.RECREATED:
+            assert pod is not None
+            self.deleted_pods.remove(pod)
+            self.exited_pod = None
+        if verdict in (PodVerdict.APPLY, PodVerdict.RECREATED):
+            if pod != record.workload_id and (self.restart_handle is not None or record.next_restart_at is not None):
+                # A controller replaced the pod before our restart was due: deleting the new one would be wrong.
+                self._cancel(restart=True)
+                self._update(source=report.source, next_restart_at=None)
+            return True
+        if verdict is PodVerdict.GONE:
+            assert pod is not None and self.s.kubernetes is not None
+            self._update(source=report.source, last_observed=observed)
+            self.s.scheduler.call_later(self.s.kubernetes.replacement_grace, self.actor_ref, ReplacementDue(pod))
+            return False
+        log.info(
+            "instance %s: %s about pod %s, which is not its pod %s any more; not applied",
+            record.instance_id, report.status.value, pod, record.workload_id,
+        )
+        self._update(
+            source=report.source, last_observed=observed, rejected_transitions=record.rejected_transitions + 1
+        )
+        return False
+
+    def _on_replacement_due(self, pod: str) -> None:
+        record = self.record
+        if record.workload_id != pod or pod not in self.deleted_pods or record.status is Status.REMOVED:
+            return  # a pod has taken over since
+        assert self.s.kubernetes is not None
+        reason = (
+            f"pod {pod} was deleted to restart the instance and no pod replaced it within "
+            f"{self.s.kubernetes.replacement_grace:g}s: a bare pod has no controller to recreate it"
+        )
+        self._update(status=Status.REMOVED, source=CONTROL_PLANE, last_reason=reason, metadata={"reason": reason})
+
     def _on_workload_exit(self, report: StatusReport, observed: Mapping[str, float], workload: str | None) -> None:
         """A container or pod exit reported by a daemon: the counterpart of ``_on_exit`` for processes."""
         record = self.record
         exit_code = _int_or_none(report.metadata.get("exitCode"))
         duplicate = record.last_exit_at is not None and report.observed_at <= record.last_exit_at
+        if record.platform is Platform.KUBERNETES:
+            # Failed and Succeeded are final for a pod: its next exit report is the daemon listing it again.
+            duplicate = duplicate or workload == self.exited_pod
+            self.exited_pod = workload
         ran_for = report.observed_at - record.status_since if is_alive(record.status) else 0.0
         common: dict[str, Any] = dict(
             source=report.source, metadata=report.metadata, last_observed=observed, workload_id=workload,
@@ -180,14 +252,26 @@ class InstanceActor(WatchedActor):
         reason = report.metadata.get("reason") or f"exited with code {exit_code}"
         self._record_exit(report.status, reason, ran_for, **common)
 
-    def _on_action_failed(self, action: str, error: str) -> None:
-        reason = f"docker {action} failed: {error}"
-        if action == "start" and self.record.status in (Status.RESTARTING, Status.PENDING, Status.STOPPED):
-            self._update(status=Status.FAILED, source=self.record.platform.value, last_reason=reason,
-                         metadata={"reason": reason})
-            self._apply_policy(ran_for=0.0)
+    def _on_action_failed(self, action: str, error: str, retryable: bool) -> None:
+        record = self.record
+        source = record.platform.value
+        reason = f"{source} {action} failed: {error}"
+        if action == "delete" and self.deleting is not None:
+            pod, before = self.deleting
+            self.deleting = None
+            with contextlib.suppress(ValueError):
+                self.deleted_pods.remove(pod)  # it is still there
+            if record.workload_id == pod and record.status is Status.RESTARTING and before in TAKES_OVER:
+                # An operator's restart of a live pod: the pod was not deleted, so it is what it was.
+                self._update(status=before, source=source, last_reason=f"{reason}; the pod was not restarted")
+                return
+        if action in ("start", "delete") and record.status in (Status.RESTARTING, Status.PENDING, Status.STOPPED):
+            self._update(status=Status.FAILED, source=source, last_reason=reason if retryable
+                         else f"{reason}; not retried", metadata={"reason": reason})
+            if retryable:
+                self._apply_policy(ran_for=0.0)
         else:
-            self._update(source=self.record.platform.value, last_reason=reason)
+            self._update(source=source, last_reason=reason)
 
     def _on_exit(self, exited: ProcessExited) -> None:
         runtime = self.record.runtime
@@ -253,7 +337,7 @@ class InstanceActor(WatchedActor):
     # -- operator actions -------------------------------------------------------------------------
 
     def _operator_start(self) -> InstanceRecord:
-        self._require_controllable()
+        self._require_controllable("start")
         if self._workload_running():
             return self.record  # already running: starting is idempotent
         if not self._can_spawn():
@@ -264,7 +348,7 @@ class InstanceActor(WatchedActor):
         return self.record
 
     def _operator_stop(self, *, restart: bool, shutdown: bool = False) -> InstanceRecord:
-        self._require_controllable()
+        self._require_controllable("restart" if restart else "stop")
         running = self._workload_running()
         if shutdown and not running:
             return self.record  # nothing to stop; a pending restart resumes at the next start
@@ -300,10 +384,11 @@ class InstanceActor(WatchedActor):
         )
 
     def _operator_restart(self) -> InstanceRecord:
-        self._require_controllable()
+        self._require_controllable("restart")
         if not self._can_spawn():
             raise Conflict(f"instance has {self._nothing_to_start()}", field=self._workload_field())
-        if self._workload_running():
+        # A pod is restarted by deleting it (its controller makes a new one), not by a stop and a start.
+        if self._workload_running() and self.record.platform is not Platform.KUBERNETES:
             self._update(source=OPERATOR, history=RestartHistory())
             return self._operator_stop(restart=True)
         self._cancel(restart=True)
@@ -311,10 +396,20 @@ class InstanceActor(WatchedActor):
         self._spawn(OPERATOR, restart=True)
         return self.record
 
-    def _require_controllable(self) -> None:
+    def _require_controllable(self, action: str) -> None:
         platform = self.record.platform
-        if platform is Platform.KUBERNETES or (platform is Platform.DOCKER and self.s.docker is None):
+        if (platform is Platform.DOCKER and self.s.docker is None) or (
+            platform is Platform.KUBERNETES and self.s.kubernetes is None
+        ):
             raise Conflict(f"operator actions on {platform.value} instances are not available", field="platform")
+        if platform is Platform.KUBERNETES and action != "restart":
+            scale = "to zero (kubectl scale --replicas=0)" if action == "stop" else "up (kubectl scale --replicas=1)"
+            raise Conflict(
+                f"a kubernetes instance cannot be told to {action}: its pod's lifecycle belongs to the pod's "
+                f"controller, so scale the Deployment {scale} instead; restart deletes the pod so that its "
+                "controller recreates it",
+                field="platform",
+            )
 
     def _workload_running(self) -> bool:
         if self.record.platform is Platform.PROCESS:
@@ -322,17 +417,21 @@ class InstanceActor(WatchedActor):
         return is_alive(self.record.status)
 
     def _workload_field(self) -> str:
-        return "process" if self.record.platform is Platform.PROCESS else "containerId"
+        return {Platform.PROCESS: "process", Platform.DOCKER: "containerId"}.get(self.record.platform, "podName")
 
     def _nothing_to_start(self) -> str:
         if self.record.platform is Platform.PROCESS:
             return "no command to start (it was registered by PID)"
-        return "no container reported for it yet"
+        if self.record.platform is Platform.DOCKER:
+            return "no container reported for it yet"
+        if self.record.workload_id is None:
+            return "no pod reported for it yet"
+        return f"no pod to delete: its pod {self.record.workload_id} was removed"
 
-    def _report_failure(self, action: str, error: str) -> None:
+    def _report_failure(self, action: str, error: str, retryable: bool) -> None:
         """Called on a platform's worker thread: hand the failure to ourselves as a message."""
         try:
-            self.actor_ref.tell(PlatformActionFailed(action, error))
+            self.actor_ref.tell(PlatformActionFailed(action, error, retryable))
         except pykka.ActorDeadError:
             log.warning("instance %s: %s failed after its actor stopped: %s", self.record.instance_id, action, error)
 
@@ -414,6 +513,9 @@ class InstanceActor(WatchedActor):
         if self.record.platform is Platform.DOCKER:
             self._start_container(source, restart=restart)
             return
+        if self.record.platform is Platform.KUBERNETES:
+            self._delete_pod(source, restart=restart)
+            return
         spec = self.record.process
         assert spec is not None
         try:
@@ -445,6 +547,24 @@ class InstanceActor(WatchedActor):
             restart_count=self.record.restart_count + (1 if restart else 0),
         )
 
+    def _delete_pod(self, source: str, *, restart: bool) -> None:
+        """Delete the pod so that its controller recreates it; the new pod's reports end ``Restarting``."""
+        assert self.s.kubernetes is not None and self.record.workload_id is not None
+        pod = self.record.workload_id
+        namespace, name = pod.split("/", 1)
+        if pod not in self.deleted_pods:
+            self.deleted_pods.append(pod)
+        self.deleting = (pod, self.record.status)
+        self.s.kubernetes.delete_pod(namespace, name, self._report_failure)
+        changed = self.record.status is not Status.RESTARTING
+        self._update(
+            status=Status.RESTARTING,
+            source=source,
+            next_restart_at=None,
+            restart_count=self.record.restart_count + (1 if restart else 0),
+            metadata={"reason": f"deleting pod {pod} so that its controller recreates it"} if changed else None,
+        )
+
     def _watch(self) -> None:
         runtime = self.record.runtime
         if runtime is not None:
@@ -456,6 +576,12 @@ class InstanceActor(WatchedActor):
     def _can_spawn(self) -> bool:
         if self.record.platform is Platform.DOCKER:
             return self.s.docker is not None and self.record.workload_id is not None
+        if self.record.platform is Platform.KUBERNETES:
+            return (
+                self.s.kubernetes is not None
+                and self.record.workload_id is not None
+                and self.record.status is not Status.REMOVED
+            )
         return self.record.process is not None and bool(self.record.process.command)
 
     def _cancel(self, *, restart: bool = False, kill: bool = False) -> None:

@@ -92,10 +92,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     **{
         (f"/api/instances/{{instance_id}}/{action}", "post"): {
-            "summary": f"Operator {action}",
+            "summary": f"Operator {action}{note}",
             "responses": {"202": _json("the instance", _INSTANCE), "404": _ERROR_REF, "409": _ERROR_REF},
         }
-        for action in ("start", "stop", "restart")
+        for action, note in (
+            ("start", " (409 for a Kubernetes instance: scale its Deployment)"),
+            ("stop", " (409 for a Kubernetes instance: scale its Deployment)"),
+            ("restart", " (a Kubernetes instance: its pod is deleted and its controller recreates it)"),
+        )
     },
     ("/healthz", "get"): {"summary": "Liveness", "responses": {"200": _json("alive")}},
     ("/readyz", "get"): {

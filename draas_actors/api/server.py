@@ -37,7 +37,12 @@ class HttpServer:
         if isinstance(server, BaseWSGIServer):
             # Closing only the listener leaves an idle keep-alive connection holding waitress's loop open until
             # its channel_timeout (120 s): close every socket, from inside the loop's thread (its trigger).
-            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map, ignore_all=True))
+            try:
+                server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map, ignore_all=True))
+            except OSError:
+                # The loop, already awake for a response, ran our thunk between its append and this write,
+                # and the thunk closed the trigger along with everything else: the stop is done.
+                log.debug("http server trigger closed by the stop itself", exc_info=True)
         else:
             server.close()
         self._thread.join(timeout)

@@ -670,13 +670,13 @@ def test_an_operator_action_on_an_unknown_instance_is_404(api: Api, action: str)
     assert api.post(f"/api/instances/nobody/{action}").status_code == 404
 
 
-@pytest.mark.parametrize("action", ["start", "stop", "restart"])
-def test_an_operator_action_on_a_kubernetes_instance_is_409(api: Api, action: str) -> None:
+@pytest.mark.parametrize(("action", "field"), [("start", "platform"), ("stop", "platform"), ("restart", "podName")])
+def test_an_operator_action_on_a_kubernetes_instance_without_a_pod_is_409(api: Api, action: str, field: str) -> None:
     api.register({"instanceId": "pod-1", "platform": "kubernetes"})
     result = api.post(f"/api/instances/pod-1/{action}")
     assert result.status_code == 409
     assert _is_error_body(result.json)
-    assert result.json["field"] == "platform"
+    assert result.json["field"] == field
 
 
 @pytest.mark.parametrize("action", ["start", "restart"])

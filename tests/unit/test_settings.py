@@ -247,3 +247,98 @@ def test_ensure_keys_changes_nothing_else(tmp_path: Path) -> None:
     after, written = ensure_keys(before)
     assert written == []
     assert after == before
+
+
+# -- kubernetes ---------------------------------------------------------------------------------------------
+
+KUBECONFIG_TEXT = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "http://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: one, context: {cluster: c, user: u}}, {name: two, context: {cluster: c, user: u}}]
+current-context: one
+"""
+
+
+def _kubeconfig(tmp_path: Path, name: str = "kubeconfig") -> Path:
+    path = tmp_path / name
+    path.write_text(KUBECONFIG_TEXT)
+    return path
+
+
+def test_without_kubernetes_settings_the_client_default_is_used_outside_a_cluster() -> None:
+    kubernetes = load_settings(None, environ={}).system.kubernetes
+    assert (kubernetes.kubeconfig, kubernetes.context, kubernetes.in_cluster) == (None, None, False)
+    assert kubernetes.request_timeout == 10.0
+    assert kubernetes.replacement_grace == 5.0
+
+
+def test_the_kubernetes_section_is_read(tmp_path: Path) -> None:
+    kubeconfig = _kubeconfig(tmp_path)
+    path = _config(
+        tmp_path,
+        f'[kubernetes]\nkubeconfig = "{kubeconfig}"\ncontext = "two"\nrequestTimeout = 3\nreplacementGrace = 0\n',
+    )
+    kubernetes = load_settings(path, environ={}).system.kubernetes
+    assert (kubernetes.kubeconfig, kubernetes.context) == (str(kubeconfig), "two")
+    assert (kubernetes.request_timeout, kubernetes.replacement_grace) == (3, 0)
+
+
+def test_draas_kubeconfig_beats_the_file_which_beats_kubeconfig(tmp_path: Path) -> None:
+    from_file, from_draas, from_kube = (_kubeconfig(tmp_path, name) for name in ("file", "draas", "kube"))
+    path = _config(tmp_path, f'[kubernetes]\nkubeconfig = "{from_file}"\n')
+    assert load_settings(path, environ={"KUBECONFIG": str(from_kube)}).system.kubernetes.kubeconfig == str(from_file)
+    environ = {"KUBECONFIG": str(from_kube), "DRAAS_KUBECONFIG": str(from_draas), "DRAAS_KUBE_CONTEXT": "two"}
+    kubernetes = load_settings(path, environ=environ).system.kubernetes
+    assert (kubernetes.kubeconfig, kubernetes.context) == (str(from_draas), "two")
+    assert load_settings(None, environ={"KUBECONFIG": str(from_kube)}).system.kubernetes.kubeconfig == str(from_kube)
+
+
+def test_in_a_pod_the_service_account_is_used_unless_a_kubeconfig_is_given_explicitly(tmp_path: Path) -> None:
+    in_pod = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBECONFIG": "/nowhere"}
+    assert load_settings(None, environ=in_pod).system.kubernetes.in_cluster is True
+    explicit = {**in_pod, "DRAAS_KUBECONFIG": str(_kubeconfig(tmp_path))}
+    kubernetes = load_settings(None, environ=explicit).system.kubernetes
+    assert kubernetes.in_cluster is False
+    assert kubernetes.kubeconfig == str(tmp_path / "kubeconfig")
+
+
+def test_a_kubeconfig_that_is_not_there_is_named_but_only_when_it_was_asked_for(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    error = _config_error(_config(tmp_path, f'[kubernetes]\nkubeconfig = "{missing}"\n'))
+    assert error.field == "kubernetes.kubeconfig"
+    assert str(missing) in error.message
+    assert _config_error(None, {"DRAAS_KUBECONFIG": str(missing)}).field == "kubernetes.kubeconfig"
+    # An ambient KUBECONFIG is not ours to judge: a control plane without Kubernetes still starts.
+    assert load_settings(None, environ={"KUBECONFIG": str(missing)}).system.kubernetes.kubeconfig == str(missing)
+
+
+@pytest.mark.parametrize("text", ["a: [\n", "just a string\n", "contexts: 5\n"])
+def test_a_file_that_is_not_a_kubeconfig_is_named(tmp_path: Path, text: str) -> None:
+    bad = tmp_path / "bad"
+    bad.write_text(text)
+    error = _config_error(None, {"DRAAS_KUBECONFIG": str(bad)})
+    assert error.field == "kubernetes.kubeconfig"
+    assert str(bad) in error.message
+
+
+def test_a_context_the_kubeconfig_does_not_have_is_named_with_the_ones_it_has(tmp_path: Path) -> None:
+    error = _config_error(None, {"DRAAS_KUBECONFIG": str(_kubeconfig(tmp_path)), "DRAAS_KUBE_CONTEXT": "three"})
+    assert error.field == "kubernetes.context"
+    assert "'three'" in error.message
+    assert "one, two" in error.message
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("[kubernetes]\ncolour = 'blue'\n", "kubernetes.colour"),
+        ("[kubernetes]\nkubeconfig = ''\n", "kubernetes.kubeconfig"),
+        ("[kubernetes]\ncontext = 5\n", "kubernetes.context"),
+        ("[kubernetes]\nrequestTimeout = 0\n", "kubernetes.requestTimeout"),
+        ("[kubernetes]\nreplacementGrace = -1\n", "kubernetes.replacementGrace"),
+        ("kubernetes = 'yes'\n", "kubernetes"),
+    ],
+)
+def test_a_bad_kubernetes_setting_names_the_field(tmp_path: Path, text: str, field: str) -> None:
+    assert _config_error(_config(tmp_path, text)).field == field
