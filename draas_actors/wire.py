@@ -133,6 +133,15 @@ def _join(prefix: str, path: Iterable[str]) -> str:
 # -- status updates ---------------------------------------------------------------------------------
 
 
+def is_instance_id(value: Any) -> bool:
+    """True when ``value`` is a valid instance id: what the API accepts as ``instanceId``."""
+    try:
+        validate(_ID, value)
+    except InvalidInput:
+        return False
+    return True
+
+
 def parse_status_update(body: Any, *, received_at: float | None = None, prefix: str = "") -> StatusReport:
     if not isinstance(body, dict):
         raise MalformedInput("a status update must be a JSON object", field=prefix or None)
