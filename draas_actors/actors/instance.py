@@ -102,7 +102,9 @@ class InstanceActor(WatchedActor):
         self.stop_reason = OPERATOR_STOP
         self.deleted_pods: collections.deque[str] = collections.deque(maxlen=DELETED_PODS_KEPT)
         self.deleting: tuple[str, Status] | None = None  # the pod of the last delete, and the status before it
-        self.exited_pod: str | None = None  # the pod whose exit was handled last
+        # The container or pod whose exit was handled last, until it is seen alive again: a daemon lists an exited
+        # workload again at every resync, with a newer observedAt, and that listing is not a new exit.
+        self.exited_workload: str | None = None
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -177,6 +179,8 @@ class InstanceActor(WatchedActor):
                 rejected_transitions=record.rejected_transitions + 1,
             )
             return
+        if is_alive(report.status):
+            self.exited_workload = None
         self._update(
             status=report.status,
             source=report.source,
@@ -200,7 +204,7 @@ class InstanceActor(WatchedActor):
         if verdict is PodVerdict.RECREATED:
             assert pod is not None
             self.deleted_pods.remove(pod)
-            self.exited_pod = None
+            self.exited_workload = None
         if verdict in (PodVerdict.APPLY, PodVerdict.RECREATED):
             if pod != record.workload_id and (self.restart_handle is not None or record.next_restart_at is not None):
                 # A controller replaced the pod before our restart was due: deleting the new one would be wrong.
@@ -236,11 +240,10 @@ class InstanceActor(WatchedActor):
         """A container or pod exit reported by a daemon: the counterpart of ``_on_exit`` for processes."""
         record = self.record
         exit_code = _int_or_none(report.metadata.get("exitCode"))
-        duplicate = record.last_exit_at is not None and report.observed_at <= record.last_exit_at
-        if record.platform is Platform.KUBERNETES:
-            # Failed and Succeeded are final for a pod: its next exit report is the daemon listing it again.
-            duplicate = duplicate or workload == self.exited_pod
-            self.exited_pod = workload
+        duplicate = (
+            record.last_exit_at is not None and report.observed_at <= record.last_exit_at
+        ) or (workload is not None and workload == self.exited_workload)
+        self.exited_workload = workload
         ran_for = report.observed_at - record.status_since if is_alive(record.status) else 0.0
         common: dict[str, Any] = dict(
             source=report.source, metadata=report.metadata, last_observed=observed, workload_id=workload,
