@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Start the draas-actors control plane: ``python run.py [--config PATH] [--host H] [--port N] [--data-dir DIR]``."""
+"""Start the draas-actors control plane: ``python run.py [--config PATH] [--host H] [--port N] [--data-dir DIR]``.
+
+``python run.py hash-key`` prints a new API key and the hash to configure for it.
+"""
 
 import sys
 

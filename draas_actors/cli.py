@@ -15,7 +15,8 @@ from .api.app import create_app
 from .api.server import HttpServer
 from .errors import ConfigError
 from .messages import StatusChanged
-from .settings import ensure_keys, load_settings
+from .security import hash_key, new_key
+from .settings import MIN_KEY_LENGTH, ensure_keys, load_settings
 from .system import ControlPlane
 
 log = logging.getLogger("draas")
@@ -24,6 +25,15 @@ DEFAULT_CONFIG = Path("config/draas.toml")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="run.py", description="draas-actors control plane")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    hash_parser = commands.add_parser(
+        "hash-key",
+        help="print a new random API key and its hash for keyHashes (nothing is logged or stored)",
+        description="Print a new random API key (shown this once) and the sha256: hash to put in keyHashes.",
+    )
+    hash_parser.add_argument(
+        "--stdin", action="store_true", help="hash a key read from standard input instead (e.g. a generated key file)"
+    )
     parser.add_argument("--config", type=Path, default=None, help=f"TOML settings (default {DEFAULT_CONFIG})")
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port to listen on; 0 picks a free one")
@@ -38,8 +48,25 @@ def log_change(event: StatusChanged) -> None:
     )
 
 
+def hash_key_command(*, read_stdin: bool = False) -> int:
+    """``run.py hash-key``: the key goes to stdout only, this once; give it to the daemon or operator, keep the hash."""
+    if read_stdin:
+        key = sys.stdin.readline().strip()
+        if len(key) < MIN_KEY_LENGTH:
+            print(f"hash-key: a key must be at least {MIN_KEY_LENGTH} characters", file=sys.stderr)
+            return 2
+        print(hash_key(key))
+        return 0
+    key = new_key()
+    print(f"key:  {key}")
+    print(f"hash: {hash_key(key)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "hash-key":
+        return hash_key_command(read_stdin=args.stdin)
     config = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     try:
         settings = load_settings(config, overrides={"host": args.host, "port": args.port, "dataDir": args.data_dir})
@@ -72,8 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("start-up failed")
         control_plane.stop(timeout=settings.shutdown_timeout)
         return 1
-    app = create_app(control_plane, daemon_keys=settings.daemon_keys, operator_keys=settings.operator_keys)
-    server = HttpServer(app, host=settings.host, port=settings.port, threads=settings.threads).start()
+    app = create_app(
+        control_plane,
+        security=settings.security,
+        daemon_keys=settings.daemon_keys,
+        operator_keys=settings.operator_keys,
+    )
+    server = HttpServer(
+        app, host=settings.host, port=settings.port, threads=settings.threads, limits=settings.server_limits
+    ).start()
     log.info("listening on http://%s:%d (data in %s)", server.host, server.port, settings.system.data_dir)
 
     stop.wait()

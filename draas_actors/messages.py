@@ -163,6 +163,13 @@ class LookupInstance:
 
 
 @dataclass(frozen=True)
+class LookupPlatforms:
+    """The platform of each of these instances that has an actor (for the push scope check)."""
+
+    instance_ids: frozenset[InstanceId]
+
+
+@dataclass(frozen=True)
 class ActorDied:
     """Death notice from a watched actor; ``pending`` holds the tells it had not handled yet."""
 
@@ -294,6 +301,40 @@ class LastCursor:
 @dataclass(frozen=True)
 class CheckWritable:
     pass
+
+
+# -- audit of rejected requests ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    """A rejected request, or ``count`` alike ones folded into the second that began at ``time``.
+
+    ``route`` is the URI template (never the path's values or the query string); ``reason`` the error's title
+    and description (the first one's, when folded), which never hold a key.
+    """
+
+    time: float
+    identity: str | None  # None when no identity was established (401, or a limit checked before auth)
+    client: str
+    method: str
+    route: str
+    status: int
+    reason: str
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class RecordAudit:
+    """Told, never asked: a folded repeat carries the same ``time`` as its first and a higher ``count``."""
+
+    entry: AuditEntry
+
+
+@dataclass(frozen=True)
+class ListAudit:
+    since: float | None
+    limit: int
 
 
 # -- process monitor --------------------------------------------------------------------------------

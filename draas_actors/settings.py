@@ -23,13 +23,54 @@ import yaml
 
 from .actors.store import Retention
 from .actors.supervisor import SupervisionSettings
+from .api.server import ServerLimits
 from .errors import ConfigError, DraasError
+from .model import Platform
 from .platforms.kubernetes import KubernetesSettings
 from .records import InstanceRecord
+from .security import (
+    OPERATOR_ROLES,
+    AuthSettings,
+    Credential,
+    LimitSettings,
+    Network,
+    NetworkSettings,
+    SecuritySettings,
+    daemon_identity,
+    is_key_hash,
+    normalise_subject,
+    operator_identity,
+    parse_network,
+)
 from .system import SystemSettings
 from .wire import parse_registration, validate
 
 _SECONDS = {"type": "number", "minimum": 0}
+_NETWORKS = {"type": "array", "items": {"type": "string", "minLength": 1}}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$"}
+# Hashes are checked in _key_hashes, whose error never echoes the value (it may be a plain key pasted by mistake).
+_KEY_HASHES = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 2}
+_DAEMON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {
+        "name": _NAME,
+        "keyHashes": _KEY_HASHES,
+        "certSubjects": {"type": "array", "items": {"type": "string", "minLength": 3}, "minItems": 1},
+        "platforms": {"type": "array", "items": {"enum": [p.value for p in Platform]}, "minItems": 1},
+        "instances": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+        "allow": _NETWORKS,
+        "rate": {"type": "number", "exclusiveMinimum": 0},
+        "burst": {"type": "integer", "minimum": 1},
+    },
+}
+_OPERATOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "keyHashes", "role"],
+    "properties": {"name": _NAME, "keyHashes": _KEY_HASHES, "role": {"enum": list(OPERATOR_ROLES)}, "allow": _NETWORKS},
+}
 CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -43,15 +84,37 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "host": {"type": "string", "minLength": 1},
                 "port": {"type": "integer", "minimum": 0, "maximum": 65535},
                 "threads": {"type": "integer", "minimum": 1, "maximum": 256},
+                "channelTimeout": {"type": "integer", "minimum": 1},
+                "connectionLimit": {"type": "integer", "minimum": 1},
+                "maxHeaderBytes": {"type": "integer", "minimum": 1024},
+            },
+        },
+        "limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "maxBodyBytes": {"type": "integer", "minimum": 1024},
+                "maxJsonDepth": {"type": "integer", "minimum": 3, "maximum": 64},
+                "maxMetadataKeys": {"type": "integer", "minimum": 0},
+                "maxMetadataValueLength": {"type": "integer", "minimum": 1},
+                "pushRate": {"type": "number", "exclusiveMinimum": 0},
+                "pushBurst": {"type": "integer", "minimum": 1},
+                "operatorRate": {"type": "number", "exclusiveMinimum": 0},
+                "operatorBurst": {"type": "integer", "minimum": 1},
             },
         },
         "auth": {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "daemonApiKeys": {"type": "array", "items": {"type": "string", "minLength": 16}},
-                "operatorApiKeys": {"type": "array", "items": {"type": "string", "minLength": 16}},
+                "daemons": {"type": "array", "items": _DAEMON_SCHEMA},
+                "operators": {"type": "array", "items": _OPERATOR_SCHEMA},
             },
+        },
+        "network": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"trustedProxies": _NETWORKS, "pushAllowlist": _NETWORKS},
         },
         "store": {
             "type": "object",
@@ -114,7 +177,9 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "DRAAS_KUBECONFIG": ("kubernetes", "kubeconfig", str),
     "DRAAS_KUBE_CONTEXT": ("kubernetes", "context", str),
 }
-KEY_VARIABLES = {"DRAAS_DAEMON_API_KEY": "daemonApiKeys", "DRAAS_OPERATOR_API_KEY": "operatorApiKeys"}
+# Plain keys from the environment: the quick-start identities local-daemon and local-admin.
+KEY_VARIABLES = {"DRAAS_DAEMON_API_KEY": "daemon", "DRAAS_OPERATOR_API_KEY": "operator"}
+MIN_KEY_LENGTH = 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,6 +193,8 @@ class Settings:
     stop_processes_on_exit: bool = False
     shutdown_timeout: float = 10.0
     instances: tuple[InstanceRecord, ...] = ()
+    security: SecuritySettings = dataclasses.field(default_factory=SecuritySettings)
+    server_limits: ServerLimits = ServerLimits()
     system: SystemSettings
 
 
@@ -147,7 +214,9 @@ def load_settings(
             raise ConfigError(f"{path}: no such configuration file", field="--config") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    _refuse_plain_keys(raw.get("auth"), where)
     _apply_environment(raw, environ)
+    plain = _environment_keys(environ)
     for key, value in (overrides or {}).items():
         if value is not None:
             section, name = ("", "dataDir") if key == "dataDir" else ("server", key)
@@ -162,18 +231,25 @@ def load_settings(
     _check_unique(instances, where)
     kubernetes = _kubernetes_settings(raw.get("kubernetes", {}), environ, where)
     server, store, sup = raw.get("server", {}), raw.get("store", {}), raw.get("supervisor", {})
-    shutdown, auth = raw.get("shutdown", {}), raw.get("auth", {})
+    shutdown = raw.get("shutdown", {})
     data_dir = Path(raw.get("dataDir", "./var"))
     return Settings(
         host=server.get("host", "127.0.0.1"),
         port=server.get("port", 8088),
         threads=server.get("threads", 8),
         log_level=raw.get("logLevel", "INFO"),
-        daemon_keys=tuple(auth.get("daemonApiKeys", ())),
-        operator_keys=tuple(auth.get("operatorApiKeys", ())),
+        daemon_keys=plain.get("daemon", ()),
+        operator_keys=plain.get("operator", ()),
         stop_processes_on_exit=shutdown.get("stopProcesses", False),
         shutdown_timeout=shutdown.get("timeout", 10.0),
         instances=instances,
+        security=_security_settings(raw, where),
+        server_limits=ServerLimits(
+            channel_timeout=server.get("channelTimeout", ServerLimits.channel_timeout),
+            connection_limit=server.get("connectionLimit", ServerLimits.connection_limit),
+            max_header_bytes=server.get("maxHeaderBytes", ServerLimits.max_header_bytes),
+            max_body_bytes=raw.get("limits", {}).get("maxBodyBytes", LimitSettings.max_body_bytes),
+        ),
         system=SystemSettings(
             data_dir=data_dir,
             store_path=store.get("path"),
@@ -197,15 +273,20 @@ def load_settings(
 
 
 def ensure_keys(settings: Settings) -> tuple[Settings, list[Path]]:
-    """Generate a key per role that has none, into ``<dataDir>/<role>.key`` (mode 0600), and reuse it later.
+    """Quick start: a key for each kind (daemon, operator) with no configured identity and no key from the
+    environment is generated into ``<dataDir>/<kind>.key`` (mode 0600), and reused later.
 
     Returns the settings with keys and the files written, so the caller can say where they are
     without ever printing a key.
     """
     written: list[Path] = []
     keys: dict[str, tuple[str, ...]] = {}
-    for role, configured in (("daemon", settings.daemon_keys), ("operator", settings.operator_keys)):
-        if configured:
+    auth = settings.security.auth
+    for role, configured, identities in (
+        ("daemon", settings.daemon_keys, auth.daemons),
+        ("operator", settings.operator_keys, auth.operators),
+    ):
+        if configured or identities:
             keys[role] = configured
             continue
         path = settings.system.data_dir / f"{role}.key"
@@ -226,9 +307,6 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     for variable, (section, key, kind) in ENVIRONMENT.items():
         if variable in environ:
             _section(raw, section)[key] = _convert(variable, environ[variable], kind)
-    for variable, key in KEY_VARIABLES.items():
-        if environ.get(variable):
-            _section(raw, "auth")[key] = [environ[variable]]
 
 
 def _section(raw: dict[str, Any], section: str) -> dict[str, Any]:
@@ -296,3 +374,150 @@ def _check_unique(instances: tuple[InstanceRecord, ...], where: str) -> None:
             field = f"instances[{index}].instanceId"
             raise ConfigError(f"{where}: {field}: duplicate instance id {record.instance_id!r}", field=field)
         seen.add(record.instance_id)
+
+
+# -- [auth] and [network] ---------------------------------------------------------------------------
+
+
+def _refuse_plain_keys(auth: Any, where: str) -> None:
+    if not isinstance(auth, dict):
+        return
+    for old, table in (("daemonApiKeys", "auth.daemons"), ("operatorApiKeys", "auth.operators")):
+        if old in auth:
+            raise ConfigError(
+                f"{where}: auth.{old}: plain keys in the configuration are no longer accepted; declare "
+                f"[[{table}]] identities with keyHashes (python run.py hash-key prints a new key and its hash), "
+                f"or set DRAAS_{'DAEMON' if old.startswith('daemon') else 'OPERATOR'}_API_KEY",
+                field=f"auth.{old}",
+            )
+
+
+def _environment_keys(environ: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    keys: dict[str, tuple[str, ...]] = {}
+    for variable, kind in KEY_VARIABLES.items():
+        value = environ.get(variable, "").strip()
+        if not value:
+            continue
+        if len(value) < MIN_KEY_LENGTH:
+            raise ConfigError(
+                f"{variable}: a key must be at least {MIN_KEY_LENGTH} characters (python run.py hash-key makes one)",
+                field=variable,
+            )
+        keys[kind] = (value,)
+    return keys
+
+
+def _security_settings(raw: Mapping[str, Any], where: str) -> SecuritySettings:
+    auth, network = raw.get("auth", {}), raw.get("network", {})
+    credentials = [
+        *(_daemon(item, f"auth.daemons[{i}]", where) for i, item in enumerate(auth.get("daemons", []))),
+        *(_operator(item, f"auth.operators[{i}]", where) for i, item in enumerate(auth.get("operators", []))),
+    ]
+    _check_distinct(credentials, auth, where)
+    return SecuritySettings(
+        auth=AuthSettings(credentials=tuple(credentials)),
+        network=NetworkSettings(
+            trusted_proxies=_networks(network.get("trustedProxies", []), "network.trustedProxies", where),
+            push_allowlist=_networks(network.get("pushAllowlist", []), "network.pushAllowlist", where),
+        ),
+        limits=_limit_settings(raw.get("limits", {})),
+    )
+
+
+def _daemon(item: Mapping[str, Any], field: str, where: str) -> Credential:
+    if not item.get("keyHashes") and not item.get("certSubjects"):
+        raise ConfigError(
+            f"{where}: {field}: give keyHashes, certSubjects or both, or this daemon cannot authenticate",
+            field=f"{field}.keyHashes",
+        )
+    platforms, patterns = item.get("platforms"), item.get("instances", [])
+    identity = daemon_identity(
+        item["name"],
+        platforms=frozenset(Platform(p) for p in platforms) if platforms is not None else None,
+        instances=() if "*" in patterns else tuple(patterns),
+        allow=_networks(item.get("allow", []), f"{field}.allow", where),
+        rate=item.get("rate"),
+        burst=item.get("burst"),
+    )
+    return Credential(
+        identity=identity,
+        key_hashes=_key_hashes(item.get("keyHashes", []), f"{field}.keyHashes", where),
+        cert_subjects=tuple(normalise_subject(s) for s in item.get("certSubjects", [])),
+    )
+
+
+def _operator(item: Mapping[str, Any], field: str, where: str) -> Credential:
+    allow = _networks(item.get("allow", []), f"{field}.allow", where)
+    identity = operator_identity(item["name"], item["role"], allow=allow)
+    return Credential(identity=identity, key_hashes=_key_hashes(item["keyHashes"], f"{field}.keyHashes", where))
+
+
+def _key_hashes(values: list[str], field: str, where: str) -> tuple[str, ...]:
+    for index, value in enumerate(values):
+        if not is_key_hash(value):
+            raise ConfigError(
+                f"{where}: {field}[{index}]: expected 'sha256:' and 64 lower-case hex digits, the form "
+                "`python run.py hash-key` prints (the value is not shown, in case it is a key)",
+                field=f"{field}[{index}]",
+            )
+    return tuple(values)
+
+
+def _networks(values: list[str], field: str, where: str) -> tuple[Network, ...]:
+    networks: list[Network] = []
+    for index, value in enumerate(values):
+        try:
+            networks.append(parse_network(value))
+        except ValueError:
+            raise ConfigError(
+                f"{where}: {field}[{index}]: {value!r} is not an address or a CIDR network", field=f"{field}[{index}]"
+            ) from None
+    return tuple(networks)
+
+
+def _check_distinct(credentials: list[Credential], auth: Mapping[str, Any], where: str) -> None:
+    """Names, key hashes and certificate subjects each belong to one identity, or nobody could tell who called."""
+    fields = [
+        *(f"auth.daemons[{i}]" for i in range(len(auth.get("daemons", [])))),
+        *(f"auth.operators[{i}]" for i in range(len(auth.get("operators", [])))),
+    ]
+    names: set[str] = set()
+    hashes: set[str] = set()
+    subjects: set[str] = set()
+    for credential, field in zip(credentials, fields):
+        name = credential.identity.name
+        if name in names:
+            raise ConfigError(f"{where}: {field}.name: duplicate identity name {name!r}", field=f"{field}.name")
+        names.add(name)
+        for index, key_hash in enumerate(credential.key_hashes):
+            if key_hash in hashes:
+                raise ConfigError(
+                    f"{where}: {field}.keyHashes[{index}]: this key hash already belongs to another identity",
+                    field=f"{field}.keyHashes[{index}]",
+                )
+            hashes.add(key_hash)
+        for index, subject in enumerate(credential.cert_subjects):
+            if subject in subjects:
+                raise ConfigError(
+                    f"{where}: {field}.certSubjects[{index}]: {subject!r} already belongs to another daemon",
+                    field=f"{field}.certSubjects[{index}]",
+                )
+            subjects.add(subject)
+
+
+# -- [limits] ---------------------------------------------------------------------------------------
+
+_LIMIT_FIELDS = {
+    "maxBodyBytes": "max_body_bytes",
+    "maxJsonDepth": "max_json_depth",
+    "maxMetadataKeys": "max_metadata_keys",
+    "maxMetadataValueLength": "max_metadata_value_length",
+    "pushRate": "push_rate",
+    "pushBurst": "push_burst",
+    "operatorRate": "operator_rate",
+    "operatorBurst": "operator_burst",
+}
+
+
+def _limit_settings(section: Mapping[str, Any]) -> LimitSettings:
+    return LimitSettings(**{_LIMIT_FIELDS[key]: value for key, value in section.items()})

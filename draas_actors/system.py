@@ -19,6 +19,7 @@ from .actors.supervisor import SupervisionSettings, SupervisorActor
 from .delivery import Subscriptions
 from .errors import NotFound, Unavailable
 from .messages import (
+    AuditEntry,
     ChangesPage,
     CheckWritable,
     DeregisterInstance,
@@ -26,12 +27,15 @@ from .messages import (
     GetHealth,
     GetInstance,
     Health,
+    ListAudit,
     ListRecords,
     LoadRecord,
     LoadRecords,
     LookupInstance,
+    LookupPlatforms,
     QueryChanges,
     QueryRecent,
+    RecordAudit,
     RegisterInstance,
     RestartInstance,
     SetRestartPolicy,
@@ -198,6 +202,10 @@ class ControlPlane:
                 raise
             return record
 
+    def platforms_of(self, instance_ids: frozenset[InstanceId]) -> dict[InstanceId, Platform]:
+        """The platform of each of these instances that exists now (one ask, however many ids)."""
+        return self._ask(self.refs.supervisor, LookupPlatforms(instance_ids))
+
     def set_restart_policy(self, instance_id: str, policy: RestartPolicy) -> InstanceRecord:
         return self._ask(self._instance(instance_id), SetRestartPolicy(policy))
 
@@ -227,6 +235,21 @@ class ControlPlane:
 
     def unsubscribe(self, subscription_id: int) -> bool:
         return self._ask(self.refs.bus, Unsubscribe(subscription_id))
+
+    def record_audit(self, entry: AuditEntry) -> bool:
+        """Hand a rejected request's entry to the store without waiting; False when no store takes it now."""
+        store = self.refs.store
+        if store is None:
+            return False
+        try:
+            store.tell(RecordAudit(entry))
+        except pykka.ActorDeadError:
+            return False
+        return True
+
+    def audit_log(self, *, since: float | None = None, limit: int = 100) -> tuple[AuditEntry, ...]:
+        """Rejected requests, newest first."""
+        return self._ask(self.refs.store, ListAudit(since, limit))
 
     def health(self) -> Health:
         return self._ask(self.refs.supervisor, GetHealth())

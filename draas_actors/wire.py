@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import jsonschema
@@ -31,7 +32,11 @@ STATUS_UPDATE_SCHEMA: dict[str, Any] = {
         "instanceId": _ID,
         "status": {"type": "string", "description": "one of " + ", ".join(STATUS_NAMES)},
         "source": {"type": "string", "minLength": 1, "maxLength": 128},
-        "metadata": {"type": "object", "additionalProperties": _SCALAR, "maxProperties": 64},
+        "metadata": {
+            "type": "object",
+            "additionalProperties": _SCALAR,
+            "description": "at most [limits] maxMetadataKeys keys (64), values at most maxMetadataValueLength (1024)",
+        },
         "observedAt": {
             "type": ["string", "number"],
             "description": "when the source observed the status: RFC 3339 time or epoch seconds",
@@ -142,10 +147,19 @@ def is_instance_id(value: Any) -> bool:
     return True
 
 
-def parse_status_update(body: Any, *, received_at: float | None = None, prefix: str = "") -> StatusReport:
+@dataclass(frozen=True)
+class MetadataLimits:
+    max_keys: int = 64
+    max_value_length: int = 1024  # characters of the value as stored (numbers and booleans as text)
+
+
+def parse_status_update(
+    body: Any, *, received_at: float | None = None, prefix: str = "", limits: MetadataLimits = MetadataLimits()
+) -> StatusReport:
     if not isinstance(body, dict):
         raise MalformedInput("a status update must be a JSON object", field=prefix or None)
     validate(STATUS_UPDATE_SCHEMA, body, prefix=prefix)
+    metadata = _metadata(body.get("metadata") or {}, limits, _join(prefix, ["metadata"]))
     field = _join(prefix, ["status"])
     try:
         status = parse_status(body["status"])
@@ -160,20 +174,36 @@ def parse_status_update(body: Any, *, received_at: float | None = None, prefix: 
         status=status,
         source=body["source"],
         observed_at=now if observed is None else parse_time(observed, field=_join(prefix, ["observedAt"])),
-        metadata={k: _scalar_text(v) for k, v in (body.get("metadata") or {}).items()},
+        metadata=metadata,
         platform=Platform(body["platform"]) if "platform" in body else None,
     )
 
 
-def parse_status_updates(body: Any, *, received_at: float | None = None) -> list[StatusReport | InvalidInput]:
+def parse_status_updates(
+    body: Any, *, received_at: float | None = None, limits: MetadataLimits = MetadataLimits()
+) -> list[StatusReport | InvalidInput]:
     """A batch: one report or one error per item, so one bad item does not sink the others."""
     results: list[StatusReport | InvalidInput] = []
     for index, item in enumerate(body):
         try:
-            results.append(parse_status_update(item, received_at=received_at, prefix=f"[{index}]"))
+            results.append(parse_status_update(item, received_at=received_at, prefix=f"[{index}]", limits=limits))
         except (InvalidInput, MalformedInput) as error:
             results.append(InvalidInput(error.message, field=error.field))
     return results
+
+
+def _metadata(raw: Mapping[str, Any], limits: MetadataLimits, field: str) -> dict[str, str]:
+    """Metadata as text, within the key-count and value-length limits (422 naming the field otherwise)."""
+    if len(raw) > limits.max_keys:
+        raise InvalidInput(f"{field}: {len(raw)} keys; at most {limits.max_keys} are allowed", field=field)
+    metadata = {key: _scalar_text(value) for key, value in raw.items()}
+    for key, text in metadata.items():
+        if len(text) > limits.max_value_length:
+            name = f"{field}.{key}"
+            raise InvalidInput(
+                f"{name}: {len(text)} characters; at most {limits.max_value_length} are allowed", field=name
+            )
+    return metadata
 
 
 def _scalar_text(value: Any) -> str:

@@ -17,8 +17,9 @@ import requests
 
 from draas_actors.actors.supervisor import SupervisionSettings
 from draas_actors.api.app import create_app
-from draas_actors.api.server import HttpServer
+from draas_actors.api.server import HttpServer, ServerLimits
 from draas_actors.platforms.kubernetes import KubernetesSettings
+from draas_actors.security import SecuritySettings
 from draas_actors.system import ControlPlane, SystemSettings
 
 T = TypeVar("T")
@@ -178,8 +179,13 @@ def running_control_plane(
     stop_processes: bool = True,
     janitor: ProcessJanitor | None = None,
     kubernetes: KubernetesSettings | None = None,
+    security: SecuritySettings | None = None,
+    server_limits: ServerLimits | None = None,
 ) -> Iterator[RunningControlPlane]:
     """A started ControlPlane behind waitress on 127.0.0.1 and an ephemeral port.
+
+    ``daemon_key``/``operator_key`` are the quick-start identities (``local-daemon``, ``local-admin``), on top of
+    any identities in ``security``.
 
     The sweep interval defaults to a minute so that tests prove exits are seen through pidfds, not the sweep.
     On the way out everything is stopped; with ``stop_processes`` the instances' processes are stopped too,
@@ -196,8 +202,8 @@ def running_control_plane(
     try:
         cp.start()
         daemon_key, operator_key = secrets.token_hex(16), secrets.token_hex(16)
-        app = create_app(cp, daemon_keys=(daemon_key,), operator_keys=(operator_key,))
-        server = HttpServer(app, host="127.0.0.1", port=0, threads=4).start()
+        app = create_app(cp, security=security, daemon_keys=(daemon_key,), operator_keys=(operator_key,))
+        server = HttpServer(app, host="127.0.0.1", port=0, threads=4, limits=server_limits or ServerLimits()).start()
         base_url = f"http://127.0.0.1:{server.port}"
         wait_until(lambda: answers(base_url + "/healthz"), 5.0, 0.02, "the HTTP server answers /healthz")
         yield RunningControlPlane(cp, server, base_url, daemon_key, operator_key, janitor)

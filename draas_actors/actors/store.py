@@ -3,6 +3,9 @@
 Writes are group-committed: each write is buffered and a ``Flush`` is told to ourselves once; the inbox is
 FIFO, so every write queued before that ``Flush`` lands in the same transaction. Reads flush first, so a
 reader sees everything told to the store before its question.
+
+The audit of rejected requests is buffered the same way but committed at most every ``AUDIT_FLUSH_DELAY``: a flood
+of folded rejections re-sends one entry with a growing count, and that must not cost a commit per request.
 """
 
 from __future__ import annotations
@@ -17,16 +20,19 @@ from typing import Any
 from ..errors import CursorExpired
 from ..messages import (
     AppendChange,
+    AuditEntry,
     ChangesPage,
     CheckWritable,
     DeleteRecord,
     Flush,
     LastCursor,
+    ListAudit,
     ListRecords,
     LoadRecord,
     LoadRecords,
     QueryChanges,
     QueryRecent,
+    RecordAudit,
     SaveRecord,
     StatusChanged,
 )
@@ -47,7 +53,14 @@ CREATE TABLE IF NOT EXISTS changes (
     ts REAL NOT NULL, metadata TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS changes_ts ON changes (ts);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, identity TEXT, client TEXT NOT NULL, method TEXT NOT NULL,
+    route TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
 """
+AUDIT_FLUSH_DELAY = 0.2
+# A folded repeat names its row by the first rejection's time and everything folding compares.
+_AuditKey = tuple[float, str | None, str, str, int]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +72,11 @@ class Retention:
 
 @dataclass(frozen=True)
 class _Prune:
+    pass
+
+
+@dataclass(frozen=True)
+class _FlushAudit:
     pass
 
 
@@ -81,7 +99,9 @@ class StoreActor(WatchedActor):
         self.records: dict[str, InstanceRecord] = {}
         self.tombstones: dict[str, int] = {}
         self.changes: list[StatusChanged] = []
+        self.audit: dict[_AuditKey, AuditEntry] = {}
         self.flush_pending = False
+        self.audit_flush_pending = False
         self.max_cursor = 0
         self.pruned_through = 0
         self.commits = 0
@@ -125,6 +145,19 @@ class StoreActor(WatchedActor):
             case Flush():
                 self.flush_pending = False
                 self._flush()
+            case RecordAudit(entry):
+                key = _audit_key(entry)
+                buffered = self.audit.get(key)
+                if buffered is None or entry.count > buffered.count:
+                    self.audit[key] = entry
+                if not self.audit_flush_pending:
+                    self.audit_flush_pending = True
+                    self.scheduler.call_later(AUDIT_FLUSH_DELAY, self.actor_ref, _FlushAudit())
+            case _FlushAudit():
+                self.audit_flush_pending = False
+                self._flush()
+            case ListAudit(since, limit):
+                return self._audit_log(since, limit)
             case _Prune():
                 self._prune()
                 self.scheduler.call_later(self.retention.prune_interval, self.actor_ref, _Prune())
@@ -165,10 +198,11 @@ class StoreActor(WatchedActor):
             self.actor_ref.tell(Flush())
 
     def _flush(self) -> None:
-        if not self.records and not self.changes:
+        if not self.records and not self.changes and not self.audit:
             return
         records, self.records = self.records, {}
         changes, self.changes = self.changes, []
+        audit, self.audit = self.audit, {}
         db = self._db()
         with db:
             db.execute("BEGIN")
@@ -192,12 +226,34 @@ class StoreActor(WatchedActor):
                     for c in changes
                 ],
             )
+            for key, entry in audit.items():
+                # The row of an earlier flush, if the first of these rejections was committed already.
+                updated = db.execute(
+                    "UPDATE audit SET count=MAX(count, ?) WHERE time=? AND identity IS ? AND client=? AND route=?"
+                    " AND status=?",
+                    (entry.count, *key),
+                ).rowcount
+                if not updated:
+                    db.execute(
+                        "INSERT INTO audit (time, identity, client, method, route, status, reason, count)"
+                        " VALUES (?,?,?,?,?,?,?,?)",
+                        (entry.time, entry.identity, entry.client, entry.method, entry.route, entry.status,
+                         entry.reason, entry.count),
+                    )
         self.commits += 1
 
     def _prune(self) -> None:
         self._flush()
         db = self._db()
         horizon = time.time() - self.retention.max_age
+        with db:
+            db.execute("BEGIN")
+            pruned = db.execute(
+                "DELETE FROM audit WHERE time < ? OR id <= (SELECT COALESCE(MAX(id), 0) FROM audit) - ?",
+                (horizon, self.retention.max_changes),
+            ).rowcount
+        if pruned:
+            log.info("audit pruned by %d entries", pruned)
         by_count = self.max_cursor - self.retention.max_changes
         row = db.execute(
             "SELECT MAX(cursor) FROM changes WHERE ts < ? OR cursor <= ?", (horizon, by_count)
@@ -248,6 +304,23 @@ class StoreActor(WatchedActor):
             args += [s.value for s in statuses]
         rows = self._db().execute(sql + " ORDER BY cursor DESC LIMIT ?", [*args, limit]).fetchall()
         return tuple(_change_from_row(r) for r in reversed(rows))
+
+    def _audit_log(self, since: float | None, limit: int) -> tuple[AuditEntry, ...]:
+        """Newest first."""
+        self._flush()
+        rows = self._db().execute(
+            "SELECT time, identity, client, method, route, status, reason, count FROM audit"
+            " WHERE time >= ? ORDER BY time DESC, id DESC LIMIT ?",
+            (since if since is not None else float("-inf"), limit),
+        ).fetchall()
+        return tuple(
+            AuditEntry(time=t, identity=i, client=c, method=m, route=r, status=s, reason=reason, count=n)
+            for t, i, c, m, r, s, reason, n in rows
+        )
+
+
+def _audit_key(entry: AuditEntry) -> _AuditKey:
+    return (entry.time, entry.identity, entry.client, entry.route, entry.status)
 
 
 def _change_from_row(row: tuple[Any, ...]) -> StatusChanged:

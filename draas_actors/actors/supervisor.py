@@ -25,6 +25,7 @@ from ..messages import (
     Health,
     LoadRecord,
     LookupInstance,
+    LookupPlatforms,
     Publish,
     RegisterInstance,
     Rejected,
@@ -34,7 +35,7 @@ from ..messages import (
     StatusReport,
     SubmitReports,
 )
-from ..model import InstanceId, Status, guess_platform
+from ..model import InstanceId, Platform, Status, guess_platform
 from ..policy import RestartMode, RestartPolicy
 from ..records import InstanceRecord
 from .instance import InstanceActor, InstanceServices
@@ -77,6 +78,7 @@ class SupervisorActor(WatchedActor):
         self.core_factory = core_factory
         self.settings = settings
         self.instances: dict[str, pykka.ActorRef[Any]] = {}
+        self.platforms: dict[str, Platform] = {}  # read only for ids in self.instances
         self.restarts: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self.escalated: set[str] = set()
         self.actor_restarts = 0
@@ -93,6 +95,8 @@ class SupervisorActor(WatchedActor):
                 return tuple(self._route(report) for report in reports)
             case LookupInstance(instance_id):
                 return self.instances.get(instance_id)
+            case LookupPlatforms(instance_ids):
+                return {i: self.platforms[i] for i in instance_ids if i in self.instances}
             case RegisterInstance(record, start):
                 if record.instance_id in self.instances:
                     raise Conflict(f"instance {record.instance_id!r} already exists", field="instanceId")
@@ -100,6 +104,7 @@ class SupervisorActor(WatchedActor):
                 return record
             case DeregisterInstance(instance_id, stop_workload):
                 ref = self.instances.pop(instance_id, None)
+                self.platforms.pop(instance_id, None)
                 if ref is None:
                     return False
                 self.restarts.pop(f"instance:{instance_id}", None)
@@ -157,6 +162,7 @@ class SupervisorActor(WatchedActor):
     def _spawn_instance(self, record: InstanceRecord, *first: Any) -> pykka.ActorRef[Any]:
         ref = InstanceActor.start(record=record, services=self.services, watcher=self.actor_ref)
         self.instances[record.instance_id] = ref
+        self.platforms[record.instance_id] = record.platform
         for message in first:
             ref.tell(message)
         return ref

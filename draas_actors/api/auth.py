@@ -1,4 +1,9 @@
-"""API keys: daemons push with a daemon key, operators use an operator key; compared in constant time."""
+"""Authentication (401) and roles (403): who is calling, and may they call this route with this method.
+
+A caller proves who it is with an API key (``X-API-Key`` or ``Authorization: Bearer``) or, for daemons, with a
+client certificate that the trusted TLS proxy verified and forwarded (``X-Client-Verify``, ``X-Client-Subject``).
+Keys are hashed and compared in constant time with every configured hash; no key is ever logged or echoed.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +12,111 @@ from typing import Any, Mapping
 
 import falcon
 
-PUBLIC, DAEMON, OPERATOR = "public", "daemon", "operator"
+from ..security import (
+    DAEMON,
+    PUBLIC,
+    PUSH,
+    Credential,
+    Identity,
+    hash_key,
+    normalise_subject,
+)
+
+# Route template -> {HTTP method -> required role}: the route table in app.py, the one place roles are declared.
+RoleTable = Mapping[str, Mapping[str, str]]
+NO_CERTIFICATE = "NONE"  # nginx's $ssl_client_verify when the client sent no certificate
 
 
-class ApiKeyAuth:
-    """falcon middleware; ``roles`` maps a route template to the role it requires."""
+class HTTPForbidden(falcon.HTTPForbidden):
+    """403 with the ``field`` our error body names (the error serializer reads it)."""
 
-    def __init__(self, roles: Mapping[str, str], keys: Mapping[str, tuple[str, ...]]) -> None:
+    def __init__(self, description: str, *, field: str | None = None) -> None:
+        super().__init__(title="forbidden", description=description)
+        self.field = field
+
+
+def required_role(roles: RoleTable, template: str | None, method: str) -> str | None:
+    """The role ``method`` on ``template`` needs; None for a method the route does not serve (falcon says 405)."""
+    return roles.get(template or "", {}).get(method.upper())
+
+
+class Authenticate:
+    """falcon middleware: sets ``req.context.identity`` (401 if nobody) and checks its role (403)."""
+
+    def __init__(self, roles: RoleTable, credentials: tuple[Credential, ...]) -> None:
         self.roles = roles
-        self.keys = {role: tuple(k.encode() for k in values) for role, values in keys.items()}
+        self.keyed = tuple((key_hash.encode(), c.identity) for c in credentials for key_hash in c.key_hashes)
+        self.subjects = {subject: c.identity for c in credentials for subject in c.cert_subjects}
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
-        role = self.roles.get(req.uri_template or "", OPERATOR)
-        if role == PUBLIC:
+        templates = self.roles.get(req.uri_template or "", {})
+        required = required_role(self.roles, req.uri_template, req.method)
+        if required == PUBLIC or (required is None and PUBLIC in templates.values()):
             return
-        presented = _presented_key(req)
-        if presented is None:
-            raise falcon.HTTPUnauthorized(
-                title="missing API key",
-                description=f"send the {role} key as X-API-Key or Authorization: Bearer",
-                challenges=["Bearer"],
+        identity = self.authenticate(req)
+        req.context.identity = identity
+        # A method the route does not serve is left to falcon's 405, but only once the caller is known.
+        if required is not None and not identity.has_role(required):
+            raise HTTPForbidden(_wrong_role(identity, required, req))
+
+    def authenticate(self, req: falcon.Request) -> Identity:
+        by_certificate = self._by_certificate(req)
+        key = presented_key(req)
+        if key is None:
+            if by_certificate is None:
+                raise _unauthorized("missing credentials", "send an API key as X-API-Key or Authorization: Bearer")
+            return by_certificate
+        by_key = self._by_key(key)
+        if by_key is None:
+            raise _unauthorized("invalid API key", "the API key is not one of the configured keys")
+        if by_certificate is not None and by_certificate != by_key:
+            raise _unauthorized(
+                "conflicting credentials", "the client certificate and the API key belong to different identities"
             )
-        # Check every key, not the first match, so timing does not tell which key was close.
-        ok = False
-        for key in self.keys.get(role, ()):
-            ok |= hmac.compare_digest(presented, key)
-        if not ok:
-            raise falcon.HTTPUnauthorized(
-                title="invalid API key", description=f"this route needs a {role} key", challenges=["Bearer"]
-            )
+        return by_key
+
+    def _by_key(self, key: str) -> Identity | None:
+        presented = hash_key(key).encode()
+        found: Identity | None = None
+        # Every hash is compared, match or not, so the time taken does not tell which one was close.
+        for stored, identity in self.keyed:
+            if hmac.compare_digest(presented, stored) and found is None:
+                found = identity
+        return found
+
+    def _by_certificate(self, req: falcon.Request) -> Identity | None:
+        # Only the trusted proxy's word counts: anyone else could send these headers.
+        if not getattr(req.context, "from_trusted_proxy", False):
+            return None
+        verify = (req.get_header("X-Client-Verify") or NO_CERTIFICATE).strip()
+        if verify == NO_CERTIFICATE:
+            return None
+        if verify != "SUCCESS":
+            raise _unauthorized("client certificate refused", f"the TLS proxy did not verify it: {verify[:200]}")
+        subject = normalise_subject(req.get_header("X-Client-Subject") or "")
+        identity = self.subjects.get(subject)
+        if identity is None:
+            raise _unauthorized("unknown client certificate", f"no daemon identity lists the subject {subject[:200]!r}")
+        return identity
 
 
-def _presented_key(req: falcon.Request) -> bytes | None:
+def presented_key(req: falcon.Request) -> str | None:
     key = req.get_header("X-API-Key")
     if not key:
         auth = req.get_header("Authorization") or ""
         scheme, _, token = auth.partition(" ")
         key = token.strip() if scheme.lower() == "bearer" else ""
-    return key.encode() if key else None
+    return key or None
+
+
+def _unauthorized(title: str, description: str) -> falcon.HTTPUnauthorized:
+    return falcon.HTTPUnauthorized(title=title, description=description, challenges=["Bearer"])
+
+
+def _wrong_role(identity: Identity, required: str, req: falcon.Request) -> str:
+    route = f"{req.method} {req.uri_template}"
+    if required == PUSH:
+        return f"{route} is for daemon identities; {identity.name!r} is an operator"
+    if identity.kind == DAEMON:
+        return f"{route} is for operators; {identity.name!r} is a daemon identity"
+    return f"{route} needs role {required!r}; {identity.name!r} has role {identity.role!r}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..security import PUBLIC, PUSH
 from ..wire import REGISTRATION_SCHEMA, RESTART_POLICY_SCHEMA, STATUS_UPDATE_SCHEMA
-from .auth import PUBLIC
 
 if TYPE_CHECKING:
     from .app import Route
@@ -101,6 +101,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             ("restart", " (a Kubernetes instance: its pod is deleted and its controller recreates it)"),
         )
     },
+    ("/api/audit", "get"): {
+        "summary": "Rejected requests (401/403/413/415/422/429), newest first; repeats within a second are folded",
+        "parameters": [
+            _query("since", "RFC 3339 time or epoch seconds", {"type": "string"}),
+            _query("limit", "at most this many", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        ],
+        "responses": {"200": _json("entries"), "422": _ERROR_REF},
+    },
     ("/healthz", "get"): {"summary": "Liveness", "responses": {"200": _json("alive")}},
     ("/readyz", "get"): {
         "summary": "Readiness: core actors alive, nothing escalated, store writable",
@@ -114,13 +122,47 @@ def responder_methods(resource: Any) -> list[str]:
     return [m for m in METHODS if callable(getattr(resource, f"on_{m}", None))]
 
 
+SECURITY_SCHEMES: dict[str, Any] = {
+    "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "Bearer": {"type": "http", "scheme": "bearer", "description": "the same API key, as a bearer token"},
+    "mutualTLS": {
+        "type": "mutualTLS",
+        "description": "daemons only: a client certificate verified by the TLS proxy (nginx), which forwards its "
+        "subject; the control plane believes it only from [network] trustedProxies",
+    },
+}
+_KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKeyHeader": []}, {"Bearer": []}]
+
+
+def _security(role: str) -> list[dict[str, list[str]]]:
+    if role == PUBLIC:
+        return []
+    return [*_KEY_SECURITY, {"mutualTLS": []}] if role == PUSH else list(_KEY_SECURITY)
+
+
+def _refusals(role: str, method: str) -> dict[str, Any]:
+    """The statuses the security layer may answer with, besides the operation's own."""
+    if role == PUBLIC:
+        return {}
+    refusals = {"401": _ERROR_REF, "403": _ERROR_REF}
+    if method in ("post", "put"):
+        refusals |= {"413": _ERROR_REF, "415": _ERROR_REF}
+    if role == PUSH:
+        refusals["429"] = _ERROR_REF
+    return refusals
+
+
 def build_openapi(table: list["Route"]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for route in table:
         for method in responder_methods(route.resource):
             operation = dict(OPERATIONS[(route.template, method)])
-            operation["x-required-role"] = route.role
-            operation["security"] = [] if route.role == PUBLIC else [{"apiKey": []}, {"bearer": []}]
+            role = route.roles.get(method.upper())
+            if role is None:
+                raise ValueError(f"{method.upper()} {route.template} is served but declares no role in the route table")
+            operation["x-required-role"] = role
+            operation["security"] = _security(role)
+            operation["responses"] = {**_refusals(role, method), **operation["responses"]}
             if "{instance_id}" in route.template:
                 operation["parameters"] = [
                     {"name": "instance_id", "in": "path", "required": True, "schema": {"type": "string"}},
@@ -132,10 +174,7 @@ def build_openapi(table: list["Route"]) -> dict[str, Any]:
         "info": {"title": "draas-actors control plane", "version": "0.1.0"},
         "paths": paths,
         "components": {
-            "securitySchemes": {
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "bearer": {"type": "http", "scheme": "bearer"},
-            },
+            "securitySchemes": SECURITY_SCHEMES,
             "schemas": {
                 "StatusUpdate": STATUS_UPDATE_SCHEMA,
                 "Registration": REGISTRATION_SCHEMA,

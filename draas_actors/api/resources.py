@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Callable
 
 import falcon
 
 from ..errors import InvalidInput, MalformedInput, NotFound
-from ..messages import Rejected
+from ..messages import AuditEntry, Rejected, StatusReport
 from ..model import Platform, parse_status
+from ..security import Identity, LimitSettings, scope_refusal
 from ..system import ControlPlane
 from ..wire import (
+    MetadataLimits,
     change_view,
     format_time,
     instance_view,
@@ -22,17 +23,14 @@ from ..wire import (
     parse_time,
     parse_status_update,
 )
+from . import limits
+from .auth import HTTPForbidden
 from .errors import error_body
+from .ratelimit import charge_items
 
 
 def read_json(req: falcon.Request) -> Any:
-    raw = req.bounded_stream.read()
-    if not raw:
-        raise MalformedInput("the request body is empty; send JSON", field="body")
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise MalformedInput(f"the request body is not valid JSON: {error}", field="body") from None
+    return limits.read_json(req)  # the body BodyLimits read, within its size and depth limits
 
 
 def _enum_param(req: falcon.Request, name: str, parse: Callable[[str], Any]) -> Any:
@@ -61,17 +59,25 @@ def _int_param(req: falcon.Request, name: str, default: int, low: int, high: int
 class StatusUpdates:
     """POST /api/status/updates: one update (object) or a batch (array)."""
 
-    def __init__(self, control_plane: ControlPlane, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        control_plane: ControlPlane,
+        clock: Callable[[], float] = time.time,
+        limits: LimitSettings = LimitSettings(),
+    ) -> None:
         self.cp = control_plane
         self.clock = clock
+        self.metadata_limits = MetadataLimits(limits.max_metadata_keys, limits.max_metadata_value_length)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req)
         received_at = self.clock()
         if isinstance(body, list):
-            self._batch(body, received_at, resp)
+            charge_items(req, len(body))  # a batch costs one token per item; the middleware took the first
+            self._batch(req, body, received_at, resp)
             return
-        report = parse_status_update(body, received_at=received_at)
+        report = parse_status_update(body, received_at=received_at, limits=self.metadata_limits)
+        self._check_scope(req, [("", report)])
         (outcome,) = self.cp.submit((report,))
         if isinstance(outcome, Rejected):
             if outcome.not_found:
@@ -80,10 +86,12 @@ class StatusUpdates:
         resp.status = falcon.HTTP_202
         resp.media = {"status": "accepted", "instanceId": report.instance_id}
 
-    def _batch(self, body: list[Any], received_at: float, resp: falcon.Response) -> None:
+    def _batch(self, req: falcon.Request, body: list[Any], received_at: float, resp: falcon.Response) -> None:
         if not body:
             raise InvalidInput("the batch is empty", field="body")
-        parsed = parse_status_updates(body, received_at=received_at)
+        parsed = parse_status_updates(body, received_at=received_at, limits=self.metadata_limits)
+        # One item out of the daemon's scope refuses the whole batch, before anything is applied.
+        self._check_scope(req, [(f"[{i}].", p) for i, p in enumerate(parsed) if not isinstance(p, InvalidInput)])
         reports = tuple(p for p in parsed if not isinstance(p, InvalidInput))
         outcomes = iter(self.cp.submit(reports) if reports else ())
         results: list[dict[str, Any]] = []
@@ -97,6 +105,22 @@ class StatusUpdates:
         accepted = sum(1 for r in results if r["status"] == "accepted")
         resp.status = falcon.HTTP_202 if accepted else falcon.HTTP_422
         resp.media = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
+
+    def _check_scope(self, req: falcon.Request, reports: list[tuple[str, StatusReport]]) -> None:
+        """403 naming ``[i].instanceId`` or ``[i].platform`` for the first report outside the daemon's scope."""
+        identity: Identity = req.context.identity
+        existing = (
+            self.cp.platforms_of(frozenset(r.instance_id for _, r in reports))
+            if identity.platforms is not None and reports
+            else {}
+        )
+        for prefix, report in reports:
+            refusal = scope_refusal(
+                identity, report.instance_id, report.platform, existing.get(report.instance_id), report.source
+            )
+            if refusal is not None:
+                field, message = refusal
+                raise HTTPForbidden(message, field=prefix + field)
 
 
 class InstanceStatus:
@@ -241,3 +265,29 @@ def _number_or_text(text: str) -> Any:
     except ValueError:
         return text
 
+
+
+class Audit:
+    """GET /api/audit?since=&limit= : rejected requests, newest first (admin)."""
+
+    def __init__(self, control_plane: ControlPlane) -> None:
+        self.cp = control_plane
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        since_text = req.get_param("since")
+        since = None if since_text is None else parse_time(_number_or_text(since_text), field="since")
+        limit = _int_param(req, "limit", 100, 1, 1000)
+        resp.media = {"entries": [audit_view(e) for e in self.cp.audit_log(since=since, limit=limit)]}
+
+
+def audit_view(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "time": format_time(entry.time),
+        "identity": entry.identity,
+        "client": entry.client,
+        "method": entry.method,
+        "route": entry.route,
+        "status": entry.status,
+        "reason": entry.reason,
+        "count": entry.count,
+    }

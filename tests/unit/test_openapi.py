@@ -16,8 +16,8 @@ from falcon import testing
 
 from draas_actors.api import resources
 from draas_actors.api.app import Route, create_app, routes
-from draas_actors.api.auth import PUBLIC
-from draas_actors.api.openapi import OPERATIONS
+from draas_actors.api.openapi import OPERATIONS, build_openapi
+from draas_actors.security import ADMIN, OPERATE, PUBLIC, PUSH, READ
 from draas_actors.system import ControlPlane, SystemSettings
 
 App = falcon.App[falcon.Request, falcon.Response]
@@ -43,7 +43,7 @@ def app(control_plane: ControlPlane) -> App:
 
 @pytest.fixture
 def table(control_plane: ControlPlane) -> list[Route]:
-    return [*routes(control_plane, time.time), Route(OPENAPI_PATH, resources.OpenApi(), PUBLIC)]
+    return [*routes(control_plane, time.time), Route(OPENAPI_PATH, resources.OpenApi(), {"GET": PUBLIC})]
 
 
 @pytest.fixture
@@ -114,25 +114,47 @@ def test_the_document_is_openapi_3_with_security_schemes(document: dict[str, Any
     assert document["info"]["title"]
     assert document["info"]["version"]
     schemes = document["components"]["securitySchemes"]
-    assert schemes["apiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
-    assert schemes["bearer"] == {"type": "http", "scheme": "bearer"}
+    assert schemes["ApiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert schemes["Bearer"]["type"] == "http" and schemes["Bearer"]["scheme"] == "bearer"
+    assert schemes["mutualTLS"]["type"] == "mutualTLS"
 
 
 def test_public_routes_need_no_security_and_every_other_route_needs_a_key(
     document: dict[str, Any], table: list[Route]
 ) -> None:
-    roles = {route.template: route.role for route in table}
+    roles = {route.template: route.roles for route in table}
     schemes = set(document["components"]["securitySchemes"])
     public = set()
     for path, method, operation in _operations(document):
+        role = roles[path][method.upper()]
+        assert operation["x-required-role"] == role
         if operation["security"] == []:
             public.add(path)
-            assert roles[path] == PUBLIC, f"{method.upper()} {path} is documented as public"
+            assert role == PUBLIC, f"{method.upper()} {path} is documented as public"
         else:
-            assert roles[path] != PUBLIC
+            assert role != PUBLIC
             assert all(set(requirement) <= schemes for requirement in operation["security"])
-            assert operation["x-required-role"] == roles[path]
+            assert {"401", "403"} <= set(operation["responses"])
+            # Only the push route takes a client certificate (the proxy checks it); operators use keys.
+            assert ({"mutualTLS": []} in operation["security"]) == (role == PUSH)
     assert public == EXPECTED_PUBLIC
+
+
+def test_each_operation_documents_the_role_the_route_table_declares(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    assert paths["/api/status/updates"]["post"]["x-required-role"] == PUSH
+    assert paths["/api/instances"]["get"]["x-required-role"] == READ
+    assert paths["/api/instances"]["post"]["x-required-role"] == ADMIN
+    assert paths["/api/instances/{instance_id}"]["delete"]["x-required-role"] == ADMIN
+    assert paths["/api/instances/{instance_id}/restart-policy"]["put"]["x-required-role"] == ADMIN
+    for action in ("start", "stop", "restart"):
+        assert paths[f"/api/instances/{{instance_id}}/{action}"]["post"]["x-required-role"] == OPERATE
+    assert paths["/api/audit"]["get"]["x-required-role"] == ADMIN
+
+
+def test_a_served_method_without_a_declared_role_is_refused_at_start(control_plane: ControlPlane) -> None:
+    with pytest.raises(ValueError, match="declares no role"):
+        build_openapi([Route("/api/instances", resources.Instances(control_plane), {"GET": READ})])
 
 
 def test_every_operation_has_a_summary_and_responses(document: dict[str, Any]) -> None:

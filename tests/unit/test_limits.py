@@ -1,0 +1,138 @@
+"""Body limits as pure functions: JSON depth without recursion, bounded reads, metadata limits in wire.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Any
+
+import pytest
+
+from draas_actors.api.limits import json_depth_exceeds, parse_json, read_bounded
+from draas_actors.errors import InvalidInput, MalformedInput
+from draas_actors.wire import MetadataLimits, parse_status_update, parse_status_updates
+
+UPDATE = {"instanceId": "web-1", "status": "Running", "source": "test"}
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [0, 1, 5, 8])
+def test_json_within_the_depth_limit_passes(depth: int) -> None:
+    raw = json.dumps(nested(depth)).encode()
+
+    assert not json_depth_exceeds(raw, 8)
+    assert parse_json(raw, max_depth=8) == nested(depth)
+
+
+@pytest.mark.parametrize("depth", [9, 20, 900])
+def test_json_deeper_than_the_limit_is_refused_naming_the_body(depth: int) -> None:
+    raw = json.dumps(nested(depth)).encode()
+
+    assert json_depth_exceeds(raw, 8)
+    with pytest.raises(InvalidInput) as caught:
+        parse_json(raw, max_depth=8)
+    assert caught.value.field == "body"
+
+
+def test_brackets_inside_strings_do_not_count() -> None:
+    raw = rb'{"a": "[[[[[[[[[[{{{{{{{{", "b": ["\"]]]]\\", "\\\"[["]}'
+
+    assert not json_depth_exceeds(raw, 2)
+    assert parse_json(raw, max_depth=2) == {"a": "[[[[[[[[[[{{{{{{{{", "b": ['"]]]]\\', '\\"[[']}
+
+
+def test_a_wide_batch_is_as_deep_as_its_deepest_item() -> None:
+    batch = [{**UPDATE, "metadata": {"k": "v"}} for _ in range(1000)]
+    raw = json.dumps(batch).encode()
+
+    # array > update object > metadata object
+    assert not json_depth_exceeds(raw, 3)
+    assert json_depth_exceeds(raw, 2)
+
+
+@pytest.mark.parametrize("opener", [b"[", b"{", b'{"a":'])
+def test_a_hundred_thousand_openers_are_a_4xx_error_not_a_recursion_error(opener: bytes) -> None:
+    raw = opener * 100_000
+    started = time.perf_counter()
+
+    with pytest.raises((InvalidInput, MalformedInput)):
+        parse_json(raw, max_depth=8)
+
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_hundred_thousand_balanced_brackets_are_too_deep() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_json(b"[" * 100_000 + b"]" * 100_000, max_depth=8)
+    assert caught.value.field == "body"
+
+
+@pytest.mark.parametrize("raw", [b"", b"   ", b"{", b"[1,]", b"\xff\xfe", b'{"a": 1}}'])
+def test_empty_or_broken_json_is_malformed(raw: bytes) -> None:
+    with pytest.raises(MalformedInput) as caught:
+        parse_json(raw, max_depth=8)
+    assert caught.value.field == "body"
+
+
+def test_a_bounded_read_stops_at_the_limit() -> None:
+    stream = io.BytesIO(b"x" * 1_000_000)
+
+    assert len(read_bounded(stream, 70_001)) == 70_001
+    assert stream.tell() == 70_001
+    assert read_bounded(io.BytesIO(b"abc"), 10) == b"abc"
+
+
+# -- metadata limits (wire.py) ------------------------------------------------------------------------
+
+
+def test_metadata_at_the_limits_is_accepted() -> None:
+    limits = MetadataLimits(max_keys=3, max_value_length=5)
+    body = {**UPDATE, "metadata": {"a": "12345", "b": 12345, "c": True}}
+
+    report = parse_status_update(body, received_at=0.0, limits=limits)
+
+    assert report.metadata == {"a": "12345", "b": "12345", "c": "true"}
+
+
+def test_too_many_metadata_keys_name_the_metadata() -> None:
+    limits = MetadataLimits(max_keys=3, max_value_length=5)
+    body = {**UPDATE, "metadata": {str(i): i for i in range(4)}}
+
+    with pytest.raises(InvalidInput) as caught:
+        parse_status_update(body, received_at=0.0, limits=limits)
+    assert caught.value.field == "metadata"
+
+
+@pytest.mark.parametrize("value", ["123456", 123456, 1.23456])
+def test_a_long_metadata_value_names_its_key(value: Any) -> None:
+    limits = MetadataLimits(max_keys=3, max_value_length=5)
+    body = {**UPDATE, "metadata": {"ok": "v", "image": value}}
+
+    with pytest.raises(InvalidInput) as caught:
+        parse_status_update(body, received_at=0.0, limits=limits)
+    assert caught.value.field == "metadata.image"
+
+
+def test_the_default_limits_are_64_keys_and_1024_characters() -> None:
+    parse_status_update({**UPDATE, "metadata": {str(i): "x" * 1024 for i in range(64)}}, received_at=0.0)
+    with pytest.raises(InvalidInput):
+        parse_status_update({**UPDATE, "metadata": {str(i): "x" for i in range(65)}}, received_at=0.0)
+    with pytest.raises(InvalidInput):
+        parse_status_update({**UPDATE, "metadata": {"k": "x" * 1025}}, received_at=0.0)
+
+
+def test_metadata_limits_in_a_batch_name_the_item_and_spare_the_others() -> None:
+    limits = MetadataLimits(max_keys=2, max_value_length=4)
+    batch = [UPDATE, {**UPDATE, "metadata": {"a": 1, "b": 2, "c": 3}}, {**UPDATE, "metadata": {"long": "xxxxx"}}]
+
+    results = parse_status_updates(batch, received_at=0.0, limits=limits)
+
+    assert not isinstance(results[0], InvalidInput)
+    assert [r.field for r in results[1:] if isinstance(r, InvalidInput)] == ["[1].metadata", "[2].metadata.long"]
