@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, TypeVar
@@ -20,11 +21,13 @@ from .push_client import PushSettings
 __all__ = [
     "LOG_LEVELS",
     "CommonSettings",
+    "api_key",
     "control_plane_url",
     "log_level",
     "number",
     "read_common",
     "required",
+    "tls_files",
 ]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -34,16 +37,20 @@ S = TypeVar("S", bound="CommonSettings")
 
 @dataclass(frozen=True, kw_only=True)
 class CommonSettings:
-    """What every daemon needs: where to push, its durable spool, its reconnect backoff and its shutdown bound."""
+    """What every daemon needs: where to push and as whom, its durable spool, its reconnect backoff and its
+    shutdown bound."""
 
     control_plane_url: str
-    api_key: str
+    api_key: str  # "" when the client certificate alone identifies the daemon
     spool_path: Path
     spool_max_items: int = 100_000
     reconnect_initial: float = 0.5
     reconnect_max: float = 30.0
     shutdown_flush: float = 5.0  # at most this long on SIGTERM to deliver what is spooled
     log_level: str = "INFO"
+    client_cert: Path | None = None  # DRAAS_CLIENT_CERT, for a TLS proxy that asks for one (mTLS)
+    client_key: Path | None = None  # DRAAS_CLIENT_KEY
+    ca_bundle: Path | None = None  # DRAAS_CA_BUNDLE: the CA(s) of the proxy's server certificate
 
     def push_settings(self) -> PushSettings:
         return PushSettings(
@@ -51,6 +58,9 @@ class CommonSettings:
             api_key=self.api_key,
             spool_path=self.spool_path,
             spool_max_items=self.spool_max_items,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
+            ca_bundle=self.ca_bundle,
         )
 
 
@@ -58,10 +68,14 @@ def read_common(environ: Mapping[str, str], settings: S) -> S:
     """``settings`` with the shared variables read from ``environ``; its own values are the defaults.
 
     ``control_plane_url`` and ``api_key`` are not read here: the daemon's settings cannot be made without them,
-    so its ``load_settings`` reads them first with ``control_plane_url`` and ``required``.
+    so its ``load_settings`` reads them first with ``control_plane_url`` and ``api_key``.
     """
+    client_cert, client_key, ca_bundle = tls_files(environ, settings.control_plane_url)
     return dataclasses.replace(
         settings,
+        client_cert=client_cert,
+        client_key=client_key,
+        ca_bundle=ca_bundle,
         spool_path=Path(environ.get("DRAAS_SPOOL_PATH", "").strip() or settings.spool_path),
         spool_max_items=int(number(environ, "DRAAS_SPOOL_MAX_ITEMS", settings.spool_max_items, 1, integer=True)),
         reconnect_max=number(environ, "DRAAS_RECONNECT_MAX_SECONDS", settings.reconnect_max, 0.01),
@@ -75,6 +89,60 @@ def required(environ: Mapping[str, str], name: str) -> str:
     if not value:
         raise ConfigError(f"{name} is required", field=name)
     return value
+
+
+def api_key(environ: Mapping[str, str], name: str = "DRAAS_API_KEY") -> str:
+    """The daemon key: required, unless a client certificate (``DRAAS_CLIENT_CERT``) identifies the daemon."""
+    value = environ.get(name, "").strip()
+    if not value and not environ.get("DRAAS_CLIENT_CERT", "").strip():
+        raise ConfigError(
+            f"{name} is required (or a client certificate: DRAAS_CLIENT_CERT and DRAAS_CLIENT_KEY)", field=name
+        )
+    return value
+
+
+def tls_files(environ: Mapping[str, str], url: str) -> tuple[Path | None, Path | None, Path | None]:
+    """``DRAAS_CLIENT_CERT``, ``DRAAS_CLIENT_KEY`` and ``DRAAS_CA_BUNDLE``, each None when unset.
+
+    Checked at start rather than at the first push, where a bad file would only show as a retried TLS error:
+    the files exist, the certificate and key come together, load and match (an encrypted key is refused:
+    nothing could type its passphrase), the CA bundle holds certificates, and the URL is https.
+    """
+    cert, key, bundle = (_file(environ, name) for name in ("DRAAS_CLIENT_CERT", "DRAAS_CLIENT_KEY", "DRAAS_CA_BUNDLE"))
+    if cert is not None and key is None:
+        raise ConfigError("DRAAS_CLIENT_KEY is required with DRAAS_CLIENT_CERT", field="DRAAS_CLIENT_KEY")
+    if key is not None and cert is None:
+        raise ConfigError("DRAAS_CLIENT_CERT is required with DRAAS_CLIENT_KEY", field="DRAAS_CLIENT_CERT")
+    for name, path in (("DRAAS_CLIENT_CERT", cert), ("DRAAS_CA_BUNDLE", bundle)):
+        if path is not None and not url.startswith("https://"):
+            raise ConfigError(f"{name}: needs an https:// CONTROL_PLANE_URL, got {url!r}", field=name)
+    if cert is not None and key is not None:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=b"")
+        except (ssl.SSLError, OSError) as error:
+            raise ConfigError(
+                f"DRAAS_CLIENT_CERT: cannot use {str(cert)!r} with the key DRAAS_CLIENT_KEY={str(key)!r} (PEM, "
+                f"matching, key not encrypted): {error}",
+                field="DRAAS_CLIENT_CERT",
+            ) from None
+    if bundle is not None:
+        try:
+            ssl.create_default_context(cafile=str(bundle))
+        except (ssl.SSLError, OSError) as error:
+            raise ConfigError(
+                f"DRAAS_CA_BUNDLE: {str(bundle)!r} holds no usable PEM CA certificate: {error}", field="DRAAS_CA_BUNDLE"
+            ) from None
+    return cert, key, bundle
+
+
+def _file(environ: Mapping[str, str], name: str) -> Path | None:
+    text = environ.get(name, "").strip()
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{name}: no such file {text!r}", field=name)
+    return path
 
 
 def control_plane_url(environ: Mapping[str, str], name: str = "CONTROL_PLANE_URL") -> str:

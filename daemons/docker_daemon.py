@@ -64,7 +64,7 @@ def load_settings(environ: Mapping[str, str]) -> DaemonSettings:
     """The only place the daemon reads its environment; raises ConfigError naming the variable."""
     settings = DaemonSettings(
         control_plane_url=daemon_env.control_plane_url(environ),
-        api_key=daemon_env.required(environ, "DRAAS_API_KEY"),
+        api_key=daemon_env.api_key(environ),
         label_filter=_labels(environ.get("DRAAS_LABEL_FILTER", DEFAULT_LABEL_FILTER)),
     )
     return daemon_env.read_common(environ, settings)

@@ -104,7 +104,7 @@ def load_settings(environ: Mapping[str, str]) -> DaemonSettings:
         )
     settings = DaemonSettings(
         control_plane_url=daemon_env.control_plane_url(environ),
-        api_key=daemon_env.required(environ, "DRAAS_API_KEY"),
+        api_key=daemon_env.api_key(environ),
         namespace=_namespace(environ.get("WATCH_NAMESPACE", "")),
         label_selector=_label_selector(environ.get("DRAAS_LABEL_SELECTOR", "")),
         node_name=_node_name(environ.get("DRAAS_NODE_NAME", "")),

@@ -11,7 +11,13 @@ to ``batch_max`` items when there is a backlog. Items leave the spool only once 
   ``Retry-After`` the server asked for (seconds or HTTP-date, capped at ``retry_after_max``) or else
   exponential backoff with full jitter from the ``backoff`` library. Nothing behind the head overtakes it.
 - any other answer (another 4xx, a 3xx): the items are dropped and counted, not retried; 401/403 (a wrong
-  daemon key) are logged at ERROR, every other refusal with the body that was sent.
+  daemon key, or a client certificate that a TLS proxy in front of the control plane refused) are logged at
+  ERROR, every other refusal with the body that was sent.
+
+Behind a TLS proxy (``config/nginx/draas.conf``) the client presents ``client_cert``/``client_key`` and checks the
+proxy's certificate against ``ca_bundle`` (else the system's CAs). The files are read for each new connection,
+so certificates renewed in place are picked up without a restart. With a client certificate the API key is
+optional: the proxy forwards the certificate's subject and the control plane maps it to the daemon's identity.
 
 When the spool is full the OLDEST pending item is dropped (logged, rate-limited, counted as ``dropped_full``):
 a monitor cares most about the newest state of each instance, and a newer report for the same instance
@@ -57,7 +63,7 @@ _LOGGED_BODY_CHARS = 2000  # a refused body is logged, but one huge body must no
 @dataclass(frozen=True, kw_only=True)
 class PushSettings:
     url: str  # control plane base URL, e.g. "http://127.0.0.1:8088"
-    api_key: str
+    api_key: str  # may be "" when a client certificate identifies the daemon
     spool_path: Path  # durable spool (a file; parent dirs are created)
     spool_max_items: int = 100_000
     connect_timeout: float = 2.0
@@ -67,6 +73,9 @@ class PushSettings:
     backoff_max: float = 30.0
     retry_after_max: float = 60.0  # a Retry-After beyond this is not obeyed to the letter
     log_interval: float = 10.0  # repeated warnings (spool full, control plane down) at most this often
+    client_cert: Path | None = None  # PEM certificate (chain) presented to a TLS proxy; needs client_key
+    client_key: Path | None = None  # its PEM private key, unencrypted
+    ca_bundle: Path | None = None  # PEM CA certificates to check the server with; None: the system's
 
     def __post_init__(self) -> None:
         if self.batch_max < 1 or self.spool_max_items < 1:
@@ -75,6 +84,21 @@ class PushSettings:
             raise ValueError("timeouts and backoff_initial must be positive")
         if self.backoff_max < self.backoff_initial or self.retry_after_max < 0:
             raise ValueError("backoff_max must be at least backoff_initial, and retry_after_max not negative")
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together: give both or neither")
+        if not self.api_key and self.client_cert is None:
+            raise ValueError("an api_key or a client certificate (client_cert and client_key) is needed")
+        if (self.client_cert is not None or self.ca_bundle is not None) and not self.url.startswith("https://"):
+            raise ValueError(f"a client certificate or CA bundle needs an https:// url, got {self.url!r}")
+
+    def tls_arguments(self) -> dict[str, Any]:
+        """``cert=``/``verify=`` for ``requests``: empty unless a certificate or CA bundle is configured."""
+        arguments: dict[str, Any] = {}
+        if self.client_cert is not None and self.client_key is not None:
+            arguments["cert"] = (str(self.client_cert), str(self.client_key))
+        if self.ca_bundle is not None:
+            arguments["verify"] = str(self.ca_bundle)
+        return arguments
 
 
 @dataclass(frozen=True)
@@ -153,7 +177,10 @@ class PushClient:
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()  # keeps connections alive
         self._url = settings.url.rstrip("/") + UPDATES_PATH
-        self._headers = {"Content-Type": "application/json", "X-API-Key": settings.api_key}
+        self._headers = {"Content-Type": "application/json"}
+        if settings.api_key:
+            self._headers["X-API-Key"] = settings.api_key
+        self._tls = settings.tls_arguments()
         self._counts = {
             name: 0 for name in ("submitted", "acknowledged", "retried", "dropped_full", "dropped_rejected")
         }
@@ -262,6 +289,7 @@ class PushClient:
                 headers=self._headers,
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
                 allow_redirects=False,
+                **self._tls,
             )
         except requests.RequestException as error:
             return self._retry(items, f"{type(error).__name__}: {error}", None)
@@ -315,8 +343,8 @@ class PushClient:
         status = response.status_code
         if status in (401, 403):
             log.error(
-                "control plane %s refused the daemon key (HTTP %d): check the API key; %d update(s) dropped; "
-                "answer: %s",
+                "control plane %s refused the daemon's credentials (HTTP %d): check the API key or client "
+                "certificate; %d update(s) dropped; answer: %s",
                 self.settings.url,
                 status,
                 len(items),

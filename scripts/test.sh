@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, integration (real processes, real HTTP), end-to-end (run.py as a subprocess),
-# and every benchmark once in quick mode. Called by `make test` and by .ci/run.
+# the mTLS tests through a real nginx, and every benchmark once in quick mode. Called by `make test` and by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -11,6 +11,11 @@ PY="$VENV/bin/python"
 if ! scripts/ensure-docker.sh; then
   [ "${CI:-}" = "true" ] && { echo "CI: the Docker engine is required" >&2; exit 1; }
   export DRAAS_DOCKER_UNAVAILABLE="scripts/ensure-docker.sh failed"
+fi
+# Debian's nginx for the mTLS tests (each test starts and stops its own); the same rule as for Docker.
+if ! scripts/ensure-nginx.sh; then
+  [ "${CI:-}" = "true" ] && { echo "CI: nginx is required" >&2; exit 1; }
+  export DRAAS_NGINX_UNAVAILABLE="scripts/ensure-nginx.sh failed"
 fi
 export DRAAS_DOCKERD_PIDFILE=${DRAAS_DOCKERD_DIR:-/tmp/draas-dockerd}/dockerd.pid
 exec "$PY" -m pytest -p no:cacheprovider "$@"
