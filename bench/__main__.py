@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import docker_events, process_restart
+from . import docker_events, k8s_watch, process_restart, push_flood
 
 # name -> (run(quick) -> result with .passed and .to_json(), render(result) -> str)
 BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
@@ -25,6 +25,22 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
             say=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         docker_events.render,
+    ),
+    "k8s_watch": (
+        lambda quick: k8s_watch.run(
+            changes=k8s_watch.QUICK_CHANGES if quick else k8s_watch.FULL_CHANGES,
+            pods=k8s_watch.QUICK_PODS if quick else k8s_watch.FULL_PODS,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        k8s_watch.render,
+    ),
+    "push_flood": (
+        lambda quick: push_flood.run(
+            updates=push_flood.QUICK_UPDATES if quick else push_flood.FULL_UPDATES,
+            flood_seconds=push_flood.QUICK_FLOOD_S if quick else push_flood.FULL_FLOOD_S,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        push_flood.render,
     ),
 }
 

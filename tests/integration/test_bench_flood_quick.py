@@ -1,0 +1,46 @@
+"""The push flood benchmark runs end to end in quick mode: the good daemon's updates all land, the rogue is
+refused, and no pusher process is left behind (its 2x target is measured by the full run, not asserted here)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import psutil
+import pytest
+
+from bench import push_flood
+
+
+def _live_descendants() -> set[int]:
+    live = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                live.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return live
+
+
+@pytest.mark.bench
+def test_quick_push_flood_applies_every_good_update_refuses_the_rogue_and_leaves_no_child() -> None:
+    before = _live_descendants()
+
+    result = push_flood.run(updates=push_flood.QUICK_UPDATES, flood_seconds=push_flood.QUICK_FLOOD_S)
+
+    assert len(result.alone_ms) == len(result.flood_ms) == push_flood.QUICK_UPDATES
+    assert all(math.isfinite(x) and x > 0 for x in result.alone_ms + result.flood_ms)
+    assert result.all_applied
+    assert result.good_retried == 0
+    assert result.rogue.limited > 0
+    assert result.rogue.other == 0 and result.rogue.errors == 0
+    # The rogue never gets more than its bucket: the burst plus the rate over the flood, and then some slack
+    # for the seconds its processes take to start and stop.
+    assert result.rogue.accepted <= 400 + 200 * (push_flood.QUICK_FLOOD_S + 2)
+    summary = result.to_json()
+    json.dumps(summary)  # the --json output must be serialisable
+    assert summary["good"]["applied"] == 2 * push_flood.QUICK_UPDATES
+    table = push_flood.render(result)
+    assert "rogue" in table and ("PASS" in table or "MISS" in table)
+    assert _live_descendants() - before == set()
