@@ -89,9 +89,13 @@ class HttpServer:
                 # The loop, already awake for a response, ran our thunk between its append and this write,
                 # and the thunk closed the trigger along with everything else: the stop is done.
                 log.debug("http server trigger closed by the stop itself", exc_info=True)
+            self._thread.join(timeout)
+            # waitress stops its worker threads only on KeyboardInterrupt inside run(); without this every stopped
+            # server left its threads behind (MultiSocketServer.close does it itself).
+            server.task_dispatcher.shutdown(timeout=timeout)
         else:
             server.close()
-        self._thread.join(timeout)
+            self._thread.join(timeout)
 
     def _serve(self) -> None:
         try:

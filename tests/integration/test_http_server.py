@@ -1,0 +1,33 @@
+"""The HTTP server wrapper: a stopped server leaves nothing running behind it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterable
+
+import requests
+
+from draas_actors.api.server import HttpServer
+from tests.helpers import wait_until
+
+
+def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+
+
+def server_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("waitress") or t.name == "draas-http"}
+
+
+def test_stopping_the_server_ends_its_loop_and_every_worker_thread() -> None:
+    before = server_threads()
+    server = HttpServer(hello, host="127.0.0.1", port=0, threads=4).start()
+    try:
+        with requests.Session() as session:  # a keep-alive connection is still open when the server stops
+            assert session.get(f"http://127.0.0.1:{server.port}/", timeout=5).text == "hello"
+            assert len(server_threads() - before) >= 4
+            server.stop(timeout=5.0)
+    finally:
+        server.stop(timeout=5.0)
+    wait_until(lambda: not (server_threads() - before), 5.0, 0.02, "every server thread has ended")
