@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -43,13 +43,11 @@ import requests
 
 from daemons.docker_daemon import DaemonSettings, DockerDaemon
 from daemons.push_client import PushClient, PushSettings
-from draas_actors.api.app import create_app
-from draas_actors.api.server import HttpServer
 from draas_actors.messages import StatusChanged
 from draas_actors.model import Status
-from draas_actors.system import ControlPlane, SystemSettings
 
 from .compare import Metric, table
+from .plane import DaemonPlane, daemon_control_plane
 
 TEST_IMAGE = "draas-test-busybox:latest"
 FULL_KILLS = 60
@@ -177,16 +175,11 @@ class _Recorder:
     def wait(self, what: str, match: Callable[[list[tuple[float, StatusChanged]]], Any],
              deadline_s: float = DEADLINE_S) -> Any:
         """The first truthy ``match(events)``; TimeoutError after deadline_s."""
-        deadline = time.monotonic() + deadline_s
         with self._cond:
-            while True:
-                found = match(self.events)
-                if found:
-                    return found
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"no {what} within {deadline_s} s")
-                self._cond.wait(remaining)
+            found = self._cond.wait_for(lambda: match(self.events), deadline_s)
+        if not found:
+            raise TimeoutError(f"no {what} within {deadline_s} s")
+        return found
 
 
 class _DieWatcher:
@@ -208,58 +201,15 @@ class _DieWatcher:
                     self._cond.notify_all()
 
     def wait(self, container_id: str, deadline_s: float = DEADLINE_S) -> int:
-        deadline = time.monotonic() + deadline_s
         with self._cond:
-            while container_id not in self.die_ns:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"no die event for {container_id[:12]} within {deadline_s} s")
-                self._cond.wait(remaining)
+            if not self._cond.wait_for(lambda: container_id in self.die_ns, deadline_s):
+                raise TimeoutError(f"no die event for {container_id[:12]} within {deadline_s} s")
             return self.die_ns[container_id]
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._stream.close()
         self._thread.join(5.0)
-
-
-@dataclass(frozen=True)
-class _Plane:
-    cp: ControlPlane
-    base_url: str
-    daemon_key: str
-    recorder: _Recorder
-
-
-@contextlib.contextmanager
-def _control_plane(data_dir: pathlib.Path) -> Iterator[_Plane]:
-    cp = ControlPlane(SystemSettings(data_dir=data_dir, sweep_interval=60.0))
-    server: HttpServer | None = None
-    try:
-        cp.start()
-        recorder = _Recorder()
-        cp.subscribe(recorder)
-        key = secrets.token_hex(16)
-        server = HttpServer(create_app(cp, daemon_keys=(key,), operator_keys=(secrets.token_hex(16),)),
-                            host="127.0.0.1", port=0, threads=4).start()
-        base_url = f"http://127.0.0.1:{server.port}"
-        deadline = time.monotonic() + 5.0
-        while not _answers(base_url + "/healthz"):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the control plane's HTTP server does not answer /healthz")
-            time.sleep(0.02)
-        yield _Plane(cp, base_url, key, recorder)
-    finally:
-        if server is not None:
-            server.stop()
-        cp.stop(timeout=5.0)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1.0).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 class _Containers:
@@ -339,7 +289,7 @@ def measure_side(
             ids = list(pool.map(lambda n: boxes.create(n, ["sleep", "600"]), names))
             list(pool.map(client.api.start, ids[:kills]))
         watcher = _DieWatcher(client, f"{BENCH_LABEL}={side_label}")
-        with _control_plane(workdir / side) as plane:
+        with daemon_control_plane(workdir / side, _Recorder()) as plane:
             if side == "ours":
                 daemon = DockerDaemon(
                     DaemonSettings(control_plane_url=plane.base_url, api_key=plane.daemon_key,
@@ -379,7 +329,7 @@ def measure_side(
 
 
 def _measure(
-    side: str, client: docker.DockerClient, plane: _Plane, boxes: _Containers, ids: list[str], names: list[str],
+    side: str, client: docker.DockerClient, plane: DaemonPlane[_Recorder], boxes: _Containers, ids: list[str], names: list[str],
     kills: int, t0: float, watcher: _DieWatcher, failures: list[BaseException], say: Say,
 ) -> SideResult:
     """(2) from the daemon's start at t0, then (1) over the first ``kills`` (running) containers."""

@@ -55,21 +55,18 @@ Targets (ours), on this 2-core machine when nothing else runs on it:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import pathlib
 import random
-import secrets
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-import requests
 import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -84,15 +81,13 @@ from daemons.k8s_mapping import (
 )
 from daemons.push_client import PushClient, PushSettings
 from daemons.updates import StatusUpdate
-from draas_actors.api.app import create_app
-from draas_actors.api.server import HttpServer
 from draas_actors.messages import StatusChanged
 from draas_actors.model import Status
-from draas_actors.system import ControlPlane, SystemSettings
 from tests.kube.fake_apiserver import FakeApiServer, running_fake_apiserver
 from tests.kube.pods import make_pod
 
 from .compare import Metric, ms, table
+from .plane import daemon_control_plane
 
 FULL_CHANGES = 200
 FULL_PODS = 500
@@ -296,45 +291,6 @@ class _Recorder:
             return stamp
 
 
-@dataclass(frozen=True)
-class _Plane:
-    cp: ControlPlane
-    base_url: str
-    daemon_key: str
-    recorder: _Recorder
-
-
-@contextlib.contextmanager
-def _control_plane(data_dir: pathlib.Path) -> Iterator[_Plane]:
-    cp = ControlPlane(SystemSettings(data_dir=data_dir, sweep_interval=60.0))
-    server: HttpServer | None = None
-    try:
-        cp.start()
-        recorder = _Recorder()
-        cp.subscribe(recorder)
-        key = secrets.token_hex(16)
-        server = HttpServer(create_app(cp, daemon_keys=(key,), operator_keys=(secrets.token_hex(16),)),
-                            host="127.0.0.1", port=0, threads=4).start()
-        base_url = f"http://127.0.0.1:{server.port}"
-        deadline = time.monotonic() + 5.0
-        while not _answers(base_url + "/healthz"):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the control plane's HTTP server does not answer /healthz")
-            time.sleep(0.02)
-        yield _Plane(cp, base_url, key, recorder)
-    finally:
-        if server is not None:
-            server.stop()
-        cp.stop(timeout=5.0)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1.0).status_code == 200
-    except requests.ConnectionError:
-        return False
-
-
 def _populate(api: FakeApiServer, pods: int, prefix: str) -> tuple[dict[str, Status], list[str]]:
     """``pods`` pods in the mix; returns each instance's true status, and the pods whose readiness can flip."""
     goal: dict[str, Status] = {}
@@ -403,7 +359,7 @@ def measure_side(side: str, *, changes: int, pods: int, workdir: pathlib.Path, s
                                 bookmark_interval=BOOKMARK_INTERVAL_S) as api:
         goal, flippable = _populate(api, pods, f"bench-{side}")
         spool = workdir / f"{side}.spool"
-        with _control_plane(workdir / side) as plane:
+        with daemon_control_plane(workdir / side, _Recorder()) as plane:
             plane.recorder.set_goal(goal)
             push = PushClient(PushSettings(url=plane.base_url, api_key=plane.daemon_key, spool_path=spool))
             runner: _Side

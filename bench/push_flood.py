@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -40,7 +39,6 @@ from typing import Any
 import requests
 
 from draas_actors.api.app import create_app
-from draas_actors.api.server import HttpServer
 from draas_actors.messages import StatusChanged
 from draas_actors.model import Status
 from draas_actors.security import (
@@ -50,10 +48,11 @@ from draas_actors.security import (
     daemon_identity,
     hash_key,
 )
-from draas_actors.system import ControlPlane, SystemSettings
+from draas_actors.system import ControlPlane
 
 from .compare import ms
 from .flood_clients import INSTANCES, KEY_VARIABLE, PUSH_PATH, Pushed
+from .plane import served_control_plane
 from .stats import median, p99
 
 FULL_UPDATES = 1000
@@ -176,13 +175,9 @@ class _Changes:
             self._cond.notify_all()
 
     def wait_for(self, expected: dict[str, int], deadline_s: float = DEADLINE_S) -> bool:
-        deadline = time.monotonic() + deadline_s
         with self._cond:
-            while any(self.count[i] < n for i, n in expected.items()):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
+            if not self._cond.wait_for(lambda: all(self.count[i] >= n for i, n in expected.items()), deadline_s):
+                return False
             return all(self.count[i] == n for i, n in expected.items())
 
 
@@ -203,30 +198,10 @@ def _control_plane(data_dir: pathlib.Path) -> Iterator[_Plane]:
                    key_hashes=(hash_key(good_key),)),
         Credential(identity=daemon_identity("rogue", instances=("rogue-*",)), key_hashes=(hash_key(rogue_key),)),
     )))
-    cp = ControlPlane(SystemSettings(data_dir=data_dir, sweep_interval=60.0))
-    server: HttpServer | None = None
-    try:
-        cp.start()
-        changes = _Changes()
-        cp.subscribe(changes, queue_size=1_000_000)
-        server = HttpServer(create_app(cp, security=security), host="127.0.0.1", port=0, threads=8).start()
-        deadline = time.monotonic() + 5.0
-        while not _answers(f"http://127.0.0.1:{server.port}/healthz"):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the control plane's HTTP server does not answer /healthz")
-            time.sleep(0.02)
-        yield _Plane(cp, server.port, good_key, rogue_key, changes)
-    finally:
-        if server is not None:
-            server.stop()
-        cp.stop(timeout=5.0)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1.0).status_code == 200
-    except requests.ConnectionError:
-        return False
+    changes = _Changes()
+    with served_control_plane(data_dir, lambda cp: create_app(cp, security=security), changes,
+                              queue_size=1_000_000, threads=8) as plane:
+        yield _Plane(plane.cp, plane.port, good_key, rogue_key, changes)
 
 
 def _push_in_child(port: int, key: str, updates: int, prefix: str) -> Pushed:

@@ -226,6 +226,16 @@ def running_control_plane(
             cp.stop(timeout=5.0)
 
 
+@contextlib.contextmanager
+def unstarted_control_plane(data_dir: Path) -> Iterator[ControlPlane]:
+    """A control plane that is never started (its store in memory): enough to build the app and route to it."""
+    cp = ControlPlane(SystemSettings(data_dir=data_dir, store_path=":memory:"))
+    try:
+        yield cp
+    finally:
+        cp.stop(timeout=5)
+
+
 def answers(url: str) -> bool:
     """The URL answers 200 (a server that is up); False while nobody listens."""
     try:

@@ -13,42 +13,13 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
-from draas_actors.model import Platform
-from draas_actors.security import (
-    ADMIN,
-    OPERATE,
-    READ,
-    AuthSettings,
-    Credential,
-    LimitSettings,
-    SecuritySettings,
-    daemon_identity,
-    hash_key,
-    new_key,
-    operator_identity,
-)
+from draas_actors.security import new_key
 from draas_actors.wire import parse_time
 from tests.helpers import HTTP_TIMEOUT, ProcessJanitor, RunningControlPlane, running_control_plane, wait_until
+from tests.security_fixtures import MAX_BODY, UPDATE, staff_security
 
 ADMIN_KEY, READ_KEY, OPERATE_KEY, DAEMON_KEY, ROGUE_KEY = (new_key() for _ in range(5))
-MAX_BODY = 4096
-SECURITY = SecuritySettings(
-    auth=AuthSettings(
-        credentials=(
-            Credential(identity=operator_identity("ada", ADMIN), key_hashes=(hash_key(ADMIN_KEY),)),
-            Credential(identity=operator_identity("rita", READ), key_hashes=(hash_key(READ_KEY),)),
-            Credential(identity=operator_identity("otto", OPERATE), key_hashes=(hash_key(OPERATE_KEY),)),
-            Credential(
-                identity=daemon_identity("docker-host-1", platforms=frozenset({Platform.DOCKER}), instances=("web-*",)),
-                key_hashes=(hash_key(DAEMON_KEY),),
-            ),
-            # One push, then nothing for 100 s: every push after the first is refused with a 429.
-            Credential(identity=daemon_identity("rogue", rate=0.01, burst=1), key_hashes=(hash_key(ROGUE_KEY),)),
-        )
-    ),
-    limits=LimitSettings(max_body_bytes=MAX_BODY),
-)
-UPDATE = {"instanceId": "web-1", "platform": "docker", "status": "Running", "source": "DockerDaemon"}
+SECURITY = staff_security(admin=ADMIN_KEY, read=READ_KEY, operate=OPERATE_KEY, daemon=DAEMON_KEY, rogue=ROGUE_KEY)
 
 
 @pytest.fixture

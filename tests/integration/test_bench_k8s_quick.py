@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import threading
 
 import pytest
@@ -11,12 +9,9 @@ import pytest
 from bench import k8s_watch
 from bench.stats import median, p99
 from tests.helpers import wait_until
+from tests.integration.bench_support import assert_compared, positive
 
 pytestmark = [pytest.mark.bench, pytest.mark.kubernetes]
-
-
-def _positive(xs: list[float]) -> bool:
-    return bool(xs) and all(math.isfinite(x) and x > 0 for x in xs)
 
 
 def test_quick_kubernetes_benchmark_measures_our_daemon_and_the_poller_and_leaves_no_thread_behind() -> None:
@@ -25,18 +20,13 @@ def test_quick_kubernetes_benchmark_measures_our_daemon_and_the_poller_and_leave
     result = k8s_watch.run(changes=k8s_watch.QUICK_CHANGES, pods=k8s_watch.QUICK_PODS)
 
     for side in (result.ours, result.poller):
-        assert len(side.change_to_status_ms) == k8s_watch.QUICK_CHANGES and _positive(side.change_to_status_ms)
-        assert side.pods == k8s_watch.QUICK_PODS and _positive([side.resync_ms])
+        assert len(side.change_to_status_ms) == k8s_watch.QUICK_CHANGES and positive(side.change_to_status_ms)
+        assert side.pods == k8s_watch.QUICK_PODS and positive([side.resync_ms])
         assert 0 <= side.overlapped < k8s_watch.QUICK_CHANGES
     # The writes fall at every phase of the poller's one-second period, so some wait most of it; ours do not wait.
     assert p99(result.poller.change_to_status_ms) >= k8s_watch.POLL_INTERVAL_S * 1000 / 2
     assert median(result.ours.change_to_status_ms) < median(result.poller.change_to_status_ms)
-    summary = result.to_json()
-    json.dumps(summary)  # the --json output must be serialisable
-    assert [m["label"] for m in summary["metrics"]] == [m.label for m in result.metrics]
-    assert all(m["ratio_median"] > 0 and m["ratio_p99"] > 0 for m in summary["metrics"])
-    table = k8s_watch.render(result)
-    assert "poller" in table and ("PASS" in table or "MISS" in table)
+    assert_compared(result, k8s_watch.render, "poller")
 
     def leftover() -> list[str]:
         # HttpServer.stop does not shut down waitress's task threads (idle, daemonic; reported to the lead).

@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import secrets
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -22,18 +16,23 @@ import docker
 import pytest
 
 from daemons.docker_daemon import DaemonSettings, DockerDaemon
-from daemons.push_client import PushClient, PushSettings
-from daemons.spool import Spool
-from tests.helpers import ProcessJanitor, RunningControlPlane, wait_until
+from tests.helpers import RunningControlPlane, wait_until
 from tests.integration.daemon_support import (
+    assert_command_refuses,
     control_plane_on,
+    daemon_env,
+    daemon_process,
     free_port,
     platform_views,
+    quick_push_client,
+    running_in_thread,
+    spooled_bodies,
+    stop_with_sigterm,
     wait_for_statuses as wait_for_platform_statuses,
+    wait_for_view as wait_for_instance_view,
 )
 from tests.integration.docker_fixtures import (  # noqa: F401  (fixtures)
     MANAGED_LABEL,
-    ROOT,
     RUN_LABEL,
     ContainerFactory,
     containers,
@@ -89,33 +88,10 @@ def running_daemon(
         reconnect_max=0.5,
         shutdown_flush=2.0,
     )
-    push = PushClient(
-        PushSettings(
-            url=base_url, api_key=api_key, spool_path=spool_path, backoff_initial=0.02, backoff_max=0.3,
-            connect_timeout=1.0, read_timeout=5.0,
-        )
-    )
     kwargs: dict[str, Any] = {} if client_factory is None else {"client_factory": client_factory}
-    daemon = DockerDaemon(settings, push=push, **kwargs)
-    failures: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            daemon.run()
-        except BaseException as error:
-            failures.append(error)
-
-    thread = threading.Thread(target=body, name="test-docker-daemon", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: daemon.streaming.is_set() or failures, 10.0, 0.01, "the daemon streams events")
-        assert not failures, f"the daemon's loop failed: {failures[0]!r}"
-        yield daemon
-    finally:
-        daemon.stop()
-        thread.join(10.0)
-    assert not thread.is_alive(), "the daemon did not stop within 10 s"
-    assert not failures, f"the daemon's loop failed: {failures[0]!r}"
+    daemon = DockerDaemon(settings, push=quick_push_client(base_url, api_key, spool_path), **kwargs)
+    with running_in_thread(daemon, "test-docker-daemon", daemon.streaming, "the daemon streams events") as running:
+        yield running
 
 
 @pytest.fixture
@@ -140,20 +116,7 @@ def wait_for_view(
     plane: RunningControlPlane, instance_id: str, status: str, timeout: float = 5.0, **metadata: str
 ) -> dict[str, Any]:
     """Poll until the instance has ``status`` and these metadata values (strings, as the control plane keeps them)."""
-    seen: list[dict[str, Any] | None] = [None]
-
-    def check() -> dict[str, Any] | None:
-        view = seen[0] = view_of(plane, instance_id)
-        if view is None or view["status"] != status:
-            return None
-        return view if all(view["metadata"].get(k) == v for k, v in metadata.items()) else None
-
-    deadline = time.monotonic() + timeout
-    while (view := check()) is None:
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{instance_id}: wanted {status} {metadata} within {timeout}s; last seen {seen[0]}")
-        time.sleep(0.01)
-    return view
+    return wait_for_instance_view(lambda iid: view_of(plane, iid), instance_id, status, timeout, metadata)
 
 
 def last_change(plane: RunningControlPlane, instance_id: str) -> dict[str, Any]:
@@ -543,32 +506,8 @@ def test_updates_made_while_the_control_plane_is_down_are_replayed_and_none_ackn
 # -- the command ------------------------------------------------------------------------------------
 
 
-def daemon_env(base_url: str, api_key: str, spool: Path, run_id: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAAS_") and k != "CONTROL_PLANE_URL"}
-    env.update(
-        CONTROL_PLANE_URL=base_url,
-        DRAAS_API_KEY=api_key,
-        DRAAS_LABEL_FILTER=",".join(labels_for(run_id)),
-        DRAAS_SPOOL_PATH=str(spool),
-        PYTHONPATH=str(ROOT),
-    )
-    env.update(extra)
-    return env
-
-
-@contextlib.contextmanager
-def daemon_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daemons.docker_daemon"], cwd=ROOT, env=env, stdout=log_file, stderr=log_file
-        )
-        janitor = ProcessJanitor()
-        janitor.track(process.pid)
-        try:
-            yield process
-        finally:
-            janitor.kill_all()
-            process.wait(10)
+def docker_daemon_env(base_url: str, api_key: str, spool: Path, run_id: str, **extra: str) -> dict[str, str]:
+    return daemon_env(base_url, api_key, spool, {"DRAAS_LABEL_FILTER": ",".join(labels_for(run_id)), **extra})
 
 
 def test_the_command_reports_containers_and_exits_0_on_sigterm_with_nothing_left_spooled(
@@ -578,23 +517,17 @@ def test_the_command_reports_containers_and_exits_0_on_sigterm_with_nothing_left
     containers.run(listed)
     spool = tmp_path / "spool"
     log_path = tmp_path / "daemon.log"
-    with daemon_process(daemon_env(plane.base_url, plane.daemon_key, spool, docker_run_id), log_path) as process:
+    env = docker_daemon_env(plane.base_url, plane.daemon_key, spool, docker_run_id)
+    with daemon_process("daemons.docker_daemon", env, log_path) as process:
         wait_for_view(plane, listed, "Running", timeout=10.0, containerState="running")
         containers.run(streamed)
         wait_for_view(plane, streamed, "Running", eventAction="start")
 
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0, log_path.read_text()
-        assert time.monotonic() - started < 5.0
+        stop_with_sigterm(process, log_path, within=5.0)
     log = log_path.read_text()
     assert "SIGTERM: stopping" in log
     assert "stopped:" in log
-    left = Spool(spool, max_items=10)
-    try:
-        assert len(left) == 0
-    finally:
-        left.close()
+    assert spooled_bodies(spool) == []
 
 
 def test_the_command_bounds_its_final_flush_when_the_control_plane_is_unreachable(
@@ -604,28 +537,16 @@ def test_the_command_bounds_its_final_flush_when_the_control_plane_is_unreachabl
     containers.run(iid)
     spool = tmp_path / "spool"
     log_path = tmp_path / "daemon.log"
-    env = daemon_env(
+    env = docker_daemon_env(
         f"http://127.0.0.1:{free_port()}", "k" * 32, spool, docker_run_id, DRAAS_SHUTDOWN_FLUSH_SECONDS="1"
     )
-    with daemon_process(env, log_path) as process:
+    with daemon_process("daemons.docker_daemon", env, log_path) as process:
         wait_until(lambda: "resync: 1 labelled" in log_path.read_text(), 10.0, 0.02, "the daemon listed")
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0, log_path.read_text()
-        assert time.monotonic() - started < 4.0
+        stop_with_sigterm(process, log_path, within=4.0)
     assert "not yet delivered" in log_path.read_text()
-    left = Spool(spool, max_items=10)
-    try:
-        assert [iid in item.body for item in left.peek(10)] == [True]
-    finally:
-        left.close()
+    assert [iid in body for body in spooled_bodies(spool)] == [True]
 
 
 def test_the_command_exits_2_naming_a_bad_variable(tmp_path: Path) -> None:
-    env = daemon_env("http://127.0.0.1:1", "k" * 32, tmp_path / "spool", "x", DRAAS_LABEL_FILTER="a=b,,c")
-    result = subprocess.run(
-        [sys.executable, "-m", "daemons.docker_daemon"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
-    )
-    assert result.returncode == 2
-    assert "DRAAS_LABEL_FILTER" in result.stderr
-    assert not (tmp_path / "spool").exists()
+    env = docker_daemon_env("http://127.0.0.1:1", "k" * 32, tmp_path / "spool", "x", DRAAS_LABEL_FILTER="a=b,,c")
+    assert_command_refuses("daemons.docker_daemon", env, "DRAAS_LABEL_FILTER", tmp_path / "spool")

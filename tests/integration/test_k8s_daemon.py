@@ -11,14 +11,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import random
 import secrets
-import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -26,10 +21,20 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from daemons.k8s_daemon import VANISHED, DaemonSettings, KubernetesDaemon
-from daemons.push_client import PushClient, PushSettings
-from daemons.spool import Spool
-from tests.helpers import ProcessJanitor, RunningControlPlane, wait_until
-from tests.integration.daemon_support import control_plane_on, free_port, platform_views
+from tests.helpers import RunningControlPlane, wait_until
+from tests.integration.daemon_support import (
+    assert_command_refuses,
+    control_plane_on,
+    daemon_env,
+    daemon_process,
+    free_port,
+    platform_views,
+    quick_push_client,
+    running_in_thread,
+    spooled_bodies,
+    stop_with_sigterm,
+)
+from tests.integration.daemon_support import wait_for_view as wait_for_instance_view
 from tests.integration.daemon_support import wait_for_statuses as wait_for_platform_statuses
 from tests.kube.fake_apiserver import FakeApiServer, running_fake_apiserver
 from tests.kube.pods import make_pod
@@ -39,7 +44,6 @@ pytestmark = pytest.mark.kubernetes
 k8s_views = functools.partial(platform_views, platform="kubernetes")
 wait_for_statuses = functools.partial(wait_for_platform_statuses, platform="kubernetes")
 
-ROOT = Path(__file__).resolve().parents[2]
 NS = "default"
 GATE_TIMEOUT = 10.0
 
@@ -63,6 +67,10 @@ class GatedDaemon(KubernetesDaemon):
             self.waiting.clear()
         return super().watch()
 
+    def stop(self) -> None:
+        self.gate.set()  # held at the gate, it would not see that it is stopping
+        super().stop()
+
 
 @contextlib.contextmanager
 def running_daemon(
@@ -76,33 +84,9 @@ def running_daemon(
     settings = DaemonSettings(
         control_plane_url=base_url, api_key=api_key, spool_path=spool_path, **{**quick, **overrides}
     )
-    push = PushClient(
-        PushSettings(
-            url=base_url, api_key=api_key, spool_path=spool_path, backoff_initial=0.02, backoff_max=0.3,
-            connect_timeout=1.0, read_timeout=5.0,
-        )
-    )
-    daemon = GatedDaemon(settings, api.configuration(), push=push)
-    failures: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            daemon.run()
-        except BaseException as error:
-            failures.append(error)
-
-    thread = threading.Thread(target=body, name="test-k8s-daemon", daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: daemon.watching.is_set() or failures, 10.0, 0.01, "the daemon watches pods")
-        assert not failures, f"the daemon's loop failed: {failures[0]!r}"
-        yield daemon
-    finally:
-        daemon.gate.set()
-        daemon.stop()
-        thread.join(10.0)
-    assert not thread.is_alive(), "the daemon did not stop within 10 s"
-    assert not failures, f"the daemon's loop failed: {failures[0]!r}"
+    daemon = GatedDaemon(settings, api.configuration(), push=quick_push_client(base_url, api_key, spool_path))
+    with running_in_thread(daemon, "test-k8s-daemon", daemon.watching, "the daemon watches pods") as running:
+        yield running
 
 
 @pytest.fixture
@@ -124,20 +108,7 @@ def wait_for_view(
     plane: RunningControlPlane, instance_id: str, status: str, *, timeout: float = 5.0, **metadata: str
 ) -> dict[str, Any]:
     """Poll until the instance has ``status`` and these metadata values (strings, as the control plane keeps them)."""
-    seen: list[Any] = [None]
-
-    def check() -> dict[str, Any] | None:
-        view = seen[0] = k8s_views(plane).get(instance_id)
-        if view is None or view["status"] != status:
-            return None
-        return view if all(view["metadata"].get(k) == v for k, v in metadata.items()) else None
-
-    deadline = time.monotonic() + timeout
-    while (view := check()) is None:
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{instance_id}: wanted {status} {metadata} within {timeout}s; last seen {seen[0]}")
-        time.sleep(0.01)
-    return view
+    return wait_for_instance_view(lambda iid: k8s_views(plane).get(iid), instance_id, status, timeout, metadata)
 
 
 def statuses_reported(plane: RunningControlPlane, instance_id: str) -> list[str]:
@@ -566,39 +537,13 @@ def test_a_pod_replaced_by_its_controller_keeps_the_instance_without_stopping_or
 # -- the command ------------------------------------------------------------------------------------
 
 
-def daemon_env(base_url: str, api_key: str, spool: Path, kubeconfig: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("DRAAS_") and k not in ("CONTROL_PLANE_URL", "WATCH_NAMESPACE", "KUBECONFIG")
-        and not k.startswith("KUBERNETES_")
-    }
-    env.update(
-        CONTROL_PLANE_URL=base_url,
-        DRAAS_API_KEY=api_key,
-        DRAAS_SPOOL_PATH=str(spool),
-        DRAAS_WATCH_TIMEOUT_SECONDS="5",
-        DRAAS_SHUTDOWN_FLUSH_SECONDS="2",
-        KUBECONFIG=str(kubeconfig),
-        PYTHONPATH=str(ROOT),
+def k8s_daemon_env(base_url: str, api_key: str, spool: Path, kubeconfig: Path, **extra: str) -> dict[str, str]:
+    return daemon_env(
+        base_url, api_key, spool,
+        {"DRAAS_WATCH_TIMEOUT_SECONDS": "5", "DRAAS_SHUTDOWN_FLUSH_SECONDS": "2", "KUBECONFIG": str(kubeconfig),
+         **extra},
+        inherit=lambda k: k not in ("WATCH_NAMESPACE", "KUBECONFIG") and not k.startswith("KUBERNETES_"),
     )
-    env.update(extra)
-    return env
-
-
-@contextlib.contextmanager
-def daemon_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daemons.k8s_daemon"], cwd=ROOT, env=env, stdout=log_file, stderr=log_file
-        )
-        janitor = ProcessJanitor()
-        janitor.track(process.pid)
-        try:
-            yield process
-        finally:
-            janitor.kill_all()
-            process.wait(10)
 
 
 def test_the_command_reports_pods_and_exits_0_on_sigterm_with_nothing_left_spooled(
@@ -608,24 +553,18 @@ def test_the_command_reports_pods_and_exits_0_on_sigterm_with_nothing_left_spool
     api.create_pod(make_pod("listed"))
     spool = tmp_path / "spool"
     log_path = tmp_path / "daemon.log"
-    with daemon_process(daemon_env(plane.base_url, plane.daemon_key, spool, kubeconfig), log_path) as process:
+    env = k8s_daemon_env(plane.base_url, plane.daemon_key, spool, kubeconfig)
+    with daemon_process("daemons.k8s_daemon", env, log_path) as process:
         wait_for_view(plane, "listed", "Running", timeout=30.0)
         api.create_pod(make_pod("watched"))
         wait_for_view(plane, "watched", "Running")
         assert api.wait_for_watches(1, 5.0)
 
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0, log_path.read_text()
-        assert time.monotonic() - started < 5.0
+        stop_with_sigterm(process, log_path, within=5.0)
     log = log_path.read_text()
     assert "SIGTERM: stopping" in log
     assert "stopped:" in log
-    left = Spool(spool, max_items=10)
-    try:
-        assert len(left) == 0
-    finally:
-        left.close()
+    assert spooled_bodies(spool) == []
 
 
 @pytest.mark.parametrize(
@@ -634,11 +573,5 @@ def test_the_command_reports_pods_and_exits_0_on_sigterm_with_nothing_left_spool
                                                                     "KUBECONFIG")],
 )
 def test_the_command_exits_2_naming_a_bad_variable(tmp_path: Path, extra: dict[str, str], variable: str) -> None:
-    env = daemon_env("http://127.0.0.1:1", "k" * 32, tmp_path / "spool", tmp_path / "kubeconfig", **extra)
-    result = subprocess.run(
-        [sys.executable, "-m", "daemons.k8s_daemon"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert result.returncode == 2, result.stderr
-    assert f"configuration error: {variable}" in result.stderr
-    assert not (tmp_path / "spool").exists()
+    env = k8s_daemon_env("http://127.0.0.1:1", "k" * 32, tmp_path / "spool", tmp_path / "kubeconfig", **extra)
+    assert_command_refuses("daemons.k8s_daemon", env, variable, tmp_path / "spool")

@@ -10,40 +10,14 @@ import pytest
 import requests
 
 from daemons.push_client import PushClient, PushSettings
-from draas_actors.model import Platform
-from draas_actors.security import (
-    ADMIN,
-    OPERATE,
-    READ,
-    AuthSettings,
-    Credential,
-    LimitSettings,
-    SecuritySettings,
-    daemon_identity,
-    hash_key,
-    new_key,
-    operator_identity,
-)
+from draas_actors.security import new_key
 from tests.helpers import HTTP_TIMEOUT, ProcessJanitor, RunningControlPlane, running_control_plane
+from tests.security_fixtures import MAX_BODY, UPDATE, staff_security
 
 KEYS = {name: new_key() for name in ("admin", "read", "operate", "daemon", "rogue", "invalid-1", "invalid-2")}
-MAX_BODY = 4096
-SECURITY = SecuritySettings(
-    auth=AuthSettings(
-        credentials=(
-            Credential(identity=operator_identity("ada", ADMIN), key_hashes=(hash_key(KEYS["admin"]),)),
-            Credential(identity=operator_identity("rita", READ), key_hashes=(hash_key(KEYS["read"]),)),
-            Credential(identity=operator_identity("otto", OPERATE), key_hashes=(hash_key(KEYS["operate"]),)),
-            Credential(
-                identity=daemon_identity("docker-host-1", platforms=frozenset({Platform.DOCKER}), instances=("web-*",)),
-                key_hashes=(hash_key(KEYS["daemon"]),),
-            ),
-            Credential(identity=daemon_identity("rogue", rate=0.01, burst=1), key_hashes=(hash_key(KEYS["rogue"]),)),
-        )
-    ),
-    limits=LimitSettings(max_body_bytes=MAX_BODY),
+SECURITY = staff_security(
+    admin=KEYS["admin"], read=KEYS["read"], operate=KEYS["operate"], daemon=KEYS["daemon"], rogue=KEYS["rogue"]
 )
-UPDATE = {"instanceId": "web-1", "platform": "docker", "status": "Running", "source": "DockerDaemon"}
 FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s")
 
 

@@ -23,27 +23,21 @@ from draas_actors.security import (
     NetworkSettings,
     SecuritySettings,
     daemon_identity,
-    hash_key,
-    normalise_subject,
     operator_identity,
     parse_network,
 )
 from tests.helpers import HTTP_TIMEOUT, RunningControlPlane, running_control_plane
+from tests.security_fixtures import SUBJECT, credential, fixed_key
 
 PUSH_PATH = "/api/status/updates"
-SUBJECT = "CN=docker-host-1,O=draas"
 KEYS = {
-    name: f"{name}-key-0123456789abcdef"
+    name: fixed_key(name)
     for name in ("docker", "reader", "operator", "admin", "rotating-old", "rotating-new", "near", "far", "remote-op")
 }
 
 
-def _credential(identity: Identity, *keys: str, subjects: tuple[str, ...] = ()) -> Credential:
-    return Credential(
-        identity=identity,
-        key_hashes=tuple(hash_key(KEYS[k]) for k in keys),
-        cert_subjects=tuple(normalise_subject(s) for s in subjects),
-    )
+def _credential(identity: Identity, *names: str, subjects: tuple[str, ...] = ()) -> Credential:
+    return credential(identity, *(KEYS[name] for name in names), subjects=subjects)
 
 
 CREDENTIALS = (

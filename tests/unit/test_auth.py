@@ -18,21 +18,19 @@ from draas_actors.security import (
     PUBLIC,
     READ,
     AuthSettings,
-    Credential,
     Identity,
     NetworkSettings,
     SecuritySettings,
     daemon_identity,
-    hash_key,
-    normalise_subject,
     operator_identity,
     parse_network,
 )
-from draas_actors.system import ControlPlane, SystemSettings
+from draas_actors.system import ControlPlane
+from tests.helpers import unstarted_control_plane
+from tests.security_fixtures import SUBJECT, credential, fixed_key
 
-KEYS = {name: f"{name}-key-0123456789abcdef" for name in ("reader", "operator", "admin", "daemon", "rotating")}
-NEW_KEY = "rotating-new-key-0123456789abcdef"
-SUBJECT = "CN=docker-host-1,O=draas"
+KEYS = {name: fixed_key(name) for name in ("reader", "operator", "admin", "daemon", "rotating")}
+NEW_KEY = fixed_key("rotating-new")
 IDENTITIES: dict[str, Identity] = {
     "reader": operator_identity("reader", READ),
     "operator": operator_identity("operator", OPERATE),
@@ -43,16 +41,10 @@ SECURITY = SecuritySettings(
     auth=AuthSettings(
         credentials=(
             *(
-                Credential(
-                    identity=identity,
-                    key_hashes=(hash_key(KEYS[name]),),
-                    cert_subjects=(normalise_subject(SUBJECT),) if name == "daemon" else (),
-                )
+                credential(identity, KEYS[name], subjects=(SUBJECT,) if name == "daemon" else ())
                 for name, identity in IDENTITIES.items()
             ),
-            Credential(
-                identity=daemon_identity("rotating"), key_hashes=(hash_key(KEYS["rotating"]), hash_key(NEW_KEY))
-            ),
+            credential(daemon_identity("rotating"), KEYS["rotating"], NEW_KEY),
         )
     ),
     network=NetworkSettings(trusted_proxies=(parse_network("127.0.0.1/32"),)),
@@ -63,11 +55,8 @@ PROXY, STRANGER = "127.0.0.1", "198.51.100.7"
 @pytest.fixture
 def control_plane(tmp_path: Path) -> Iterator[ControlPlane]:
     # Never started: a request that passes authentication gets a 503 or a 4xx from its resource, never 401/403.
-    cp = ControlPlane(SystemSettings(data_dir=tmp_path, store_path=":memory:"))
-    try:
+    with unstarted_control_plane(tmp_path) as cp:
         yield cp
-    finally:
-        cp.stop(timeout=5)
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from draas_actors.api import resources
 from draas_actors.api.app import Route, create_app, routes
 from draas_actors.api.openapi import OPERATIONS, build_openapi
 from draas_actors.security import ADMIN, OPERATE, PUBLIC, PUSH, READ
-from draas_actors.system import ControlPlane, SystemSettings
+from draas_actors.system import ControlPlane
+from tests.helpers import unstarted_control_plane
 
 App = falcon.App[falcon.Request, falcon.Response]
 HTTP_METHODS = {m.lower() for m in falcon.constants.COMBINED_METHODS}
@@ -29,11 +30,8 @@ EXPECTED_PUBLIC = {"/healthz", "/readyz", OPENAPI_PATH}
 @pytest.fixture
 def control_plane(tmp_path: Path) -> Iterator[ControlPlane]:
     # Never started: building the app and serving the document need no actors.
-    cp = ControlPlane(SystemSettings(data_dir=tmp_path, store_path=":memory:"))
-    try:
+    with unstarted_control_plane(tmp_path) as cp:
         yield cp
-    finally:
-        cp.stop(timeout=5)
 
 
 @pytest.fixture
