@@ -22,9 +22,14 @@ from typing import Any
 import falcon
 
 from ..security import DAEMON, Identity, LimitSettings
+from .dispatch import IGNORED_RETRY_AFTER
 
 Clock = Callable[[], float]
 _EPSILON = 1e-9  # refill arithmetic in floats must not refuse a take that is due to the nanosecond
+
+
+PENALTY_SECONDS = 60.0  # how long a caller that ignored Retry-After keeps the small burst
+PENALTY_BURST_DIVISOR = 20  # its burst while penalised: burst // 20 (20 of the default 400)
 
 
 class TokenBucket:
@@ -32,9 +37,14 @@ class TokenBucket:
 
     A take larger than the burst is granted when the bucket is full and leaves it in debt, so a batch of any
     size can pass but the long-run rate still holds: the next take waits until the debt is paid back.
+
+    A caller refused again before the ``Retry-After`` it was given has ignored it (a client that honours it is
+    refused once, then waits). For ``PENALTY_SECONDS`` its burst shrinks to ``burst // PENALTY_BURST_DIVISOR``:
+    its long-run rate is unchanged, but what it saves up while it is held can no longer arrive as one burst of
+    hundreds of updates that the control plane must apply while well-behaved daemons wait behind them.
     """
 
-    __slots__ = ("_clock", "_lock", "_stamp", "_tokens", "burst", "rate")
+    __slots__ = ("_clock", "_lock", "_penalty_until", "_retry_at", "_stamp", "_tokens", "burst", "rate")
 
     def __init__(self, rate: float, burst: int, clock: Clock = time.monotonic) -> None:
         if not rate > 0 or burst < 1:
@@ -44,7 +54,22 @@ class TokenBucket:
         self._clock = clock
         self._tokens = float(burst)
         self._stamp = clock()
+        self._retry_at = -math.inf  # the caller was told to come back no earlier than this
+        self._penalty_until = -math.inf
         self._lock = threading.Lock()
+
+    def penalize(self) -> None:
+        """The caller ignored a Retry-After: the small burst for ``PENALTY_SECONDS`` from now."""
+        with self._lock:
+            now = self._clock()
+            self._penalty_until = now + PENALTY_SECONDS
+            self._tokens = min(self._tokens, float(self.capacity(now)))
+
+    def capacity(self, now: float) -> int:
+        """The burst in force at ``now``: smaller while the caller is penalised for ignoring Retry-After."""
+        if now < self._penalty_until:
+            return max(1, self.burst // PENALTY_BURST_DIVISOR)
+        return self.burst
 
     def take(self, count: int = 1, *, taken: int = 0) -> float:
         """Take ``count`` tokens: 0.0 when granted, else the seconds until they would be (nothing is taken).
@@ -54,13 +79,19 @@ class TokenBucket:
         """
         with self._lock:
             now = self._clock()
-            self._tokens = min(float(self.burst), self._tokens + max(0.0, now - self._stamp) * self.rate)
+            burst = self.capacity(now)
+            self._tokens = min(float(burst), self._tokens + max(0.0, now - self._stamp) * self.rate)
             self._stamp = now
-            need = min(count + taken, self.burst) - taken
+            need = min(count + taken, burst) - taken
             if self._tokens + _EPSILON >= need:
                 self._tokens -= count
                 return 0.0
-            return (need - self._tokens) / self.rate
+            if now < self._retry_at:
+                self._penalty_until = now + PENALTY_SECONDS
+                self._tokens = min(self._tokens, float(self.capacity(now)))
+            wait = (need - self._tokens) / self.rate
+            self._retry_at = max(self._retry_at, now + retry_after(wait))
+            return wait
 
     @property
     def tokens(self) -> float:
@@ -119,6 +150,8 @@ class RateLimit:
         if identity is None:
             return
         bucket = self.limiter.bucket(identity)
+        if req.env.get(IGNORED_RETRY_AFTER):
+            bucket.penalize()
         wait = bucket.take(1)
         if wait:
             raise _refusal(identity, wait, bucket)

@@ -150,3 +150,33 @@ def test_each_identity_has_its_own_bucket_with_its_own_or_the_default_limits() -
     admin = limiter.bucket(operator_identity("alice"))
     assert (admin.rate, admin.burst) == (50.0, 70)
     assert limiter.bucket(rogue) is limiter.bucket(daemon_identity("rogue"))
+
+
+def test_a_caller_that_honours_retry_after_keeps_its_whole_burst() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=100.0, burst=400, clock=clock)
+    bucket.take(400)
+    wait = bucket.take()
+    assert wait > 0
+    clock.now += retry_after(wait)  # comes back when told
+
+    clock.now += 10.0
+    assert [bucket.take(100) for _ in range(4)] == [0.0] * 4  # the full burst of 400 again
+
+
+def test_a_caller_refused_again_before_its_retry_after_gets_a_small_burst_for_a_while() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=100.0, burst=400, clock=clock)
+    bucket.take(400)
+    assert bucket.take() > 0
+    clock.now += 0.001
+    assert bucket.take() > 0  # ignored the Retry-After it was just given
+
+    clock.now += 10.0  # saved up for 10 s, but may spend only 400 // 20 at once
+    assert [bucket.take() for _ in range(20)] == [0.0] * 20
+    assert bucket.take() > 0
+    assert bucket.capacity(clock.now) == 20
+
+    clock.now += 61.0  # the penalty ends
+    assert bucket.capacity(clock.now) == 400
+    assert bucket.take(400) == 0.0
