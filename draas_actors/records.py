@@ -63,7 +63,69 @@ class InstanceRecord:
 
 
 def record_to_json(record: InstanceRecord) -> str:
-    return json.dumps(dataclasses.asdict(record), default=_encode, separators=(",", ":"))
+    return json.dumps(record_to_dict(record), separators=(",", ":"))
+
+
+def record_to_dict(record: InstanceRecord) -> dict[str, Any]:
+    """The record as plain JSON values, in field order: the shape ``dataclasses.asdict`` gives, built field by field.
+
+    The store encodes every record it saves, so this is on the path of every accepted update; ``asdict`` deep-copies
+    each value on the way and cost five times as much (about 40 µs a record against 8). Adding a field to a record
+    means adding it here: the codec's unit tests fail until it is.
+    """
+    policy = record.restart_policy
+    process = record.process
+    runtime = record.runtime
+    return {
+        "instance_id": record.instance_id,
+        "platform": record.platform.value,
+        "status": record.status.value,
+        "status_since": record.status_since,
+        "operator_stopped": record.operator_stopped,
+        "process": None
+        if process is None
+        else {
+            "command": list(process.command),
+            "cwd": process.cwd,
+            "env": dict(process.env),
+            "adopt_pid": process.adopt_pid,
+            "stop_timeout": process.stop_timeout,
+        },
+        "restart_policy": {
+            "mode": policy.mode.value,
+            "success_exit_codes": sorted(policy.success_exit_codes),
+            "initial_backoff": policy.initial_backoff,
+            "multiplier": policy.multiplier,
+            "max_backoff": policy.max_backoff,
+            "jitter": policy.jitter,
+            "reset_after": policy.reset_after,
+            "max_restarts": policy.max_restarts,
+            "window": policy.window,
+        },
+        "runtime": None
+        if runtime is None
+        else {
+            "pid": runtime.pid,
+            "create_time": runtime.create_time,
+            "started_at": runtime.started_at,
+            "child": runtime.child,
+            "own_group": runtime.own_group,
+        },
+        "restart_count": record.restart_count,
+        "history": {"restart_times": list(record.history.restart_times), "series": record.history.series},
+        "last_exit_code": record.last_exit_code,
+        "last_reason": record.last_reason,
+        "next_restart_at": record.next_restart_at,
+        "last_observed": dict(record.last_observed),
+        "stale_dropped": record.stale_dropped,
+        "rejected_transitions": record.rejected_transitions,
+        "metadata": dict(record.metadata),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "workload_id": record.workload_id,
+        "last_exit_at": record.last_exit_at,
+        "version": record.version,
+    }
 
 
 def record_from_json(text: str) -> InstanceRecord:
@@ -89,11 +151,3 @@ def record_from_json(text: str) -> InstanceRecord:
             ),
         }
     )
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, (frozenset, set)):
-        return sorted(value)
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")

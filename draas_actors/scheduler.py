@@ -13,6 +13,9 @@ import pykka
 
 log = logging.getLogger(__name__)
 
+# A lock cannot wait 1e300 s (OverflowError kills the thread); waking hourly to look at the heap again costs nothing.
+_MAX_WAIT = 3600.0
+
 
 class Scheduler:
     """Tells ``message`` to an actor after a delay. Cancelling is by handle."""
@@ -50,7 +53,7 @@ class Scheduler:
             with self._cond:
                 while not self._stopped and (not self._heap or self._heap[0][0] > time.monotonic()):
                     timeout = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._cond.wait(timeout)
+                    self._cond.wait(None if timeout is None else min(timeout, _MAX_WAIT))
                 if self._stopped:
                     return
                 _, handle, ref, message = heapq.heappop(self._heap)

@@ -7,6 +7,7 @@ loader use exactly the same definitions as the HTTP handlers.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -20,7 +21,9 @@ from .policy import RestartMode, RestartPolicy
 from .records import InstanceRecord, ProcessSpec
 
 STATUS_NAMES = [s.value for s in Status] + list(STATUS_ALIASES)
-_ID = {"type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"}
+_ID: dict[str, Any] = {
+    "type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"
+}
 _SCALAR = {"type": ["string", "number", "boolean", "null"]}
 _SECONDS = {"type": "number", "minimum": 0}
 
@@ -158,7 +161,8 @@ def parse_status_update(
 ) -> StatusReport:
     if not isinstance(body, dict):
         raise MalformedInput("a status update must be a JSON object", field=prefix or None)
-    validate(STATUS_UPDATE_SCHEMA, body, prefix=prefix)
+    if not plainly_valid_update(body):
+        validate(STATUS_UPDATE_SCHEMA, body, prefix=prefix)  # names what is wrong (or finds nothing is)
     metadata = _metadata(body.get("metadata") or {}, limits, _join(prefix, ["metadata"]))
     field = _join(prefix, ["status"])
     try:
@@ -177,6 +181,43 @@ def parse_status_update(
         metadata=metadata,
         platform=Platform(body["platform"]) if "platform" in body else None,
     )
+
+
+_UPDATE_FIELDS = frozenset(STATUS_UPDATE_SCHEMA["properties"])
+_UPDATE_REQUIRED = tuple(STATUS_UPDATE_SCHEMA["required"])
+_SOURCE = STATUS_UPDATE_SCHEMA["properties"]["source"]
+_PLATFORMS = frozenset(STATUS_UPDATE_SCHEMA["properties"]["platform"]["enum"])
+_ID_PATTERN = re.compile(_ID["pattern"])
+_SCALAR_TYPES = (str, int, float, bool, type(None))  # _SCALAR, as json.loads gives it
+_TIME_TYPES = (str, int, float)  # observedAt's: a bool is not a number
+
+
+def plainly_valid_update(body: dict[str, Any]) -> bool:
+    """True only for an update that ``STATUS_UPDATE_SCHEMA`` accepts: the fast path of every push.
+
+    jsonschema spends 20-40 µs on an update, many times what the rest of the parsing costs. This check may say False
+    of a valid update (then jsonschema decides, as before), never True of an invalid one: a unit test holds it to
+    that, and every refusal still comes from jsonschema, so its messages and fields are unchanged.
+    """
+    if not body.keys() <= _UPDATE_FIELDS or any(name not in body for name in _UPDATE_REQUIRED):
+        return False
+    instance_id, source = body["instanceId"], body["source"]
+    if type(instance_id) is not str or not _ID["minLength"] <= len(instance_id) <= _ID["maxLength"]:
+        return False
+    if _ID_PATTERN.search(instance_id) is None:  # search, as jsonschema's "pattern" does
+        return False
+    if type(body["status"]) is not str:
+        return False
+    if type(source) is not str or not _SOURCE["minLength"] <= len(source) <= _SOURCE["maxLength"]:
+        return False
+    metadata = body.get("metadata", {})
+    if type(metadata) is not dict or any(type(value) not in _SCALAR_TYPES for value in metadata.values()):
+        return False
+    if "observedAt" in body and type(body["observedAt"]) not in _TIME_TYPES:
+        return False
+    if "platform" in body and not (type(body["platform"]) is str and body["platform"] in _PLATFORMS):
+        return False
+    return True
 
 
 def parse_status_updates(
@@ -230,9 +271,12 @@ def parse_time(value: Any, *, field: str) -> float:
 def format_time(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    try:
+        moment = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        # Past year 9999 (a restart 1e33 s away, from a valid policy): the end of the range, not a 500 on every view.
+        moment = (dt.datetime.max if epoch > 0 else dt.datetime.min).replace(tzinfo=dt.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # -- registrations and policies ---------------------------------------------------------------------
@@ -271,7 +315,7 @@ def parse_registration(body: Any, *, prefix: str = "") -> InstanceRecord:
             command=tuple(process.get("command", ())),
             cwd=process.get("cwd"),
             env=dict(process.get("env", {})),
-            adopt_pid=process.get("pid"),
+            adopt_pid=None if process.get("pid") is None else int(process["pid"]),  # JSON Schema's integer: 7.0 too
             stop_timeout=float(process.get("stopTimeout", 10.0)),
         )
     elif process is not None:

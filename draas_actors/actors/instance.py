@@ -355,6 +355,9 @@ class InstanceActor(WatchedActor):
         running = self._workload_running()
         if shutdown and not running:
             return self.record  # nothing to stop; a pending restart resumes at the next start
+        if running and self.record.platform is Platform.DOCKER and not self._can_spawn():
+            # Reported alive, but no report named its container: there is nothing to ask the engine to stop.
+            raise Conflict(f"instance has {self._nothing_to_start()}", field=self._workload_field())
         self._cancel(restart=True)
         self.restart_after_stop = restart
         self.stop_reason = SHUTDOWN_STOP if shutdown else OPERATOR_STOP
@@ -523,7 +526,7 @@ class InstanceActor(WatchedActor):
         assert spec is not None
         try:
             runtime = self.s.processes.spawn(self.record.instance_id, spec)
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: a NUL byte or an unencodable character for exec
             self._update(
                 status=Status.FAILED, source=source, runtime=None, last_exit_code=None,
                 next_restart_at=None, last_reason=f"spawn failed: {error}", metadata={"reason": str(error)},

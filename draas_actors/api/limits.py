@@ -93,9 +93,22 @@ def parse_json(raw: bytes, *, max_depth: int) -> Any:
             pass  # nested far deeper than any limit: the depth error below says why
         raise InvalidInput(f"body: JSON nested deeper than {max_depth} levels", field="body")
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise MalformedInput(f"the request body is not valid JSON: {error}", field="body") from None
+    # json.loads lets a lone surrogate through (an escape like \ud800, its UTF-8 bytes, or UTF-16); stored or echoed
+    # it cannot be encoded, and the store actor died of it. Only a body that could hold one pays for the check.
+    if (b"\\u" in raw or b"\xed" in raw or b"\x00" in raw) and _has_lone_surrogate(value):
+        raise MalformedInput("the request body is not valid JSON: a string holds a lone surrogate", field="body")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def json_depth_exceeds(raw: bytes, limit: int) -> bool:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..model import Platform
 from ..security import PUBLIC, PUSH
-from ..wire import REGISTRATION_SCHEMA, RESTART_POLICY_SCHEMA, STATUS_UPDATE_SCHEMA
+from ..wire import REGISTRATION_SCHEMA, RESTART_POLICY_SCHEMA, STATUS_NAMES, STATUS_UPDATE_SCHEMA
 
 if TYPE_CHECKING:
     from .app import Route
@@ -29,6 +30,22 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 
 
 _INSTANCE = {"$ref": "#/components/schemas/Instance"}
+# What the server accepts, stated as schema rather than prose, so that a client (or a fuzzer) can know it.
+_STATUS = {"type": "string", "enum": STATUS_NAMES}
+_PLATFORM = {"type": "string", "enum": [p.value for p in Platform]}
+_NAME = rf"\s*({'|'.join(STATUS_NAMES)})\s*"
+_STATUS_LIST = {"type": "string", "pattern": f"^({_NAME}(,{_NAME})*)?$"}  # empty: no filter
+_EPOCH = r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+_SINCE = {"type": "string", "anyOf": [{"format": "date-time"}, {"pattern": _EPOCH}]}
+# The validator's schema checks the status only for being text (parse_status then names the field); the document
+# says which names it takes.
+_STATUS_UPDATE = {
+    **STATUS_UPDATE_SCHEMA,
+    "properties": {
+        **STATUS_UPDATE_SCHEMA["properties"],
+        "status": {**STATUS_UPDATE_SCHEMA["properties"]["status"], "enum": STATUS_NAMES},
+    },
+}
 
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/status/updates", "post"): {
@@ -47,8 +64,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/status/recent-changes", "get"): {
         "summary": "Status changes since a time (upstream design's query)",
         "parameters": [
-            _query("since", "RFC 3339 time or epoch seconds; default one hour ago", {"type": "string"}),
-            _query("statusFilter", "comma-separated new statuses", {"type": "string"}),
+            _query("since", "RFC 3339 time or epoch seconds; default one hour ago", _SINCE),
+            _query("statusFilter", "comma-separated new statuses", _STATUS_LIST),
             _query("limit", "at most this many (newest)", {"type": "integer", "minimum": 1, "maximum": 10000}),
         ],
         "responses": {"200": _json("changes"), "422": _ERROR_REF},
@@ -56,7 +73,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/status/changes", "get"): {
         "summary": "The change feed after a cursor",
         "parameters": [
-            _query("after", "cursor of the last change seen; 0 for the start", {"type": "integer", "minimum": 0}),
+            _query("after", "cursor of the last change seen; 0 for the start",
+                   {"type": "integer", "minimum": 0, "maximum": 2**62}),
             _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
         ],
         "responses": {"200": _json("a page of changes and nextCursor"), "410": _ERROR_REF, "422": _ERROR_REF},
@@ -64,8 +82,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/instances", "get"): {
         "summary": "List instances",
         "parameters": [
-            _query("platform", "process, docker or kubernetes", {"type": "string"}),
-            _query("status", "a status name", {"type": "string"}),
+            _query("platform", "process, docker or kubernetes", _PLATFORM),
+            _query("status", "a status name", _STATUS),
         ],
         "responses": {"200": _json("instances"), "422": _ERROR_REF},
     },
@@ -82,13 +100,16 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("/api/instances/{instance_id}", "delete"): {
         "summary": "Deregister an instance (stops its process unless stop=false)",
-        "parameters": [_query("stop", "stop the workload (default true)", {"type": "boolean"})],
-        "responses": {"204": {"description": "deregistered"}, "404": _ERROR_REF},
+        # falcon reads a blank "stop=" as true.
+        "parameters": [{**_query("stop", "stop the workload (default true)", {"type": "boolean"}),
+                        "allowEmptyValue": True}],
+        "responses": {"204": {"description": "deregistered"}, "400": _ERROR_REF, "404": _ERROR_REF},
     },
     ("/api/instances/{instance_id}/restart-policy", "put"): {
         "summary": "Replace the restart policy (instances created by a push are observe-only: mode never)",
         "requestBody": {"required": True, "content": {"application/json": {"schema": RESTART_POLICY_SCHEMA}}},
-        "responses": {"200": _json("the instance", _INSTANCE), "404": _ERROR_REF, "422": _ERROR_REF},
+        "responses": {"200": _json("the instance", _INSTANCE), "400": _ERROR_REF, "404": _ERROR_REF,
+                      "422": _ERROR_REF},
     },
     **{
         (f"/api/instances/{{instance_id}}/{action}", "post"): {
@@ -104,7 +125,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/audit", "get"): {
         "summary": "Rejected requests (401/403/413/415/422/429), newest first; repeats within a second are folded",
         "parameters": [
-            _query("since", "RFC 3339 time or epoch seconds", {"type": "string"}),
+            _query("since", "RFC 3339 time or epoch seconds", _SINCE),
             _query("limit", "at most this many", {"type": "integer", "minimum": 1, "maximum": 1000}),
         ],
         "responses": {"200": _json("entries"), "422": _ERROR_REF},
@@ -176,7 +197,7 @@ def build_openapi(table: list["Route"]) -> dict[str, Any]:
         "components": {
             "securitySchemes": SECURITY_SCHEMES,
             "schemas": {
-                "StatusUpdate": STATUS_UPDATE_SCHEMA,
+                "StatusUpdate": _STATUS_UPDATE,
                 "Registration": REGISTRATION_SCHEMA,
                 "Error": _ERROR,
                 "Instance": {"type": "object", "required": [

@@ -122,6 +122,8 @@ class ProcessPlatform:
         """SIGTERM now and SIGKILL after ``timeout``, for instances whose actor is going away."""
         if not self.signal(runtime, signal.SIGTERM):
             return
+        if timeout >= threading.TIMEOUT_MAX:
+            return  # 292 years or more means never; a Timer asked to wait 1e300 s dies of OverflowError
         timer = threading.Timer(timeout, self.signal, args=(runtime, signal.SIGKILL))
         timer.daemon = True
         timer.start()

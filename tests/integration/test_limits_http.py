@@ -253,6 +253,16 @@ def test_metadata_limits_in_a_batch_refuse_only_the_item_and_name_it(small: Runn
     assert instance_ids(small) == {"web-2"}
 
 
+def test_a_lone_surrogate_is_refused_and_the_store_survives(small: RunningControlPlane) -> None:
+    # Found by probing the API: json.loads accepts "\ud800"; the store actor died writing it, and listing failed.
+    body = json.dumps({**UPDATE, "source": "Docker\ud800", "metadata": {"k": "\udfff"}}).encode()
+
+    assert_error(post(small, body), 400, "body")
+    assert instance_ids(small) == set()
+    ready, details = small.cp.ready()
+    assert ready and details["escalated"] == []
+
+
 # -- rate limits -------------------------------------------------------------------------------------------
 
 

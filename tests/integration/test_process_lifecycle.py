@@ -8,11 +8,14 @@ import os
 import random
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
+import requests
 
 from tests.helpers import (
     ProcessJanitor,
@@ -158,6 +161,18 @@ def test_mode_never_does_not_restart_a_failure(plane: RunningControlPlane) -> No
     assert plane.transitions("once") == [("Pending", "Running"), ("Running", "Failed")]
 
 
+def test_a_command_exec_cannot_take_fails_the_instance_and_not_its_actor(plane: RunningControlPlane) -> None:
+    # Found by the API fuzz test: Popen raises ValueError (not OSError) for a NUL byte, and the actor died of it.
+    plane.register(process_body("nul", ["sleep\u0000", "1"], {"mode": "never"}))
+
+    failed = plane.wait_for("nul", lambda v: v["status"] == "Failed")
+
+    assert failed["lastReason"] == "spawn failed: embedded null byte"
+    assert failed["runtime"] is None
+    ready, details = plane.cp.ready()
+    assert ready and details["escalated"] == []
+
+
 # -- operator actions -------------------------------------------------------------------------------
 
 
@@ -200,6 +215,28 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_stop_timeout(
     assert time.monotonic() - started >= 0.45
     assert stopped["lastExitCode"] == -signal.SIGKILL
     assert not is_running(pid)
+
+
+def test_an_enormous_stop_timeout_stops_and_deregisters_without_killing_a_thread(
+    plane: RunningControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by probing the API: stopTimeout 1e300 is valid, and a timer asked to wait that long dies of
+    # OverflowError (the SIGKILL timer of a deregistered process here; the scheduler's in test_scheduler.py).
+    errors: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(repr(args.exc_value)))
+    pids = [
+        plane.register(process_body(name, sleeper(), {"mode": "never"}, stopTimeout=1e300))["runtime"]["pid"]
+        for name in ("stopped", "deregistered")
+    ]
+
+    assert plane.post("/api/instances/stopped/stop").status_code == 202
+    plane.wait_for("stopped", lambda v: v["status"] == "Stopped")
+    response = requests.delete(plane.base_url + "/api/instances/deregistered", headers=plane.operator_headers,
+                               timeout=5)
+    assert response.status_code == 204
+
+    wait_until(lambda: not any(is_running(pid) for pid in pids), message="SIGTERM stopped both")
+    holds_for(lambda: errors == [], 0.3, message="no thread died")
 
 
 def test_an_operator_start_runs_a_stopped_instance_again(plane: RunningControlPlane) -> None:

@@ -75,3 +75,17 @@ def test_a_push_for_an_unknown_instance_without_a_platform_is_refused_and_create
     assert response.json()["field"] == "platform"
     assert plane.get("/api/instances/mystery").status_code == 404
     assert plane.changes() == []
+
+
+def test_stopping_a_pushed_container_whose_reports_named_no_container_is_409_and_changes_nothing(
+    plane: RunningControlPlane,
+) -> None:
+    # Found by the API fuzz test: the stop asserted a container id and answered 500.
+    assert plane.push({**GOOD, "status": "Running"}).status_code == 202
+    before = plane.wait_for("web-1", lambda v: v["status"] == "Running")
+
+    response = plane.post("/api/instances/web-1/stop")
+
+    assert response.status_code == 409, response.text
+    assert response.json()["field"] == "containerId"
+    assert plane.instance("web-1") == before

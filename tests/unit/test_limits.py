@@ -81,6 +81,24 @@ def test_empty_or_broken_json_is_malformed(raw: bytes) -> None:
     assert caught.value.field == "body"
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"source": "x\\ud800"}', b'{"k\\udfff": 1}', b'["\\ude00\\ud83d"]', b'["\xed\xa0\x80"]',
+     '["\ud800"]'.encode("utf-16-le", "surrogatepass")],
+    ids=["escape", "in-a-key", "pair-backwards", "utf8-bytes", "utf16"],
+)
+def test_a_lone_surrogate_is_malformed(raw: bytes) -> None:
+    # Found by probing the API: a push with one killed the store actor (SQLite cannot encode it) and its echo was a 500.
+    with pytest.raises(MalformedInput) as caught:
+        parse_json(raw, max_depth=8)
+    assert caught.value.field == "body"
+
+
+def test_a_surrogate_pair_and_other_escapes_are_characters() -> None:
+    raw = b'["\\ud83d\\ude00", "\\u00e9", "\xed\x95\x9c"]'
+    assert parse_json(raw, max_depth=8) == ["\U0001f600", "\u00e9", "\ud55c"]
+
+
 def test_a_bounded_read_stops_at_the_limit() -> None:
     stream = io.BytesIO(b"x" * 1_000_000)
 

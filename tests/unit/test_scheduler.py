@@ -43,3 +43,20 @@ def test_cancelling_a_handle_that_already_fired_leaves_nothing_behind() -> None:
         assert scheduler._pending == set()  # noqa: SLF001  (a long-running monitor must not accumulate handles)
     finally:
         scheduler.stop()
+
+
+def test_a_delay_beyond_what_a_lock_can_wait_does_not_stop_the_timer_thread() -> None:
+    # Found by probing the API's unbounded numbers (a stopTimeout of 1e300): Condition.wait overflowed and the
+    # scheduler thread died, so no timer of any actor fired again.
+    scheduler = Scheduler()
+    seen: list[Any] = []
+    ref = Collector.start(seen)
+    try:
+        scheduler.call_later(1e300, ref, "never")
+        scheduler.call_later(float("inf"), ref, "never either")
+        scheduler.call_later(0.0, ref, "first")
+        wait_until(lambda: seen == ["first"], message="the first call fired")
+        scheduler.call_later(0.01, ref, "later")  # the thread is waiting on the huge delay now
+        wait_until(lambda: seen == ["first", "later"], message="a call made after the huge one still fires")
+    finally:
+        scheduler.stop()

@@ -191,6 +191,13 @@ def test_a_process_with_a_pid_is_registered_for_adoption() -> None:
     assert record.process.command == ()
 
 
+def test_a_pid_written_as_a_whole_float_is_adopted_as_an_int() -> None:
+    # JSON Schema counts 4242.0 as an integer; psutil does not (found by the API fuzz test: a 500).
+    record = parse_registration({"instanceId": "adopted", "platform": "process", "process": {"pid": 4242.0}})
+    assert record.process is not None
+    assert record.process.adopt_pid == 4242 and type(record.process.adopt_pid) is int
+
+
 def test_a_process_with_neither_command_nor_pid_names_process_command() -> None:
     error = _invalid_registration({"instanceId": "p", "platform": "process", "process": {"cwd": "/tmp"}})
     assert error.field == "process.command"
@@ -311,6 +318,17 @@ def test_the_instance_view_names_env_keys_but_never_their_values() -> None:
     assert "prod-value" not in text
     assert view["process"]["envKeys"] == ["DB_PASSWORD", "MODE"]
     assert "env" not in view["process"]
+
+
+@pytest.mark.parametrize(
+    ("epoch", "text"),
+    [(1e33, "9999-12-31T23:59:59.999Z"), (253402300800.0, "9999-12-31T23:59:59.999Z"),
+     (-1e20, "0001-01-01T00:00:00.000Z"), (0.0, "1970-01-01T00:00:00.000Z")],
+)
+def test_a_time_beyond_what_a_datetime_holds_is_shown_as_the_end_of_its_range(epoch: float, text: str) -> None:
+    # Found by the API fuzz test: a valid policy (initialBackoff 1e33) put nextRestartAt past year 9999, and every
+    # view of the instance, the list included, was a 500.
+    assert format_time(epoch) == text
 
 
 def test_the_instance_view_explains_the_instance() -> None:
