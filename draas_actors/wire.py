@@ -253,11 +253,19 @@ def _scalar_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+_FIRST_EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+_LAST_EPOCH = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc).timestamp()
+
+
 def parse_time(value: Any, *, field: str) -> float:
     """RFC 3339 text or epoch seconds -> epoch seconds; naive times are taken as UTC."""
     if isinstance(value, bool):
         raise InvalidInput(f"{field}: expected a time", field=field)
     if isinstance(value, (int, float)):
+        # NaN compares false with everything and Infinity is later than everything: either would make every later
+        # report from the same source look stale. Epoch seconds must name a time a datetime can hold.
+        if not _FIRST_EPOCH <= value <= _LAST_EPOCH:
+            raise InvalidInput(f"{field}: {value!r} is not a time (epoch seconds up to year 9999)", field=field)
         return float(value)
     try:
         parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))

@@ -373,3 +373,11 @@ def test_the_change_view_has_the_change_feed_shape() -> None:
         "timestamp": "2024-01-02T03:04:05.678Z",
         "metadata": {"exitCode": "1"},
     }
+
+
+@pytest.mark.parametrize("observed", [float("nan"), float("inf"), float("-inf"), 1e308, -1e308])
+def test_an_observed_at_that_is_no_time_is_refused_naming_it(observed: float) -> None:
+    body = {"instanceId": "web-1", "status": "Running", "source": "DockerDaemon", "observedAt": observed}
+    with pytest.raises(InvalidInput) as caught:
+        parse_status_update(body)
+    assert caught.value.field == "observedAt"
