@@ -52,9 +52,6 @@ class Identity:
         """True when ``instance_id`` matches one of this daemon's instance patterns (case-sensitive)."""
         return not self.instances or any(fnmatch.fnmatchcase(instance_id, p) for p in self.instances)
 
-    def may_report_platform(self, platform: Platform) -> bool:
-        return self.platforms is None or platform in self.platforms
-
     def allows_address(self, address: str) -> bool:
         return address_in(address, self.allow) if self.allow else True
 
