@@ -191,6 +191,10 @@ class _SelectorThread:
                 for key, _ in self._selector.select():
                     if key.data is None:
                         self._drain_commands()
+                    elif self._fds.get(key.data) != key.fd:
+                        # A command earlier in this batch removed the watch (and its fd number may already serve
+                        # a new one): the event is stale. Unregistering it again killed this thread (KeyError).
+                        continue
                     else:
                         # Unregister at once so a readable pidfd is reported exactly once.
                         self._selector.unregister(key.fd)
