@@ -45,6 +45,7 @@ from daemons.docker_daemon import DaemonSettings, DockerDaemon
 from daemons.push_client import PushClient, PushSettings
 from draas_actors.messages import StatusChanged
 from draas_actors.model import Status
+from draas_actors.security import LimitSettings
 
 from .compare import Metric, table
 from .plane import DaemonPlane, daemon_control_plane
@@ -289,7 +290,10 @@ def measure_side(
             ids = list(pool.map(lambda n: boxes.create(n, ["sleep", "600"]), names))
             list(pool.map(client.api.start, ids[:kills]))
         watcher = _DieWatcher(client, f"{BENCH_LABEL}={side_label}")
-        with daemon_control_plane(workdir / side, _Recorder()) as plane:
+        # The peer posts one request per container at start-up, faster than a daemon identity's default request
+        # limit (10 at once, then 400/s); a deployment of it would need requestRate raised the same way. Both
+        # sides get it: the benchmark measures latency, not the limit.
+        with daemon_control_plane(workdir / side, _Recorder(), LimitSettings(push_request_burst=100_000)) as plane:
             if side == "ours":
                 daemon = DockerDaemon(
                     DaemonSettings(control_plane_url=plane.base_url, api_key=plane.daemon_key,

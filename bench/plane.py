@@ -18,6 +18,7 @@ import requests
 from draas_actors.api.app import create_app
 from draas_actors.api.server import HttpServer
 from draas_actors.messages import StatusChanged
+from draas_actors.security import LimitSettings, SecuritySettings
 from draas_actors.system import ControlPlane, SystemSettings
 
 HOST = "127.0.0.1"
@@ -79,12 +80,17 @@ def served_control_plane(
 
 
 @contextlib.contextmanager
-def daemon_control_plane(data_dir: pathlib.Path, recorder: R) -> Iterator[DaemonPlane[R]]:
-    """A served control plane with one fresh daemon key (and an operator key nobody holds)."""
+def daemon_control_plane(
+    data_dir: pathlib.Path, recorder: R, limits: LimitSettings | None = None
+) -> Iterator[DaemonPlane[R]]:
+    """A served control plane with one fresh daemon key (and an operator key nobody holds), at ``limits``."""
     key = secrets.token_hex(16)
-    with served_control_plane(
-        data_dir, lambda cp: create_app(cp, daemon_keys=(key,), operator_keys=(secrets.token_hex(16),)), recorder,
-    ) as plane:
+    security = SecuritySettings(limits=limits or LimitSettings())
+
+    def make_app(cp: ControlPlane) -> falcon.App:
+        return create_app(cp, security=security, daemon_keys=(key,), operator_keys=(secrets.token_hex(16),))
+
+    with served_control_plane(data_dir, make_app, recorder) as plane:
         yield DaemonPlane(plane.cp, plane.base_url, key, recorder)
 
 

@@ -37,8 +37,10 @@ class Identity:
     platforms: frozenset[Platform] | None = None  # daemons: None = all
     instances: tuple[str, ...] = ()  # daemons: fnmatch patterns; empty = all
     allow: tuple[Network, ...] = ()  # empty = no restriction beyond the global allowlist
-    rate: float | None = None  # None = LimitSettings.push_rate
+    rate: float | None = None  # updates per second; None = LimitSettings.push_rate
     burst: int | None = None  # None = LimitSettings.push_burst
+    request_rate: float | None = None  # daemons: requests per second; None = REQUEST_RATE_FACTOR x its rate
+    request_burst: int | None = None  # None = LimitSettings.push_request_burst
 
     def has_role(self, required: str) -> bool:
         """True when this identity's role is ``required`` or (operators) a role above it."""
@@ -103,6 +105,8 @@ def daemon_identity(
     allow: tuple[Network, ...] = (),
     rate: float | None = None,
     burst: int | None = None,
+    request_rate: float | None = None,
+    request_burst: int | None = None,
 ) -> Identity:
     return Identity(
         name=name,
@@ -113,6 +117,8 @@ def daemon_identity(
         allow=allow,
         rate=rate,
         burst=burst,
+        request_rate=request_rate,
+        request_burst=request_burst,
     )
 
 
@@ -149,8 +155,9 @@ class LimitSettings:
     max_json_depth: int = 8
     max_metadata_keys: int = 64
     max_metadata_value_length: int = 1024
-    push_rate: float = 200.0
-    push_burst: int = 400
+    push_rate: float = 200.0  # updates per second (a batch counts its items) ...
+    push_burst: int = 400  # ... and how many at once: sized for a resync batch
+    push_request_burst: int = 10  # requests at once, whatever their size (the request rate follows the rate)
     operator_rate: float = 200.0  # operators: one token per request, a separate and generous bucket
     operator_burst: int = 1000
 

@@ -63,6 +63,8 @@ _DAEMON_SCHEMA: dict[str, Any] = {
         "allow": _NETWORKS,
         "rate": {"type": "number", "exclusiveMinimum": 0},
         "burst": {"type": "integer", "minimum": 1},
+        "requestRate": {"type": "number", "exclusiveMinimum": 0},
+        "requestBurst": {"type": "integer", "minimum": 1},
     },
 }
 _OPERATOR_SCHEMA: dict[str, Any] = {
@@ -99,6 +101,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "maxMetadataValueLength": {"type": "integer", "minimum": 1},
                 "pushRate": {"type": "number", "exclusiveMinimum": 0},
                 "pushBurst": {"type": "integer", "minimum": 1},
+                "pushRequestBurst": {"type": "integer", "minimum": 1},
                 "operatorRate": {"type": "number", "exclusiveMinimum": 0},
                 "operatorBurst": {"type": "integer", "minimum": 1},
             },
@@ -438,6 +441,8 @@ def _daemon(item: Mapping[str, Any], field: str, where: str) -> Credential:
         allow=_networks(item.get("allow", []), f"{field}.allow", where),
         rate=item.get("rate"),
         burst=item.get("burst"),
+        request_rate=item.get("requestRate"),
+        request_burst=item.get("requestBurst"),
     )
     return Credential(
         identity=identity,
@@ -514,6 +519,7 @@ _LIMIT_FIELDS = {
     "maxMetadataValueLength": "max_metadata_value_length",
     "pushRate": "push_rate",
     "pushBurst": "push_burst",
+    "pushRequestBurst": "push_request_burst",
     "operatorRate": "operator_rate",
     "operatorBurst": "operator_burst",
 }

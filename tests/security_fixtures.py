@@ -51,7 +51,10 @@ def staff_security(*, admin: str, read: str, operate: str, daemon: str, rogue: s
                 credential(operator_identity("rita", READ), read),
                 credential(operator_identity("otto", OPERATE), operate),
                 credential(
-                    daemon_identity("docker-host-1", platforms=frozenset({Platform.DOCKER}), instances=("web-*",)),
+                    # Requests as fast as it likes (the audit's flood test sends hundreds of bad pushes a second);
+                    # its updates at the default rate.
+                    daemon_identity("docker-host-1", platforms=frozenset({Platform.DOCKER}), instances=("web-*",),
+                                    request_rate=10_000.0, request_burst=10_000),
                     daemon,
                 ),
                 # One push, then nothing for 100 s: every push after the first is refused with a 429.

@@ -27,7 +27,6 @@ from typing import Any
 from waitress.task import ThreadedTaskDispatcher
 
 CALLER_HEADERS = ("X_API_KEY", "AUTHORIZATION", "X_CLIENT_SUBJECT")
-IGNORED_RETRY_AFTER = "draas.ignored_retry_after"  # WSGI environ key: set on a request sent while held
 Clock = Callable[[], float]
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -63,14 +62,10 @@ class FairQueue:
         self.waiting: OrderedDict[str, deque[Any]] = OrderedDict()
         self.running: Counter[str] = Counter()
         self.held: dict[str, float] = {}  # caller -> until when its waiting tasks stay waiting
-        self.impatient: set[str] = set()  # callers that sent a request while held: they ignored Retry-After
         self._size = 0
 
     def append(self, task: Any) -> None:
-        caller = caller_of(task)
-        if self.held.get(caller, -1.0) > self.clock():
-            self.impatient.add(caller)
-        self.waiting.setdefault(caller, deque()).append(task)
+        self.waiting.setdefault(caller_of(task), deque()).append(task)
         self._size += 1
 
     def __len__(self) -> int:
@@ -142,14 +137,6 @@ class FairDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
         with self.lock:
             self.queue.hold(caller, seconds)
 
-    def ignored_retry_after(self, caller: str) -> bool:
-        """Whether ``caller`` sent a request while it was held (once: the answer is then forgotten)."""
-        with self.lock:
-            if caller in self.queue.impatient:
-                self.queue.impatient.discard(caller)
-                return True
-            return False
-
     def handler_thread(self, thread_no: int) -> None:
         while True:
             with self.lock:
@@ -198,8 +185,6 @@ def hold_after_refusal(app: WsgiApp, dispatcher: FairDispatcher, seconds: float)
 
     def held(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         caller = caller_of_environ(environ)
-        if dispatcher.ignored_retry_after(caller):
-            environ[IGNORED_RETRY_AFTER] = True  # the rate limit shrinks this caller's burst (api/ratelimit.py)
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if status.startswith("429"):

@@ -308,6 +308,27 @@ def test_a_batch_larger_than_the_burst_passes_a_full_bucket(tmp_path: Path, jani
         assert_error(post(plane, json.dumps(UPDATE).encode()), 429, "rate")
 
 
+def test_single_pushes_beyond_the_request_burst_get_429_but_the_same_updates_in_one_batch_pass(
+    tmp_path: Path, janitor: ProcessJanitor
+) -> None:
+    # Plenty of update tokens: only the request bucket (its rate twice the update rate, burst 3) can refuse.
+    with rate_limited(tmp_path, janitor, push_rate=0.1, push_burst=100, push_request_burst=3) as plane:
+        for i in range(3):
+            assert post(plane, json.dumps({**UPDATE, "instanceId": f"web-{i}"}).encode()).status_code == 202
+
+        response = post(plane, json.dumps({**UPDATE, "instanceId": "web-3"}).encode())
+
+        error = assert_error(response, 429, "requestRate")
+        assert "in batches" in error["detail"] and 1 <= int(response.headers["Retry-After"]) <= 5
+        assert instance_ids(plane) == {"web-0", "web-1", "web-2"}
+
+    with rate_limited(tmp_path / "batch", janitor, push_rate=0.1, push_burst=100, push_request_burst=3) as plane:
+        batch = [{**UPDATE, "instanceId": f"web-{i}"} for i in range(20)]
+
+        assert post(plane, json.dumps(batch).encode()).status_code == 202
+        assert instance_ids(plane) == {f"web-{i}" for i in range(20)}
+
+
 def test_each_identity_has_its_own_bucket(tmp_path: Path, janitor: ProcessJanitor) -> None:
     with rate_limited(tmp_path, janitor, push_rate=0.1, push_burst=1) as plane:
         assert post(plane, json.dumps(UPDATE).encode()).status_code == 202

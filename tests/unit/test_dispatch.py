@@ -109,17 +109,3 @@ def test_a_caller_is_its_credential_else_its_address_the_same_from_a_channel_or_
     assert caller_of(by_key) == caller_of_environ({"HTTP_X_API_KEY": "k1", "REMOTE_ADDR": "10.0.0.1"})
     assert caller_of(by_bearer) == caller_of_environ({"HTTP_AUTHORIZATION": "Bearer k2"})
     assert caller_of(anonymous) == caller_of_environ({"REMOTE_ADDR": "10.1.2.3"})
-
-
-def test_a_caller_that_sends_while_held_is_marked_as_ignoring_retry_after_and_a_patient_one_is_not() -> None:
-    clock = FakeClock()
-    queue = FairQueue(per_caller=2, clock=clock)
-    rogue, patient = caller_of(task("x", "rogue-key")), caller_of(task("x", "patient-key"))
-    queue.hold(rogue, 1.0)
-    queue.hold(patient, 1.0)
-
-    queue.append(task("rogue", "rogue-key"))  # during its hold
-    clock.now += 1.0
-    queue.append(task("patient", "patient-key"))  # after it, as Retry-After said
-
-    assert queue.impatient == {rogue}

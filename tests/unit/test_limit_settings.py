@@ -24,13 +24,14 @@ def test_without_the_tables_the_defaults_apply(tmp_path: Path) -> None:
     assert settings.security.limits == LimitSettings()
     assert settings.server_limits == ServerLimits()
     assert (LimitSettings().push_rate, LimitSettings().push_burst) == (200.0, 400)
+    assert LimitSettings().push_request_burst == 10
 
 
 def test_every_limit_is_read(tmp_path: Path) -> None:
     path = tmp_path / "draas.toml"
     path.write_text(
         "[limits]\nmaxBodyBytes = 65536\nmaxJsonDepth = 5\nmaxMetadataKeys = 16\nmaxMetadataValueLength = 256\n"
-        "pushRate = 50.5\npushBurst = 100\noperatorRate = 20.0\noperatorBurst = 40\n"
+        "pushRate = 50.5\npushBurst = 100\npushRequestBurst = 4\noperatorRate = 20.0\noperatorBurst = 40\n"
         "[server]\nchannelTimeout = 12\nconnectionLimit = 50\nmaxHeaderBytes = 8192\n"
     )
 
@@ -38,7 +39,7 @@ def test_every_limit_is_read(tmp_path: Path) -> None:
 
     assert settings.security.limits == LimitSettings(
         max_body_bytes=65536, max_json_depth=5, max_metadata_keys=16, max_metadata_value_length=256,
-        push_rate=50.5, push_burst=100, operator_rate=20.0, operator_burst=40,
+        push_rate=50.5, push_burst=100, push_request_burst=4, operator_rate=20.0, operator_burst=40,
     )
     assert settings.server_limits == ServerLimits(
         channel_timeout=12, connection_limit=50, max_header_bytes=8192, max_body_bytes=65536
@@ -61,6 +62,7 @@ def test_waitress_gets_the_server_limits_and_a_body_backstop_above_the_apps_limi
         ("[limits]\nmaxJsonDepth = 1\n", "limits.maxJsonDepth"),
         ("[limits]\npushRate = 0\n", "limits.pushRate"),
         ("[limits]\npushBurst = 0\n", "limits.pushBurst"),
+        ("[limits]\npushRequestBurst = 0\n", "limits.pushRequestBurst"),
         ("[limits]\noperatorBurst = 1.5\n", "limits.operatorBurst"),
         ("[limits]\nmaxMetadataKeys = -1\n", "limits.maxMetadataKeys"),
         ("[limits]\nburst = 3\n", "limits.burst"),

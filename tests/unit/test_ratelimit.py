@@ -152,31 +152,15 @@ def test_each_identity_has_its_own_bucket_with_its_own_or_the_default_limits() -
     assert limiter.bucket(rogue) is limiter.bucket(daemon_identity("rogue"))
 
 
-def test_a_caller_that_honours_retry_after_keeps_its_whole_burst() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(rate=100.0, burst=400, clock=clock)
-    bucket.take(400)
-    wait = bucket.take()
-    assert wait > 0
-    clock.now += retry_after(wait)  # comes back when told
+def test_a_daemon_also_has_a_request_bucket_at_twice_its_rate_with_a_small_burst_unless_it_says() -> None:
+    limits = LimitSettings(push_rate=5.0, push_burst=7, push_request_burst=3)
+    limiter = RateLimiter(limits, clock=FakeClock())
+    plain = limiter.buckets(daemon_identity("plain"))
+    fast = limiter.buckets(daemon_identity("fast", rate=100.0))
+    own = limiter.buckets(daemon_identity("own", rate=100.0, request_rate=20.0, request_burst=50))
 
-    clock.now += 10.0
-    assert [bucket.take(100) for _ in range(4)] == [0.0] * 4  # the full burst of 400 again
-
-
-def test_a_caller_refused_again_before_its_retry_after_gets_a_small_burst_for_a_while() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(rate=100.0, burst=400, clock=clock)
-    bucket.take(400)
-    assert bucket.take() > 0
-    clock.now += 0.001
-    assert bucket.take() > 0  # ignored the Retry-After it was just given
-
-    clock.now += 10.0  # saved up for 10 s, but may spend only 400 // 20 at once
-    assert [bucket.take() for _ in range(20)] == [0.0] * 20
-    assert bucket.take() > 0
-    assert bucket.capacity(clock.now) == 20
-
-    clock.now += 61.0  # the penalty ends
-    assert bucket.capacity(clock.now) == 400
-    assert bucket.take(400) == 0.0
+    assert plain.requests is not None and fast.requests is not None and own.requests is not None
+    assert (plain.requests.rate, plain.requests.burst) == (10.0, 3)
+    assert (fast.requests.rate, fast.requests.burst) == (200.0, 3)  # follows the identity's own rate
+    assert (own.requests.rate, own.requests.burst) == (20.0, 50)
+    assert limiter.buckets(operator_identity("alice")).requests is None  # operators: one bucket, per request

@@ -29,6 +29,8 @@ instances = ["web-*", "db-?"]
 allow = ["10.1.0.0/16", "192.0.2.7"]
 rate = 50.0
 burst = 100
+requestRate = 80.0
+requestBurst = 5
 
 [[auth.daemons]]
 name = "anything"
@@ -69,6 +71,8 @@ def test_identities_and_networks_are_read_into_security_settings(tmp_path: Path)
     assert docker.identity.instances == ("web-*", "db-?")
     assert docker.identity.allow == (parse_network("10.1.0.0/16"), parse_network("192.0.2.7/32"))
     assert (docker.identity.rate, docker.identity.burst) == (50.0, 100)
+    assert (docker.identity.request_rate, docker.identity.request_burst) == (80.0, 5)
+    assert (anything.identity.request_rate, anything.identity.request_burst) == (None, None)
     assert anything.key_hashes == () and anything.identity.instances == () and anything.identity.platforms is None
     assert (alice.identity.kind, alice.identity.role) == ("operator", OPERATE)
     assert security.network.trusted_proxies == (parse_network("127.0.0.1/32"), parse_network("::1/128"))
@@ -93,6 +97,7 @@ def test_no_auth_table_means_no_identities_and_no_networks(tmp_path: Path) -> No
         (f'[[auth.daemons]]\nname = "d"\nkeyHashes = ["{HASH}"]\nplatforms = ["vm"]\n', "auth.daemons[0].platforms[0]"),
         (f'{DAEMON_D}\nkeyHashes = ["{HASH}"]\nallow = ["10.0.0.0/33"]\n', "auth.daemons[0].allow[0]"),
         (f'[[auth.daemons]]\nname = "d"\nkeyHashes = ["{HASH}"]\nrate = 0\n', "auth.daemons[0].rate"),
+        (f'[[auth.daemons]]\nname = "d"\nkeyHashes = ["{HASH}"]\nrequestBurst = 0\n', "auth.daemons[0].requestBurst"),
         (f'[[auth.daemons]]\nname = "d"\nkeyHashes = ["{HASH}"]\nsecret = 1\n', "auth.daemons[0].secret"),
         (f'[[auth.operators]]\nname = "o"\nkeyHashes = ["{HASH}"]\n', "auth.operators[0].role"),
         (f'[[auth.operators]]\nname = "o"\nkeyHashes = ["{HASH}"]\nrole = "root"\n', "auth.operators[0].role"),
@@ -102,7 +107,8 @@ def test_no_auth_table_means_no_identities_and_no_networks(tmp_path: Path) -> No
     ],
     ids=[
         "old daemon keys", "old operator keys", "bad hash", "three hashes", "no credentials", "no name",
-        "unknown platform", "bad cidr", "zero rate", "unknown field", "no role", "unknown role", "operator no hash",
+        "unknown platform", "bad cidr", "zero rate", "zero request burst", "unknown field", "no role", "unknown role",
+        "operator no hash",
         "proxy name", "allowlist entry",
     ],
 )
