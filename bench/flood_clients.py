@@ -1,7 +1,7 @@
 """The two kinds of pusher in bench/push_flood.py, each run as its own process: stdlib and requests only, so that
 they start fast and share nothing with the control plane.
 
-    python -m bench.flood_clients rogue PORT SECONDS CONNECTIONS TAG   (prints "ready", then one JSON line)
+    python -m bench.flood_clients rogue PORT SECONDS CONNECTIONS TAG BATCH   (prints "ready", then one JSON line)
     python -m bench.flood_clients good PORT UPDATES PREFIX             (prints one JSON line)
 
 The key comes from the environment (``BENCH_PUSH_KEY``), never the command line.
@@ -25,14 +25,22 @@ INSTANCES = 20  # the good daemon's updates go round this many instances
 READY_WITHIN_S = 15.0
 
 
-def rogue_main(port: int, seconds: float, connections: int, tag: str) -> int:
-    """Push as fast as possible on ``connections`` keep-alive connections; print one JSON line of counts."""
+def rogue_main(port: int, seconds: float, connections: int, tag: str, batch: int) -> int:
+    """Push as fast as possible on ``connections`` keep-alive connections; print one JSON line of counts.
+
+    ``batch`` 0 sends single updates (objects); N > 0 sends arrays of N updates, each about its own instance.
+    """
     key = os.environ[KEY_VARIABLE]
-    bodies = [
-        json.dumps({"instanceId": f"rogue-{tag}-{c}", "status": status, "source": "rogue",
-                    "platform": "docker"}).encode()
-        for c in range(connections) for status in ("Running", "Stopped")
-    ]
+
+    def body(connection: int, status: str) -> bytes:
+        def update(instance: str) -> dict[str, str]:
+            return {"instanceId": instance, "status": status, "source": "rogue", "platform": "docker"}
+
+        if not batch:
+            return json.dumps(update(f"rogue-{tag}-{connection}")).encode()
+        return json.dumps([update(f"rogue-{tag}-{connection}-{k}") for k in range(batch)]).encode()
+
+    bodies = [body(c, status) for c in range(connections) for status in ("Running", "Stopped")]
     headers = {"Content-Type": "application/json", "X-API-Key": key}
     counts: Counter[str] = Counter()
     lock = threading.Lock()
@@ -121,8 +129,8 @@ def push_sequentially(port: int, key: str, updates: int, prefix: str) -> Pushed:
 def main(argv: list[str]) -> int:
     kind, port, *rest = argv
     if kind == "rogue":
-        seconds, connections, tag = rest
-        return rogue_main(int(port), float(seconds), int(connections), tag)
+        seconds, connections, tag, batch = rest
+        return rogue_main(int(port), float(seconds), int(connections), tag, int(batch))
     updates, prefix = rest
     return good_main(int(port), int(updates), prefix)
 

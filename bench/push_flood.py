@@ -1,6 +1,7 @@
 """Push flood: a good daemon's push latency alone, then while a rogue identity floods the push route.
 
-    python -m bench.push_flood [--updates N] [--flood-seconds S] [--rogues P] [--connections C] [--quick] [--json]
+    python -m bench.push_flood [--updates N] [--flood-seconds S] [--rogues P] [--connections C] [--rogue-batch B]
+                               [--quick] [--json]
 
 One control plane (ControlPlane + falcon app + waitress on 127.0.0.1, 8 threads as in production) with two daemon
 identities: ``good`` (scope ``good-*``, its own rate of 5,000/s so the benchmark measures the flood, not its own
@@ -10,9 +11,10 @@ limit) and ``rogue`` (scope ``rogue-*``, the default limit: 200 updates/s, burst
 1. alone: the good daemon (its own process) pushes ``updates`` updates, one request at a time on one keep-alive
    connection as the push client does, alternating Stopped/Running over 20 instances; each request's latency is
    recorded (a 429 would be waited out per its Retry-After, and the wait counted in the latency);
-2. flood: ``rogues`` separate processes with ``connections`` keep-alive connections each push single updates as
-   fast as they can for ``flood_seconds``, ignoring 429s; once every rogue has had its first answer the good
-   daemon pushes another ``updates`` updates (its other 20 instances), timed the same way.
+2. flood: ``rogues`` separate processes with ``connections`` keep-alive connections each push single updates (or,
+   with ``--rogue-batch B``, batches of B updates) as fast as they can for ``flood_seconds``, ignoring 429s; once
+   every rogue has had its first answer the good daemon pushes another ``updates`` updates (its other 20
+   instances), timed the same way.
 
 Applied means: every update of the good daemon was answered 202 and made a ``StatusChanged`` at an in-process
 subscriber (the updates alternate, so each one is a change), and each instance ends in the status it was last
@@ -83,6 +85,7 @@ class PushFloodResult:
     flood_seconds: float
     rogues: int
     connections: int
+    rogue_batch: int  # 0: single updates
     alone_ms: list[float]
     flood_ms: list[float]
     good_accepted: int  # of 2 x updates: answered 202
@@ -110,6 +113,7 @@ class PushFloodResult:
             "flood_seconds": self.flood_seconds,
             "rogue_processes": self.rogues,
             "rogue_connections": self.rogues * self.connections,
+            "rogue_batch": self.rogue_batch,
             "alone": {"median_ms": median(self.alone_ms), "p99_ms": p99(self.alone_ms)},
             "flood": {"median_ms": median(self.flood_ms), "p99_ms": p99(self.flood_ms)},
             "p99_ratio": self.ratio,
@@ -233,7 +237,7 @@ def _applied(plane: _Plane, pushed: Pushed) -> int:
 
 
 def run(*, updates: int = FULL_UPDATES, flood_seconds: float = FULL_FLOOD_S, rogues: int = ROGUES,
-        connections: int = CONNECTIONS, say: Say | None = None) -> PushFloodResult:
+        connections: int = CONNECTIONS, rogue_batch: int = 0, say: Say | None = None) -> PushFloodResult:
     """Alone, then under the flood, on one control plane."""
     progress = say or (lambda _: None)
     with tempfile.TemporaryDirectory(prefix="bench-flood-") as tmp, _quiet_queue_warnings(), \
@@ -242,12 +246,13 @@ def run(*, updates: int = FULL_UPDATES, flood_seconds: float = FULL_FLOOD_S, rog
         _push_in_child(plane.port, plane.good_key, 2 * INSTANCES, "good-warmup")
         progress(f"alone: {updates} updates ...")
         alone = _push_in_child(plane.port, plane.good_key, updates, "good-alone")
-        progress(f"flood: {rogues} rogue processes x {connections} connections for {flood_seconds:g} s, "
+        what = f"batches of {rogue_batch}" if rogue_batch else "single updates"
+        progress(f"flood: {rogues} rogue processes x {connections} connections of {what} for {flood_seconds:g} s, "
                  f"and {updates} good updates ...")
         with _children([]) as procs:
             for i in range(rogues):
                 procs.append(_spawn(plane.rogue_key, "rogue", str(plane.port), str(flood_seconds),
-                                    str(connections), str(i)))
+                                    str(connections), str(i), str(rogue_batch)))
             for proc in procs:
                 _await_ready(proc)
             flood = _push_in_child(plane.port, plane.good_key, updates, "good-flood")
@@ -256,7 +261,7 @@ def run(*, updates: int = FULL_UPDATES, flood_seconds: float = FULL_FLOOD_S, rog
         applied = _applied(plane, alone) + _applied(plane, flood)
     rogue = RogueCounts(**{k: sum(c[k] for c in counts) for k in ("sent", "accepted", "limited", "other", "errors")})
     return PushFloodResult(
-        updates=updates, flood_seconds=flood_seconds, rogues=rogues, connections=connections,
+        updates=updates, flood_seconds=flood_seconds, rogues=rogues, connections=connections, rogue_batch=rogue_batch,
         alone_ms=alone.latencies_ms, flood_ms=flood.latencies_ms, good_accepted=alone.accepted + flood.accepted,
         good_applied=applied, good_retried=alone.retried + flood.retried, flood_covered=covered, rogue=rogue,
     )
@@ -277,9 +282,11 @@ def _quiet_queue_warnings() -> Iterator[None]:
 def render(result: PushFloodResult) -> str:
     alone, flood = result.alone_ms, result.flood_ms
     rogue = result.rogue
+    what = f"batches of {result.rogue_batch}" if result.rogue_batch else "single updates"
     lines = [
         (f"push flood: {result.updates} sequential good updates alone, then under {result.rogues} rogue "
-         f"processes x {result.connections} connections for {result.flood_seconds:g} s; p99 is nearest-rank"),
+         f"processes x {result.connections} connections of {what} for {result.flood_seconds:g} s; "
+         "p99 is nearest-rank"),
         f"  good alone        median {ms(median(alone)):>9}   p99 {ms(p99(alone)):>9}",
         f"  good under flood  median {ms(median(flood)):>9}   p99 {ms(p99(flood)):>9}",
         f"  p99 ratio         {result.ratio:.2f}x   (target <= {TARGET_RATIO:g}x)",
@@ -299,13 +306,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flood-seconds", type=float, default=None, help=f"default {FULL_FLOOD_S:g}")
     ap.add_argument("--rogues", type=int, default=ROGUES, help="rogue processes")
     ap.add_argument("--connections", type=int, default=CONNECTIONS, help="keep-alive connections per rogue")
+    ap.add_argument("--rogue-batch", type=int, default=0,
+                    help="the rogue sends batches of this many updates (default: single updates)")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_UPDATES} updates, {QUICK_FLOOD_S:g} s of flood")
     ap.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
     args = ap.parse_args(argv)
     updates = args.updates or (QUICK_UPDATES if args.quick else FULL_UPDATES)
     seconds = args.flood_seconds or (QUICK_FLOOD_S if args.quick else FULL_FLOOD_S)
     result = run(updates=updates, flood_seconds=seconds, rogues=args.rogues, connections=args.connections,
-                 say=None if args.json else (lambda m: print(m, file=sys.stderr, flush=True)))
+                 rogue_batch=args.rogue_batch, say=None if args.json else (lambda m: print(m, file=sys.stderr, flush=True)))
     print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
     return 0 if result.passed or args.quick else 1
 
