@@ -250,7 +250,8 @@ class AppendChange:
 @dataclass(frozen=True)
 class DeleteRecord:
     instance_id: InstanceId
-    version: int  # later saves of this or an older version are ignored
+    created_at: float  # the deleted instance's: its saves still on the way (through the bus) are ignored, and a
+    # new instance of the same id (created later) is kept
 
 
 @dataclass(frozen=True)

@@ -512,7 +512,7 @@ class InstanceActor(WatchedActor):
             self._tell("monitor", UnwatchProcess(self.record.instance_id, runtime.pid))
             if stop_workload and self.record.process is not None:
                 self.s.processes.terminate_later(runtime, self.record.process.stop_timeout)
-        self._tell("store", DeleteRecord(self.record.instance_id, self.record.version + 1))
+        self._tell("store", DeleteRecord(self.record.instance_id, self.record.created_at))
         self.stop()
 
     def _spawn(self, source: str, *, restart: bool = False) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -97,7 +98,10 @@ class StoreActor(WatchedActor):
         self.scheduler = scheduler
         self.db: sqlite3.Connection | None = None
         self.records: dict[str, InstanceRecord] = {}
-        self.tombstones: dict[str, int] = {}
+        # id -> created_at of the deleted instance. Saves reach the store through the bus and deletions directly,
+        # so a deleted instance's last saves can arrive after its deletion; a record of an instance created since
+        # (a later created_at) is a new instance and is kept. Versions order saves within one instance only.
+        self.tombstones: dict[str, float] = {}
         self.changes: list[StatusChanged] = []
         self.audit: dict[_AuditKey, AuditEntry] = {}
         self.flush_pending = False
@@ -128,18 +132,18 @@ class StoreActor(WatchedActor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case SaveRecord(record):
-                if record.version > self.tombstones.get(record.instance_id, -1):
+                if record.created_at > self.tombstones.get(record.instance_id, -math.inf):
                     current = self.records.get(record.instance_id)
-                    if current is None or record.version >= current.version:
+                    if current is None or (record.created_at, record.version) >= (current.created_at, current.version):
                         self.records[record.instance_id] = record
                         self._schedule_flush()
             case AppendChange(change):
                 self.changes.append(change)
                 self.max_cursor = max(self.max_cursor, change.cursor)
                 self._schedule_flush()
-            case DeleteRecord(instance_id, version):
+            case DeleteRecord(instance_id, created_at):
                 self._flush()
-                self.tombstones[instance_id] = version
+                self.tombstones[instance_id] = max(created_at, self.tombstones.get(instance_id, -math.inf))
                 assert self.db is not None
                 self.db.execute("DELETE FROM instances WHERE instance_id=?", (instance_id,))
             case Flush():

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.helpers import RunningControlPlane
+from tests.helpers import ProcessJanitor, RunningControlPlane, running_control_plane, wait_until
 
 GOOD = {"instanceId": "web-1", "status": "Stopped", "source": "DockerDaemon"}
 
@@ -89,3 +90,29 @@ def test_stopping_a_pushed_container_whose_reports_named_no_container_is_409_and
     assert response.status_code == 409, response.text
     assert response.json()["field"] == "containerId"
     assert plane.instance("web-1") == before
+
+
+
+def listed(plane: RunningControlPlane) -> dict[str, str]:
+    response = plane.get("/api/instances")
+    assert response.status_code == 200, response.text
+    return {i["instanceId"]: i["status"] for i in response.json()["instances"]}
+
+
+def test_an_instance_created_again_after_its_deletion_is_listed_and_stored(
+    tmp_path: Path, janitor: ProcessJanitor
+) -> None:
+    # Found by fuzzing: the deletion's tombstone outlived it, so the new instance's records never reached the store.
+    with running_control_plane(tmp_path, janitor=janitor) as plane:
+        for status in ("Running", "Stopped", "Running", "Stopped", "Running"):  # versions a new one need not beat
+            assert plane.push({**GOOD, "status": status}).status_code == 202
+        plane.wait_for_changes(5)
+        deleted = requests.delete(plane.base_url + "/api/instances/web-1", headers=plane.operator_headers, timeout=5)
+        assert deleted.status_code == 204, deleted.text
+        assert "web-1" not in listed(plane)
+
+        assert plane.push({**GOOD, "status": "Stopped"}).status_code == 202  # auto-created again
+
+        wait_until(lambda: listed(plane).get("web-1") == "Stopped", 5.0, 0.02, "web-1 listed again")
+    with running_control_plane(tmp_path, janitor=janitor) as again:  # and stored: a restart finds it
+        assert listed(again).get("web-1") == "Stopped"
