@@ -92,7 +92,7 @@ class DaemonStats:
     events: int = 0
     pushed: int = 0
     ignored_actions: int = 0  # events with an action we do not map (and listed containers in an unknown state)
-    skipped_no_instance_id: int = 0
+    skipped_no_instance_id: int = 0  # containers without a usable instance id (none, or one the API refuses)
     vanished: int = 0  # known containers missing from a resync's listing, pushed as Removed
     superseded: int = 0  # destroy of a container whose instance another container has taken over
     reconnects: int = 0
@@ -273,12 +273,12 @@ class DockerDaemon:
         self._push([update])
 
     def _skipped(self, reason: Skip, container_id: str, name: Any) -> None:
-        if reason is Skip.NO_INSTANCE_ID:
+        if reason in (Skip.NO_INSTANCE_ID, Skip.INVALID_INSTANCE_ID):
             self._stats.skipped_no_instance_id += 1
             if container_id not in self._warned:
                 self._warned.add(container_id)
-                log.warning("container %s (%s) matches %s but has no draas.instanceId label; skipped",
-                            container_id[:12], name, ",".join(self.settings.label_filter))
+                log.warning("container %s (%s) matches %s but has %s; skipped",
+                            container_id[:12], name, ",".join(self.settings.label_filter), reason.value)
         else:
             self._stats.ignored_actions += 1
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from draas_actors.model import Platform, Status
+from draas_actors.wire import is_instance_id
 
 from .updates import StatusUpdate
 
@@ -59,6 +60,7 @@ class Skip(str, enum.Enum):
 
     IGNORED_ACTION = "ignored action"
     NO_INSTANCE_ID = f"no {INSTANCE_LABEL} label"
+    INVALID_INSTANCE_ID = f"a {INSTANCE_LABEL} label that is not a valid instance id"
     NOT_A_CONTAINER = "not a container event"
     UNKNOWN_STATE = "unknown container state"
 
@@ -104,9 +106,9 @@ def map_event(event: Mapping[str, Any]) -> StatusUpdate | Skip:
     mapped = _map_action(action, exit_code, attributes.get("signal"))
     if mapped is None:
         return Skip.IGNORED_ACTION
-    instance_id = (attributes.get(INSTANCE_LABEL) or "").strip()
-    if not instance_id:
-        return Skip.NO_INSTANCE_ID
+    instance_id = _instance_id(attributes)
+    if isinstance(instance_id, Skip):
+        return instance_id
     status, reason = mapped
     metadata: dict[str, str | int] = {
         "containerId": container_id,
@@ -119,6 +121,14 @@ def map_event(event: Mapping[str, Any]) -> StatusUpdate | Skip:
     if "name" in attributes:
         metadata["containerName"] = str(attributes["name"])
     return _update(instance_id, container_id, status, event_time(event), metadata)
+
+
+def _instance_id(labels: Mapping[str, str]) -> str | Skip:
+    """The ``draas.instanceId`` label, or why there is none the control plane would take (it would refuse the push)."""
+    instance_id = (labels.get(INSTANCE_LABEL) or "").strip()
+    if not instance_id:
+        return Skip.NO_INSTANCE_ID
+    return instance_id if is_instance_id(instance_id) else Skip.INVALID_INSTANCE_ID
 
 
 def _map_action(action: str, exit_code: int | None, signal: str | None) -> tuple[Status, str] | None:
@@ -159,10 +169,9 @@ def map_listing(container: Mapping[str, Any], observed_at: float) -> StatusUpdat
     ``observed_at`` must not be later than the moment the listing was read (the daemon passes the engine's time
     taken just before listing), so that every event after the listing is newer and wins at the control plane.
     """
-    labels: Mapping[str, str] = container.get("Labels") or {}
-    instance_id = (labels.get(INSTANCE_LABEL) or "").strip()
-    if not instance_id:
-        return Skip.NO_INSTANCE_ID
+    instance_id = _instance_id(container.get("Labels") or {})
+    if isinstance(instance_id, Skip):
+        return instance_id
     state = str(container.get("State") or "").lower()
     status_text = str(container.get("Status") or "")
     exit_code = exit_code_from_status(status_text) if state == "exited" else None

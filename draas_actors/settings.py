@@ -43,11 +43,15 @@ from .security import (
     parse_network,
 )
 from .system import SystemSettings
-from .wire import parse_registration, validate
+from .wire import PATTERN_MESSAGE, parse_registration, validate
 
 _SECONDS = {"type": "number", "minimum": 0}
 _NETWORKS = {"type": "array", "items": {"type": "string", "minLength": 1}}
-_NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$"}
+# "$(?![\s\S])": the end of the string, not before a final newline (see wire._ID).
+_NAME = {
+    "type": "string", "minLength": 1, "maxLength": 128, "pattern": r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$(?![\s\S])",
+    PATTERN_MESSAGE: "is not a name: a letter or digit, then letters, digits, '.', '_', '@', ':' or '-'",
+}
 # Hashes are checked in _key_hashes, whose error never echoes the value (it may be a plain key pasted by mistake).
 _KEY_HASHES = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 2}
 _DAEMON_SCHEMA: dict[str, Any] = {

@@ -21,8 +21,13 @@ from .policy import RestartMode, RestartPolicy
 from .records import InstanceRecord, ProcessSpec
 
 STATUS_NAMES = [s.value for s in Status] + list(STATUS_ALIASES)
+PATTERN_MESSAGE = "x-pattern-message"  # a schema's words for a value its "pattern" refuses, instead of the regex
+# No "/": a route's {instance_id} cannot hold one, so such an instance could be created but never read or acted on.
+# "$(?![\s\S])" is the end of the string in both dialects: a bare "$" also matches before a final newline in
+# Python's re, which is how jsonschema applies "pattern".
 _ID: dict[str, Any] = {
-    "type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$"
+    "type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$(?![\s\S])",
+    PATTERN_MESSAGE: "is not an instance id: a letter or digit, then letters, digits, '.', '_', ':', '@' or '-'",
 }
 _SCALAR = {"type": ["string", "number", "boolean", "null"]}
 _SECONDS = {"type": "number", "minimum": 0}
@@ -119,6 +124,8 @@ def validate(schema: Mapping[str, Any], value: Any, *, prefix: str = "") -> None
         extra = sorted(k for k in error.instance if k not in known)
         path.append(extra[0] if extra else "")
         message = f"unknown field {extra[0]!r}" if extra else error.message
+    elif error.validator == "pattern" and PATTERN_MESSAGE in error.schema:
+        message = f"{error.instance!r} {error.schema[PATTERN_MESSAGE]}"
     else:
         message = error.message
     field = _join(prefix, path)

@@ -126,6 +126,17 @@ def test_a_labelled_container_without_an_instance_id_is_skipped(value: str | Non
     assert map_event(raw) is Skip.NO_INSTANCE_ID
 
 
+@pytest.mark.parametrize("value", ["team/web-1", "-web", "web 1"])
+def test_a_container_whose_instance_id_the_api_would_refuse_is_skipped_event_or_listed(value: str) -> None:
+    raw = event("start")
+    raw["Actor"]["Attributes"][INSTANCE_LABEL] = value
+    listed = row("running", "Up 1 second")
+    listed["Labels"][INSTANCE_LABEL] = value
+
+    assert map_event(raw) is Skip.INVALID_INSTANCE_ID
+    assert map_listing(listed, 0.0) is Skip.INVALID_INSTANCE_ID
+
+
 def test_observed_at_comes_from_time_nano_to_the_microsecond() -> None:
     update = mapped(map_event(event("start")))
     assert update.observed_at == pytest.approx(TIME_NANO / 1e9, abs=1e-6)
@@ -149,7 +160,7 @@ def test_the_wire_form_is_accepted_by_the_control_planes_parser() -> None:
     body = update.to_wire()
     assert body["source"] == "DockerDaemon"
     assert body["platform"] == "docker"
-    report = parse_status_update(body, received_at=0.0)
+    report = parse_status_update(body, received_at=TIME_NANO / 1e9 + 0.5)  # received just after it happened
     assert report.status is Status.FAILED
     assert report.observed_at == pytest.approx(TIME_NANO / 1e9, abs=1e-6)
     assert report.metadata["exitCode"] == "1"
