@@ -155,6 +155,7 @@ class LimitSettings:
     max_json_depth: int = 8
     max_metadata_keys: int = 64
     max_metadata_value_length: int = 1024
+    max_clock_skew: float = 300.0  # seconds a reported observedAt may be ahead of the control plane's clock
     push_rate: float = 200.0  # updates per second (a batch counts its items) ...
     push_burst: int = 400  # ... and how many at once: sized for a resync batch
     push_request_burst: int = 10  # requests at once, whatever their size (the request rate follows the rate)

@@ -158,13 +158,17 @@ def is_instance_id(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class MetadataLimits:
-    max_keys: int = 64
-    max_value_length: int = 1024  # characters of the value as stored (numbers and booleans as text)
+class UpdateLimits:
+    max_keys: int = 64  # of metadata
+    max_value_length: int = 1024  # characters of a metadata value as stored (numbers and booleans as text)
+    # How far ahead of the receiving clock observedAt may be. Reports are ordered by it per source, and an exit
+    # "observed" in the future makes every real exit until then look like a replay: a clock that jumped ahead
+    # once would silence its source (and its instance's restarts) until the real time caught up.
+    max_clock_skew: float = 300.0
 
 
 def parse_status_update(
-    body: Any, *, received_at: float | None = None, prefix: str = "", limits: MetadataLimits = MetadataLimits()
+    body: Any, *, received_at: float | None = None, prefix: str = "", limits: UpdateLimits = UpdateLimits()
 ) -> StatusReport:
     if not isinstance(body, dict):
         raise MalformedInput("a status update must be a JSON object", field=prefix or None)
@@ -184,10 +188,21 @@ def parse_status_update(
         instance_id=InstanceId(body["instanceId"]),
         status=status,
         source=body["source"],
-        observed_at=now if observed is None else parse_time(observed, field=_join(prefix, ["observedAt"])),
+        observed_at=now if observed is None else _observed_at(observed, now, limits, _join(prefix, ["observedAt"])),
         metadata=metadata,
         platform=Platform(body["platform"]) if "platform" in body else None,
     )
+
+
+def _observed_at(value: Any, now: float, limits: UpdateLimits, field: str) -> float:
+    observed = parse_time(value, field=field)
+    if observed - now > limits.max_clock_skew:
+        raise InvalidInput(
+            f"{field}: {value!r} is {observed - now:.0f} s ahead of the control plane's clock (at most "
+            f"{limits.max_clock_skew:g} s): check the reporting host's clock",
+            field=field,
+        )
+    return observed
 
 
 _UPDATE_FIELDS = frozenset(STATUS_UPDATE_SCHEMA["properties"])
@@ -228,7 +243,7 @@ def plainly_valid_update(body: dict[str, Any]) -> bool:
 
 
 def parse_status_updates(
-    body: Any, *, received_at: float | None = None, limits: MetadataLimits = MetadataLimits()
+    body: Any, *, received_at: float | None = None, limits: UpdateLimits = UpdateLimits()
 ) -> list[StatusReport | InvalidInput]:
     """A batch: one report or one error per item, so one bad item does not sink the others."""
     results: list[StatusReport | InvalidInput] = []
@@ -240,7 +255,7 @@ def parse_status_updates(
     return results
 
 
-def _metadata(raw: Mapping[str, Any], limits: MetadataLimits, field: str) -> dict[str, str]:
+def _metadata(raw: Mapping[str, Any], limits: UpdateLimits, field: str) -> dict[str, str]:
     """Metadata as text, within the key-count and value-length limits (422 naming the field otherwise)."""
     if len(raw) > limits.max_keys:
         raise InvalidInput(f"{field}: {len(raw)} keys; at most {limits.max_keys} are allowed", field=field)

@@ -13,7 +13,7 @@ from ..model import Platform, parse_status
 from ..security import Identity, LimitSettings, scope_refusal
 from ..system import ControlPlane
 from ..wire import (
-    MetadataLimits,
+    UpdateLimits,
     change_view,
     format_time,
     instance_view,
@@ -67,7 +67,9 @@ class StatusUpdates:
     ) -> None:
         self.cp = control_plane
         self.clock = clock
-        self.metadata_limits = MetadataLimits(limits.max_metadata_keys, limits.max_metadata_value_length)
+        self.update_limits = UpdateLimits(
+            limits.max_metadata_keys, limits.max_metadata_value_length, limits.max_clock_skew
+        )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req)
@@ -76,7 +78,7 @@ class StatusUpdates:
             charge_items(req, len(body))  # a batch costs one token per item; the middleware took the first
             self._batch(req, body, received_at, resp)
             return
-        report = parse_status_update(body, received_at=received_at, limits=self.metadata_limits)
+        report = parse_status_update(body, received_at=received_at, limits=self.update_limits)
         self._check_scope(req, [("", report)])
         (outcome,) = self.cp.submit((report,))
         if isinstance(outcome, Rejected):
@@ -89,7 +91,7 @@ class StatusUpdates:
     def _batch(self, req: falcon.Request, body: list[Any], received_at: float, resp: falcon.Response) -> None:
         if not body:
             raise InvalidInput("the batch is empty", field="body")
-        parsed = parse_status_updates(body, received_at=received_at, limits=self.metadata_limits)
+        parsed = parse_status_updates(body, received_at=received_at, limits=self.update_limits)
         # One item out of the daemon's scope refuses the whole batch, before anything is applied.
         self._check_scope(req, [(f"[{i}].", p) for i, p in enumerate(parsed) if not isinstance(p, InvalidInput)])
         reports = tuple(p for p in parsed if not isinstance(p, InvalidInput))

@@ -234,7 +234,7 @@ def test_the_wire_form_is_accepted_by_the_control_planes_parser(state: dict[str,
     update = mapped(served(make_pod("web-1", **state))).update
     body = update.to_wire()
     assert (body["source"], body["platform"]) == ("k8s-daemon", "kubernetes")
-    report = parse_status_update(body, received_at=0.0)
+    report = parse_status_update(body, received_at=NOW + 0.5)  # received just after it happened
     assert report.status is update.status
     assert report.observed_at == NOW
     assert report.metadata["podName"] == "web-1"

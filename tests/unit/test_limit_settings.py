@@ -30,7 +30,7 @@ def test_without_the_tables_the_defaults_apply(tmp_path: Path) -> None:
 def test_every_limit_is_read(tmp_path: Path) -> None:
     path = tmp_path / "draas.toml"
     path.write_text(
-        "[limits]\nmaxBodyBytes = 65536\nmaxJsonDepth = 5\nmaxMetadataKeys = 16\nmaxMetadataValueLength = 256\n"
+        "[limits]\nmaxBodyBytes = 65536\nmaxJsonDepth = 5\nmaxMetadataKeys = 16\nmaxMetadataValueLength = 256\nmaxClockSkew = 30\n"
         "pushRate = 50.5\npushBurst = 100\npushRequestBurst = 4\noperatorRate = 20.0\noperatorBurst = 40\n"
         "[server]\nchannelTimeout = 12\nconnectionLimit = 50\nmaxHeaderBytes = 8192\n"
     )
@@ -38,7 +38,7 @@ def test_every_limit_is_read(tmp_path: Path) -> None:
     settings = load_settings(path, environ={})
 
     assert settings.security.limits == LimitSettings(
-        max_body_bytes=65536, max_json_depth=5, max_metadata_keys=16, max_metadata_value_length=256,
+        max_body_bytes=65536, max_json_depth=5, max_metadata_keys=16, max_metadata_value_length=256, max_clock_skew=30,
         push_rate=50.5, push_burst=100, push_request_burst=4, operator_rate=20.0, operator_burst=40,
     )
     assert settings.server_limits == ServerLimits(
@@ -65,6 +65,7 @@ def test_waitress_gets_the_server_limits_and_a_body_backstop_above_the_apps_limi
         ("[limits]\npushRequestBurst = 0\n", "limits.pushRequestBurst"),
         ("[limits]\noperatorBurst = 1.5\n", "limits.operatorBurst"),
         ("[limits]\nmaxMetadataKeys = -1\n", "limits.maxMetadataKeys"),
+        ("[limits]\nmaxClockSkew = -1\n", "limits.maxClockSkew"),
         ("[limits]\nburst = 3\n", "limits.burst"),
         ("[server]\nchannelTimeout = 0\n", "server.channelTimeout"),
         ("[server]\nchannelTimeout = 2.5\n", "server.channelTimeout"),

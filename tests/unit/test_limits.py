@@ -11,7 +11,7 @@ import pytest
 
 from draas_actors.api.limits import json_depth_exceeds, parse_json, read_bounded
 from draas_actors.errors import InvalidInput, MalformedInput
-from draas_actors.wire import MetadataLimits, parse_status_update, parse_status_updates
+from draas_actors.wire import UpdateLimits, parse_status_update, parse_status_updates
 
 UPDATE = {"instanceId": "web-1", "status": "Running", "source": "test"}
 
@@ -111,7 +111,7 @@ def test_a_bounded_read_stops_at_the_limit() -> None:
 
 
 def test_metadata_at_the_limits_is_accepted() -> None:
-    limits = MetadataLimits(max_keys=3, max_value_length=5)
+    limits = UpdateLimits(max_keys=3, max_value_length=5)
     body = {**UPDATE, "metadata": {"a": "12345", "b": 12345, "c": True}}
 
     report = parse_status_update(body, received_at=0.0, limits=limits)
@@ -120,7 +120,7 @@ def test_metadata_at_the_limits_is_accepted() -> None:
 
 
 def test_too_many_metadata_keys_name_the_metadata() -> None:
-    limits = MetadataLimits(max_keys=3, max_value_length=5)
+    limits = UpdateLimits(max_keys=3, max_value_length=5)
     body = {**UPDATE, "metadata": {str(i): i for i in range(4)}}
 
     with pytest.raises(InvalidInput) as caught:
@@ -130,7 +130,7 @@ def test_too_many_metadata_keys_name_the_metadata() -> None:
 
 @pytest.mark.parametrize("value", ["123456", 123456, 1.23456])
 def test_a_long_metadata_value_names_its_key(value: Any) -> None:
-    limits = MetadataLimits(max_keys=3, max_value_length=5)
+    limits = UpdateLimits(max_keys=3, max_value_length=5)
     body = {**UPDATE, "metadata": {"ok": "v", "image": value}}
 
     with pytest.raises(InvalidInput) as caught:
@@ -147,10 +147,30 @@ def test_the_default_limits_are_64_keys_and_1024_characters() -> None:
 
 
 def test_metadata_limits_in_a_batch_name_the_item_and_spare_the_others() -> None:
-    limits = MetadataLimits(max_keys=2, max_value_length=4)
+    limits = UpdateLimits(max_keys=2, max_value_length=4)
     batch = [UPDATE, {**UPDATE, "metadata": {"a": 1, "b": 2, "c": 3}}, {**UPDATE, "metadata": {"long": "xxxxx"}}]
 
     results = parse_status_updates(batch, received_at=0.0, limits=limits)
 
     assert not isinstance(results[0], InvalidInput)
     assert [r.field for r in results[1:] if isinstance(r, InvalidInput)] == ["[1].metadata", "[2].metadata.long"]
+
+
+# -- observedAt ahead of the clock (wire.py) ---------------------------------------------------------------
+
+
+def test_an_observed_at_further_ahead_than_the_allowed_clock_skew_is_refused_naming_it() -> None:
+    limits = UpdateLimits(max_clock_skew=300.0)
+    now = 1_700_000_000.0
+
+    assert parse_status_update({**UPDATE, "observedAt": now + 300}, received_at=now, limits=limits).observed_at == (
+        now + 300
+    )
+    assert parse_status_update({**UPDATE, "observedAt": now - 86_400}, received_at=now).observed_at == now - 86_400
+    with pytest.raises(InvalidInput) as caught:
+        parse_status_update({**UPDATE, "observedAt": "2100-01-01T00:00:00Z"}, received_at=now, limits=limits)
+    assert caught.value.field == "observedAt"
+    assert "ahead of the control plane's clock (at most 300 s)" in caught.value.message
+
+    results = parse_status_updates([UPDATE, {**UPDATE, "observedAt": now + 301}], received_at=now, limits=limits)
+    assert [r.field for r in results if isinstance(r, InvalidInput)] == ["[1].observedAt"]

@@ -108,7 +108,8 @@ def test_every_canonical_status_is_accepted(status: Status) -> None:
     ],
 )
 def test_observed_at_is_read_as_rfc_3339_or_epoch_seconds(observed: Any, expected: float) -> None:
-    report = parse_status_update({**GOOD, "observedAt": observed}, received_at=RECEIVED)
+    received = dt.datetime(2025, 1, 1, tzinfo=dt.UTC).timestamp()  # after all of them: none is ahead of the clock
+    report = parse_status_update({**GOOD, "observedAt": observed}, received_at=received)
     assert report.observed_at == pytest.approx(expected)
 
 
