@@ -81,6 +81,11 @@ class HttpServer:
     def stop(self, timeout: float = 5.0) -> None:
         server = self._server
         if isinstance(server, BaseWSGIServer):
+            # First the workers, while the loop still runs: each finishes the request it is serving and the loop
+            # sends the answer; requests not yet started are cancelled. (Closing the sockets first cut those
+            # answers off, and each such worker failed writing to the closed trigger.) waitress stops its workers
+            # only on KeyboardInterrupt inside run(); MultiSocketServer.close does it itself.
+            server.task_dispatcher.shutdown(timeout=timeout)
             # Closing only the listener leaves an idle keep-alive connection holding waitress's loop open until
             # its channel_timeout (120 s): close every socket, from inside the loop's thread (its trigger).
             try:
@@ -90,9 +95,6 @@ class HttpServer:
                 # and the thunk closed the trigger along with everything else: the stop is done.
                 log.debug("http server trigger closed by the stop itself", exc_info=True)
             self._thread.join(timeout)
-            # waitress stops its worker threads only on KeyboardInterrupt inside run(); without this every stopped
-            # server left its threads behind (MultiSocketServer.close does it itself).
-            server.task_dispatcher.shutdown(timeout=timeout)
         else:
             server.close()
             self._thread.join(timeout)
