@@ -14,6 +14,7 @@ import pykka
 from .model import InstanceId, Platform, Status
 from .policy import RestartPolicy
 from .records import InstanceRecord
+from .security import Identity
 
 # -- status reports and events --------------------------------------------------------------------
 
@@ -145,7 +146,19 @@ class DeregisterInstance:
 
 @dataclass(frozen=True)
 class SubmitReports:
+    """Route these reports; with ``scope`` (the pushing daemon), first check that it may make every one of them."""
+
     reports: tuple[StatusReport, ...]
+    scope: Identity | None = None
+
+
+@dataclass(frozen=True)
+class OutOfScope:
+    """The answer to a ``SubmitReports`` with a report its daemon may not make: none of them was routed."""
+
+    index: int  # in SubmitReports.reports
+    field: str  # "instanceId" or "platform"
+    message: str
 
 
 @dataclass(frozen=True)
@@ -160,13 +173,6 @@ class Rejected:
 @dataclass(frozen=True)
 class LookupInstance:
     instance_id: InstanceId
-
-
-@dataclass(frozen=True)
-class LookupPlatforms:
-    """The platform of each of these instances that has an actor (for the push scope check)."""
-
-    instance_ids: frozenset[InstanceId]
 
 
 @dataclass(frozen=True)

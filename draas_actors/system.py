@@ -32,11 +32,12 @@ from .messages import (
     LoadRecord,
     LoadRecords,
     LookupInstance,
-    LookupPlatforms,
+    OutOfScope,
     QueryChanges,
     QueryRecent,
     RecordAudit,
     RegisterInstance,
+    Rejected,
     RestartInstance,
     SetRestartPolicy,
     StartInstance,
@@ -55,6 +56,7 @@ from .platforms.process import ProcessPlatform
 from .policy import RestartPolicy
 from .records import InstanceRecord
 from .scheduler import Scheduler
+from .security import Identity
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +176,12 @@ class ControlPlane:
 
     # -- the door the API uses --------------------------------------------------------------------
 
-    def submit(self, reports: tuple[StatusReport, ...]) -> tuple[str, ...]:
-        """Route reports to their instance actors; one outcome per report (``"accepted"`` or why not)."""
-        return self._ask(self.refs.supervisor, SubmitReports(reports))
+    def submit(
+        self, reports: tuple[StatusReport, ...], scope: Identity | None = None
+    ) -> tuple[str | Rejected, ...] | OutOfScope:
+        """Route reports to their instance actors; one outcome per report (``"accepted"`` or why not). With
+        ``scope``, the daemon that pushed them: one report it may not make and nothing is routed."""
+        return self._ask(self.refs.supervisor, SubmitReports(reports, scope))
 
     def register(self, record: InstanceRecord) -> InstanceRecord:
         if record.process is not None and record.process.adopt_pid is not None:
@@ -201,10 +206,6 @@ class ControlPlane:
             if record is None:
                 raise
             return record
-
-    def platforms_of(self, instance_ids: frozenset[InstanceId]) -> dict[InstanceId, Platform]:
-        """The platform of each of these instances that exists now (one ask, however many ids)."""
-        return self._ask(self.refs.supervisor, LookupPlatforms(instance_ids))
 
     def set_restart_policy(self, instance_id: str, policy: RestartPolicy) -> InstanceRecord:
         return self._ask(self._instance(instance_id), SetRestartPolicy(policy))

@@ -19,13 +19,13 @@ from ..errors import Conflict
 from ..messages import (
     ActorDied,
     CheckChildren,
-    DeregisterInstance,
     Deregister,
+    DeregisterInstance,
     GetHealth,
     Health,
     LoadRecord,
     LookupInstance,
-    LookupPlatforms,
+    OutOfScope,
     Publish,
     RegisterInstance,
     Rejected,
@@ -38,6 +38,7 @@ from ..messages import (
 from ..model import InstanceId, Platform, Status, guess_platform
 from ..policy import RestartMode, RestartPolicy
 from ..records import InstanceRecord
+from ..security import Identity, scope_refusal
 from .instance import InstanceActor, InstanceServices
 from .refs import CoreRefs
 from .watched import WatchedActor
@@ -91,12 +92,11 @@ class SupervisorActor(WatchedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case SubmitReports(reports):
-                return tuple(self._route(report) for report in reports)
+            case SubmitReports(reports, scope):
+                refused = self._out_of_scope(reports, scope) if scope is not None else None
+                return refused or tuple(self._route(report) for report in reports)
             case LookupInstance(instance_id):
                 return self.instances.get(instance_id)
-            case LookupPlatforms(instance_ids):
-                return {i: self.platforms[i] for i in instance_ids if i in self.instances}
             case RegisterInstance(record, start):
                 if record.instance_id in self.instances:
                     raise Conflict(f"instance {record.instance_id!r} already exists", field="instanceId")
@@ -129,6 +129,17 @@ class SupervisorActor(WatchedActor):
         return None
 
     # -- routing ----------------------------------------------------------------------------------
+
+    def _out_of_scope(self, reports: tuple[StatusReport, ...], scope: Identity) -> OutOfScope | None:
+        """The first report ``scope`` may not make. Checked here, where the existing instances' platforms are
+        known, so that a push is judged and routed in one step (a daemon may not reach another platform's
+        instance by naming its own platform)."""
+        for index, report in enumerate(reports):
+            existing = self.platforms.get(report.instance_id) if report.instance_id in self.instances else None
+            refusal = scope_refusal(scope, report.instance_id, report.platform, existing, report.source)
+            if refusal is not None:
+                return OutOfScope(index, *refusal)
+        return None
 
     def _route(self, report: StatusReport) -> str | Rejected:
         ref = self.instances.get(report.instance_id)

@@ -8,9 +8,9 @@ from typing import Any, Callable
 import falcon
 
 from ..errors import InvalidInput, MalformedInput, NotFound
-from ..messages import AuditEntry, Rejected, StatusReport
+from ..messages import AuditEntry, OutOfScope, Rejected, StatusReport
 from ..model import Platform, parse_status
-from ..security import Identity, LimitSettings, scope_refusal
+from ..security import LimitSettings
 from ..system import ControlPlane
 from ..wire import (
     UpdateLimits,
@@ -19,9 +19,9 @@ from ..wire import (
     instance_view,
     parse_registration,
     parse_restart_policy,
+    parse_status_update,
     parse_status_updates,
     parse_time,
-    parse_status_update,
 )
 from . import limits
 from .auth import HTTPForbidden
@@ -79,8 +79,7 @@ class StatusUpdates:
             self._batch(req, body, received_at, resp)
             return
         report = parse_status_update(body, received_at=received_at, limits=self.update_limits)
-        self._check_scope(req, [("", report)])
-        (outcome,) = self.cp.submit((report,))
+        (outcome,) = self._submit(req, (report,), [""])
         if isinstance(outcome, Rejected):
             if outcome.not_found:
                 raise NotFound(outcome.message, field=outcome.field)
@@ -92,10 +91,8 @@ class StatusUpdates:
         if not body:
             raise InvalidInput("the batch is empty", field="body")
         parsed = parse_status_updates(body, received_at=received_at, limits=self.update_limits)
-        # One item out of the daemon's scope refuses the whole batch, before anything is applied.
-        self._check_scope(req, [(f"[{i}].", p) for i, p in enumerate(parsed) if not isinstance(p, InvalidInput)])
-        reports = tuple(p for p in parsed if not isinstance(p, InvalidInput))
-        outcomes = iter(self.cp.submit(reports) if reports else ())
+        valid = [(f"[{i}].", p) for i, p in enumerate(parsed) if not isinstance(p, InvalidInput)]
+        outcomes = iter(self._submit(req, tuple(p for _, p in valid), [prefix for prefix, _ in valid]))
         results: list[dict[str, Any]] = []
         for index, item in enumerate(parsed):
             outcome = item if isinstance(item, InvalidInput) else next(outcomes)
@@ -108,21 +105,17 @@ class StatusUpdates:
         resp.status = falcon.HTTP_202 if accepted else falcon.HTTP_422
         resp.media = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
 
-    def _check_scope(self, req: falcon.Request, reports: list[tuple[str, StatusReport]]) -> None:
-        """403 naming ``[i].instanceId`` or ``[i].platform`` for the first report outside the daemon's scope."""
-        identity: Identity = req.context.identity
-        existing = (
-            self.cp.platforms_of(frozenset(r.instance_id for _, r in reports))
-            if identity.platforms is not None and reports
-            else {}
-        )
-        for prefix, report in reports:
-            refusal = scope_refusal(
-                identity, report.instance_id, report.platform, existing.get(report.instance_id), report.source
-            )
-            if refusal is not None:
-                field, message = refusal
-                raise HTTPForbidden(message, field=prefix + field)
+    def _submit(
+        self, req: falcon.Request, reports: tuple[StatusReport, ...], prefixes: list[str]
+    ) -> tuple[str | Rejected, ...]:
+        """Hand the reports to the control plane, judged against the daemon's scope on the way: one report out of
+        it refuses them all (403 naming ``[i].instanceId`` or ``[i].platform``), before anything is applied."""
+        if not reports:
+            return ()
+        outcome = self.cp.submit(reports, scope=req.context.identity)
+        if isinstance(outcome, OutOfScope):
+            raise HTTPForbidden(outcome.message, field=prefixes[outcome.index] + outcome.field)
+        return outcome
 
 
 class InstanceStatus:

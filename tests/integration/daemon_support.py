@@ -21,7 +21,8 @@ from daemons.spool import Spool
 from draas_actors.actors.supervisor import ACCEPTED
 from draas_actors.api.app import create_app
 from draas_actors.api.server import HttpServer
-from draas_actors.messages import StatusReport
+from draas_actors.messages import OutOfScope, Rejected, StatusReport
+from draas_actors.security import Identity
 from draas_actors.system import ControlPlane, SystemSettings
 from tests.helpers import ProcessJanitor, RunningControlPlane, answers, wait_until
 
@@ -51,10 +52,13 @@ class CountingControlPlane(ControlPlane):
         self.accepted = 0
         self._count_lock = threading.Lock()
 
-    def submit(self, reports: tuple[StatusReport, ...]) -> tuple[str, ...]:
-        outcomes = super().submit(reports)
-        with self._count_lock:
-            self.accepted += sum(1 for outcome in outcomes if outcome == ACCEPTED)
+    def submit(
+        self, reports: tuple[StatusReport, ...], scope: Identity | None = None
+    ) -> tuple[str | Rejected, ...] | OutOfScope:
+        outcomes = super().submit(reports, scope)
+        if not isinstance(outcomes, OutOfScope):
+            with self._count_lock:
+                self.accepted += sum(1 for outcome in outcomes if outcome == ACCEPTED)
         return outcomes
 
 

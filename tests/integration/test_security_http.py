@@ -138,6 +138,9 @@ def test_a_batch_with_one_item_out_of_scope_is_refused_whole(plane: RunningContr
     batch = [_update("web-3"), _update("db-3"), _update("web-4")]
     _refused(_push(plane, batch), 403, "[1].instanceId")
     _refused(_push(plane, [_update("web-3"), _update("web-4", platform="kubernetes")]), 403, "[1].platform")
+    # An invalid item does not shift the index the refusal names.
+    _refused(_push(plane, [{**_update("web-3"), "status": "Dozing"}, _update("web-4"), _update("db-4")]), 403,
+             "[2].instanceId")
     assert _state(plane) == before
 
     accepted = _push(plane, [_update("web-3"), _update("web-4")])
