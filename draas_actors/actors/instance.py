@@ -444,10 +444,13 @@ class InstanceActor(WatchedActor):
     # -- life cycle -------------------------------------------------------------------------------
 
     def _resume(self, control_plane_start: bool) -> None:
-        """First message after (re)creation: pick up the process where the stored record left it."""
+        """First message after (re)creation: pick up the workload where the stored record left it."""
         record = self.record
         if record.platform is not Platform.PROCESS:
-            self._update(source=CONTROL_PLANE)
+            if record.status is Status.RESTARTING and not record.operator_stopped:
+                self._resume_restart()  # the daemon will not report again: nothing has changed for it
+            else:
+                self._update(source=CONTROL_PLANE)
             return
         runtime = record.runtime
         if runtime is not None:
@@ -478,7 +481,7 @@ class InstanceActor(WatchedActor):
         elif record.status is Status.PENDING and not record.operator_stopped:
             self._spawn(CONTROL_PLANE)
         elif record.status is Status.RESTARTING and not record.operator_stopped:
-            self._spawn(POLICY, restart=True)  # a restart was due when we went down
+            self._resume_restart()
         elif control_plane_start and record.last_reason == SHUTDOWN_STOP and self._can_spawn():
             self._spawn(CONTROL_PLANE)  # we stopped it only because we were shutting down
         elif (
@@ -492,6 +495,16 @@ class InstanceActor(WatchedActor):
             self._spawn(CONTROL_PLANE)
         else:
             self._update(source=CONTROL_PLANE)
+
+    def _resume_restart(self) -> None:
+        """A restart was planned when our predecessor went down (its timer went with it): make it when it is due."""
+        due = self.record.next_restart_at
+        delay = 0.0 if due is None else due - self.s.clock()
+        if delay <= 0:
+            self._spawn(POLICY, restart=True)
+            return
+        self.restart_token += 1
+        self.restart_handle = self.s.scheduler.call_later(delay, self.actor_ref, RestartDue(self.restart_token))
 
     def _adopt(self, pid: int) -> None:
         try:

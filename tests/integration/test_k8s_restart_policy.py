@@ -214,6 +214,30 @@ def test_a_failed_pod_is_deleted_and_the_instance_runs_again_on_its_replacement(
     assert "Removed" not in [new for _, new in plane.transitions("web")]
 
 
+def test_a_restart_due_when_the_control_plane_stopped_is_made_when_it_starts_again(
+    tmp_path: Path, api: FakeApiServer
+) -> None:
+    slow = {**ON_FAILURE, "initialBackoff": 3.0, "maxBackoff": 3.0}
+    with kubernetes_plane(tmp_path, api) as plane:
+        reporter = Reporter(plane)
+        replica_set, pod = replicated(api, plane, reporter, "web", **slow)
+        fail(api, reporter, "web", pod)  # the first restart of a series: at once
+        first = replica_set.wait_for(1)
+        plane.wait_for("web", lambda v: runs_on(v, first, 1))
+        fail(api, reporter, "web", first)  # the second: in 3 s, but the control plane stops before
+        due = plane.wait_for("web", lambda v: v["status"] == "Restarting")["nextRestartAt"]
+    assert deleted_names(api) == ["web-0"]
+
+    with kubernetes_plane(tmp_path, api) as again:
+        replica_set.reporter = Reporter(again)
+        second = replica_set.wait_for(2)  # its pod deleted by the restart that was due, not forgotten
+        view = again.wait_for("web", lambda v: runs_on(v, second, 2))
+        replaced_at = [c["timestamp"] for c in again.changes("web") if c["newStatus"] == "Pending"][-1]
+    assert deleted_names(api) == ["web-0", first["metadata"]["name"]]
+    assert replaced_at >= due, (replaced_at, due)  # when it was due (both RFC 3339 UTC, same precision), not before
+    assert view["nextRestartAt"] is None
+
+
 def test_repeated_failures_back_off_and_end_failed_when_the_budget_is_spent(
     api: FakeApiServer, plane: RunningControlPlane, reporter: Reporter
 ) -> None:
