@@ -4,8 +4,9 @@
 environment (see ``load_settings`` and ``config/docker-daemon.env.example``). The loop:
 
 1. **resync**: read the engine's clock, then list the labelled containers with the cheap listing (one request,
-   no inspect per container) and push every one's state in one batch, observed at that clock reading; containers
-   known from before that are no longer listed are pushed as Removed;
+   no inspect per container) and push, in one batch observed at that clock reading, every instance whose state
+   differs from what was last pushed for it, and ``Removed`` for instances reported before whose containers are
+   no longer listed;
 2. **stream**: follow ``GET /events`` for labelled containers *since that clock reading*, so a change that
    happened while the listing was being read comes through the stream as well (a duplicate is harmless: the
    control plane drops reports older than what it has from this source);
@@ -17,6 +18,18 @@ and the events in between would be lost; behind it, we would only get duplicates
 ``SystemTime`` (nanoseconds) is read just *before* listing, so that every change after the listing is both in the
 stream and newer than the listing's reports. Limits: the engine keeps only its last 256 events for ``since``,
 and forgets them when it restarts (the resync after a reconnect covers that).
+
+What was last pushed per instance is kept on disk beside the spool, in ``<spool path>.reported``
+(``daemons.reported``), and read back at start: with a new file every instance is pushed at the first resync; a
+restarted daemon pushes only what changed while it was not running, and ``Removed`` for instances whose containers
+were removed meanwhile (from memory alone it could not tell those from containers it never saw). "Changed" is
+``same_container_state``: another container, status or exit code. Events are all pushed, each one being news (a
+``restart`` after a ``start`` says Running twice, yet it happened).
+
+One instance can move to a new container (``docker compose`` creates the new one before it removes the old one).
+While both exist, a listing reports the instance by its newest container. The old one's removal is not ``Removed``:
+its ``destroy`` event while another container carries the instance is counted as ``superseded``, and at a resync
+only an instance that no listed container carries is gone.
 """
 
 from __future__ import annotations
@@ -35,11 +48,20 @@ import requests
 import urllib3
 
 from draas_actors.errors import ConfigError
-from draas_actors.model import Status
+from draas_actors.model import Status, is_alive
 
 from . import daemon_env
-from .docker_mapping import EngineTime, Skip, map_event, map_listing, parse_engine_time, removed_update
+from .docker_mapping import (
+    EngineTime,
+    Skip,
+    map_event,
+    map_listing,
+    parse_engine_time,
+    removed_update,
+    same_container_state,
+)
 from .push_client import PushClient, retry_delays
+from .reported import ReportedState, note_pushed, take_news
 from .runner import run_daemon
 from .updates import StatusUpdate
 
@@ -49,6 +71,7 @@ log = logging.getLogger("draas.docker_daemon")
 
 DEFAULT_LABEL_FILTER = "draas.managed=true"
 DEFAULT_SPOOL_PATH = Path("var/docker-daemon.spool")
+VANISHED = "container no longer exists (found at resync)"
 # What a broken connection to the engine looks like through the SDK (it does not wrap requests' errors).
 _ENGINE_ERRORS = (docker.errors.DockerException, requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
@@ -93,7 +116,9 @@ class DaemonStats:
     pushed: int = 0
     ignored_actions: int = 0  # events with an action we do not map (and listed containers in an unknown state)
     skipped_no_instance_id: int = 0  # containers without a usable instance id (none, or one the API refuses)
-    vanished: int = 0  # known containers missing from a resync's listing, pushed as Removed
+    vanished: int = 0  # instances reported before (by this run or an earlier one) that no container listed at a
+    # resync carries any more, pushed as Removed
+    unchanged: int = 0  # instances listed at a resync as they were last reported, so not pushed again
     superseded: int = 0  # destroy of a container whose instance another container has taken over
     reconnects: int = 0
     engine_errors: int = 0
@@ -103,6 +128,19 @@ class DaemonStats:
 class _Known:
     instance_id: str
     image: str
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """A listed container's update, and what makes it its instance's representative among several."""
+
+    update: StatusUpdate
+    created: int  # the listing's ``Created``, epoch seconds
+
+    @property
+    def rank(self) -> tuple[int, bool]:
+        # The newest container; within one second, a live one (a recreate starts the new before removing the old).
+        return self.created, is_alive(self.update.status)
 
 
 def _default_client(settings: DaemonSettings) -> docker.DockerClient:
@@ -123,6 +161,8 @@ class DockerDaemon:
     ) -> None:
         self.settings = settings
         self.push = push if push is not None else PushClient(settings.push_settings())
+        # After the push client: its lock on the spool keeps a second daemon away from this file too.
+        self._state = ReportedState(Path(f"{settings.spool_path}.reported"))
         self.streaming = threading.Event()  # set while the event stream is open (after a resync)
         self._client_factory = client_factory
         self._client: docker.DockerClient | None = None
@@ -130,6 +170,7 @@ class DockerDaemon:
         self._lock = threading.RLock()  # RLock: stop() may run in a signal handler on a thread holding it
         self._events: Any = None  # the open CancellableStream
         self._known: dict[str, _Known] = {}  # container id -> instance, from the last listing and the events since
+        self._reported = self._state.load()  # instance id -> the last update pushed for it (by this run or earlier)
         self._warned: set[str] = set()
         self._stats = DaemonStats()
 
@@ -175,6 +216,7 @@ class DockerDaemon:
         finally:
             self.streaming.clear()
             self._drop_client()
+            self._state.close()
             self.push.close(timeout=self.settings.shutdown_flush)
             pending = self.push.stats.pending
             if pending:
@@ -182,41 +224,51 @@ class DockerDaemon:
                             pending, self.settings.spool_path)
 
     def resync(self) -> EngineTime:
-        """Push every labelled container's current state, and Removed for known ones that are gone.
+        """Push what differs from what was last pushed, and Removed for reported instances no container carries.
 
         Returns the engine time taken before listing: the ``since`` for the event stream.
         """
         client = self._connect()
         since = self._engine_now(client)
         rows = client.api.containers(all=True, filters={"label": list(self.settings.label_filter)})
-        updates: list[StatusUpdate] = []
         listed: dict[str, _Known] = {}
+        current: dict[str, _Listed] = {}  # instance id -> its representative container's update
         for row in rows:
             update = map_listing(row, since.seconds)
             if isinstance(update, Skip):
                 self._skipped(update, str(row.get("Id", "")), row.get("Names"))
                 continue
             listed[update.workload_id] = _Known(update.instance_id, str(update.metadata.get("imageName", "")))
-            updates.append(update)
-        live = {known.instance_id for known in listed.values()}
-        # Removed first, so an instance whose container was replaced ends with its new container's state.
+            candidate = _Listed(update, _created(row))
+            held = current.get(update.instance_id)
+            if held is None or candidate.rank > held.rank:
+                current[update.instance_id] = candidate
         gone = [
             removed_update(
-                container_id=container_id,
-                instance_id=known.instance_id,
-                image=known.image,
+                container_id=before.workload_id,
+                instance_id=instance_id,
+                image=str(before.metadata.get("imageName", "")),
                 observed_at=since.seconds,
-                reason="container no longer exists (found at resync)",
+                reason=VANISHED,
             )
-            for container_id, known in self._known.items()
-            if container_id not in listed and known.instance_id not in live
+            for instance_id, before in self._reported.items()
+            if instance_id not in current
         ]
+        changed = [
+            entry.update for entry in current.values() if take_news(self._reported, entry.update, same_container_state)
+        ]
+        for removed in gone:
+            note_pushed(self._reported, removed)
         self._known = listed
         self._stats.resyncs += 1
         self._stats.listed += len(rows)
         self._stats.vanished += len(gone)
-        self._push(gone + updates)
-        log.info("resync: %d labelled container(s) reported, %d gone since last seen", len(updates), len(gone))
+        self._stats.unchanged += len(current) - len(changed)
+        self._push(gone + changed)
+        log.info(
+            "resync: %d labelled container(s) listed: %d instance(s) changed since last reported, %d unchanged, "
+            "%d gone (pushed Removed)", len(rows), len(changed), len(current) - len(changed), len(gone),
+        )
         return since
 
     def stream(self, since: EngineTime) -> None:
@@ -270,6 +322,7 @@ class DockerDaemon:
                 return
         else:
             self._known[container_id] = _Known(update.instance_id, str(update.metadata.get("imageName", "")))
+        note_pushed(self._reported, update)
         self._push([update])
 
     def _skipped(self, reason: Skip, container_id: str, name: Any) -> None:
@@ -285,6 +338,8 @@ class DockerDaemon:
     def _push(self, updates: list[StatusUpdate]) -> None:
         if updates:
             self.push.submit([update.to_wire() for update in updates])
+            # Only once spooled: a crash in between costs a duplicate at the next start, never a lost push.
+            self._state.record(updates)
             self._stats.pushed += len(updates)
 
     def _connect(self) -> docker.DockerClient:
@@ -310,6 +365,11 @@ class DockerDaemon:
             # Never seen from a real engine; our clock minus a margin only costs some duplicate events.
             log.warning("the engine's SystemTime %r is not a time; using the local clock minus 2 s", text)
             return EngineTime(time.time_ns() - 2_000_000_000)
+
+
+def _created(row: Mapping[str, Any]) -> int:
+    created = row.get("Created")
+    return created if isinstance(created, int) and not isinstance(created, bool) else 0
 
 
 def _close_quietly(events: Any) -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "map_listing",
     "parse_engine_time",
     "removed_update",
+    "same_container_state",
 ]
 
 SOURCE = "DockerDaemon"
@@ -221,6 +222,22 @@ def removed_update(
     """A container the daemon knew that is no longer listed (it went while nobody was streaming)."""
     metadata: dict[str, str | int] = {"containerId": container_id, "imageName": image, "reason": reason}
     return _update(instance_id, container_id, Status.REMOVED, observed_at, metadata)
+
+
+def same_container_state(before: StatusUpdate, update: StatusUpdate) -> bool:
+    """Whether a listed container's ``update`` says what ``before`` (the update last pushed for its instance, from an
+    event or a listing) said: the same container, status and exit code.
+
+    The rest of the metadata differs between an event and a listing of one state (``eventAction`` against
+    ``containerState``, "started" against "running"), so comparing all of it would call every state reported from
+    an event changed. What this cannot see: a container restarted and exited again with the same code while nobody
+    streamed (the cheap listing has no restart count or exit time).
+    """
+    return _state_of(before) == _state_of(update)
+
+
+def _state_of(update: StatusUpdate) -> tuple[str, Status, object]:
+    return update.workload_id, update.status, update.metadata.get("exitCode")
 
 
 def _update(

@@ -46,12 +46,11 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from draas_actors.errors import ConfigError
-from draas_actors.model import Status
 
 from . import daemon_env
 from .k8s_mapping import MalformedPod, PodReport, Skip, map_pod, pod_key, pod_name, removed_update
 from .push_client import PushClient, retry_delays
-from .reported import ReportedState
+from .reported import ReportedState, take_news
 from .runner import run_daemon
 from .updates import StatusUpdate
 
@@ -481,14 +480,9 @@ class KubernetesDaemon:
                 update = last[instance_id]
             else:  # reported by an earlier run, and not listed now
                 update = removed_update(before, observed_at=now, reason=VANISHED)
-            if before is not None and (before.status, before.metadata) == (update.status, update.metadata):
-                continue
             update = dataclasses.replace(update, observed_at=now)
-            if update.status is Status.REMOVED:
-                del self._reported[instance_id]
-            else:
-                self._reported[instance_id] = update
-            updates.append(update)
+            if take_news(self._reported, update):
+                updates.append(update)
         return updates
 
     def _push(self, updates: list[StatusUpdate]) -> None:

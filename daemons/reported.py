@@ -4,6 +4,9 @@ A daemon that starts again reads it back, so that its first listing is compared 
 pushes only what changed while it was not running, and ``Removed`` for the instances whose workloads went away in
 the meantime (a daemon with an empty memory could not tell those from instances it never saw).
 
+A daemon keeps the same in memory (instance id -> update) and consults it through ``take_news``, which decides
+whether an observation is news and notes it as pushed (``note_pushed``) the way ``record`` does on disk.
+
 It is written after each push is spooled: a crash in between costs a duplicate push at the next start, never a
 lost one. WAL with ``synchronous=NORMAL``: a power cut may forget the last writes, which also costs duplicates
 only. Its file belongs to the daemon that holds the spool next to it (the spool's lock keeps a second one out).
@@ -16,15 +19,48 @@ import logging
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, MutableMapping
 
 from draas_actors.model import Platform, Status
 
 from .updates import StatusUpdate
 
-__all__ = ["ReportedState"]
+__all__ = ["ReportedState", "SameState", "note_pushed", "same_report", "take_news"]
 
 log = logging.getLogger(__name__)
+
+# Whether a new observation of an instance says nothing that the update last pushed for it did not say.
+SameState = Callable[[StatusUpdate, StatusUpdate], bool]
+
+
+def same_report(before: StatusUpdate, update: StatusUpdate) -> bool:
+    """The same status and metadata (``observedAt`` aside): right for a daemon whose listings and events describe
+    one state with the same metadata (the Kubernetes daemon's pods)."""
+    return (before.status, before.metadata) == (update.status, update.metadata)
+
+
+def take_news(
+    reported: MutableMapping[str, StatusUpdate], update: StatusUpdate, same: SameState = same_report
+) -> bool:
+    """Whether ``update`` is news next to ``reported`` (instance id -> the update last pushed for it).
+
+    If it is, it is noted there as pushed (a Removed forgets its instance, as ``ReportedState.record`` does): the
+    caller then pushes it and records it. Re-pushing what is not news would not be harmless: the control plane
+    could take an unchanged Failed workload's exit code for a new exit of it.
+    """
+    before = reported.get(update.instance_id)
+    if before is not None and same(before, update):
+        return False
+    note_pushed(reported, update)
+    return True
+
+
+def note_pushed(reported: MutableMapping[str, StatusUpdate], update: StatusUpdate) -> None:
+    """Note in ``reported`` that ``update`` is pushed, as ``ReportedState.record`` does on disk."""
+    if update.status is Status.REMOVED:
+        reported.pop(update.instance_id, None)
+    else:
+        reported[update.instance_id] = update
 
 
 class ReportedState:

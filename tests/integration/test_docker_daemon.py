@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 import docker
 import pytest
 
-from daemons.docker_daemon import DaemonSettings, DockerDaemon
+from daemons.docker_daemon import VANISHED, DaemonSettings, DockerDaemon
 from tests.helpers import RunningControlPlane, wait_until
 from tests.integration.daemon_support import (
     assert_command_refuses,
@@ -123,6 +123,10 @@ def last_change(plane: RunningControlPlane, instance_id: str) -> dict[str, Any]:
     changes = plane.changes(instance_id)
     assert changes, f"no change for {instance_id}"
     return changes[-1]
+
+
+def statuses_reported(plane: RunningControlPlane, instance_id: str) -> list[str]:
+    return [new for _, new in plane.transitions(instance_id)]
 
 
 def is_running(container: Any) -> bool:
@@ -355,6 +359,95 @@ def test_a_container_removed_while_nobody_streams_is_reported_removed_at_the_nex
         assert daemon.stats.vanished == 1
     finally:
         daemon.push.close(timeout=2.0)
+
+
+def test_a_listing_reports_an_instance_with_two_containers_by_its_newest(
+    plane: RunningControlPlane, containers: ContainerFactory, tmp_path: Path, docker_run_id: str
+) -> None:
+    iid = containers.instance_id("recreating")
+    old = containers.run(iid)
+    old.stop(timeout=5)
+    new = containers.run(iid)  # a recreate caught half-way: the old container is not removed yet
+
+    with running_daemon(plane.base_url, plane.daemon_key, tmp_path / "spool", labels_for(docker_run_id)) as daemon:
+        assert (daemon.stats.listed, daemon.stats.pushed) == (2, 1)
+        wait_for_view(plane, iid, "Running", containerId=new.id)
+        old.remove()
+        wait_until(lambda: daemon.stats.superseded == 1, 5.0, 0.01, "the old container's destroy is seen")
+    assert statuses_reported(plane, iid) == ["Running"]
+
+
+# -- restarts of the daemon -------------------------------------------------------------------------
+
+
+def test_a_daemon_started_again_on_the_same_spool_reports_what_changed_and_removed_for_what_went(
+    plane: RunningControlPlane, containers: ContainerFactory, tmp_path: Path, docker_run_id: str
+) -> None:
+    ids = {name: containers.instance_id(name) for name in ("removed", "stopped", "kept", "moved")}
+    spool, label_filter = tmp_path / "spool", labels_for(docker_run_id)
+    doomed = containers.run(ids["removed"])  # reported from the first listing
+    with running_daemon(plane.base_url, plane.daemon_key, spool, label_filter) as first:
+        halted = containers.run(ids["stopped"])  # the others from their events
+        containers.run(ids["kept"])
+        old = containers.run(ids["moved"])
+        wait_for_statuses(plane, dict.fromkeys(ids.values(), "Running"), timeout=10.0)
+    assert first.push.stats.pending == 0
+    before = {iid: statuses_reported(plane, iid) for iid in ids.values()}
+
+    # Nobody streams now.
+    doomed.remove(force=True)
+    halted.stop(timeout=5)
+    old.remove(force=True)
+    new = containers.run(ids["moved"])  # the instance moved to another container
+
+    with running_daemon(plane.base_url, plane.daemon_key, spool, label_filter) as second:
+        stats = second.stats
+        assert (stats.resyncs, stats.vanished, stats.unchanged, stats.pushed) == (1, 1, 1, 3), stats
+        wait_for_view(plane, ids["moved"], "Running", containerId=new.id, containerState="running")
+        views = wait_for_statuses(
+            plane,
+            {ids["removed"]: "Removed", ids["stopped"]: "Stopped", ids["kept"]: "Running", ids["moved"]: "Running"},
+            timeout=10.0,
+        )
+    assert views[ids["removed"]]["metadata"]["containerId"] == doomed.id
+    assert views[ids["removed"]]["metadata"]["reason"] == VANISHED
+    assert views[ids["stopped"]]["metadata"]["exitCode"] == "0"
+    assert statuses_reported(plane, ids["removed"]) == before[ids["removed"]] + ["Removed"]
+    assert statuses_reported(plane, ids["stopped"]) == before[ids["stopped"]] + ["Stopped"]
+    assert statuses_reported(plane, ids["kept"]) == before[ids["kept"]]
+    assert statuses_reported(plane, ids["moved"]) == before[ids["moved"]]  # never Removed on its way
+
+
+def test_a_daemon_started_again_with_nothing_changed_pushes_nothing_and_streams_from_its_listing(
+    plane: RunningControlPlane, containers: ContainerFactory, tmp_path: Path, docker_run_id: str
+) -> None:
+    # Reported the first time from the listing, or from events (whose metadata differs from the listing's).
+    listed, listed_failed = containers.instance_id("listed"), containers.instance_id("listed-failed")
+    streamed, streamed_failed = containers.instance_id("streamed"), containers.instance_id("streamed-failed")
+    paused = containers.instance_id("paused")
+    spool, label_filter = tmp_path / "spool", labels_for(docker_run_id)
+    running = containers.run(listed)
+    containers.exited(listed_failed, 1)
+    with running_daemon(plane.base_url, plane.daemon_key, spool, label_filter) as first:
+        containers.run(streamed)
+        containers.exited(streamed_failed, 2)
+        containers.run(paused).pause()
+        wait_for_view(plane, paused, "Stopped", eventAction="pause")
+        wait_for_view(plane, streamed_failed, "Failed", eventAction="die", exitCode="2")
+        wait_for_statuses(plane, {listed: "Running", listed_failed: "Failed", streamed: "Running"}, timeout=10.0)
+    assert first.push.stats.pending == 0
+    changes = plane.changes()
+
+    with running_daemon(plane.base_url, plane.daemon_key, spool, label_filter) as second:
+        stats = second.stats
+        assert (stats.listed, stats.unchanged, stats.vanished, stats.pushed) == (5, 5, 0, 0), stats
+        assert second.push.stats.submitted == 0
+        running.stop(timeout=5)  # and it streams from its listing on
+        wait_for_view(plane, listed, "Stopped", eventAction="die", exitCode="0")
+    # Not an exit replayed as a new one, not a Running that moves nothing: the control plane heard nothing else.
+    assert plane.changes()[: len(changes)] == changes
+    after = plane.changes()[len(changes):]  # the stop's kill (Failed) and die (Stopped), from the stream
+    assert {c["instanceId"] for c in after} == {listed} and after[-1]["newStatus"] == "Stopped", after
 
 
 # -- the engine goes away ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from daemons.docker_mapping import (
     map_listing,
     parse_engine_time,
     removed_update,
+    same_container_state,
 )
 from draas_actors.errors import ConfigError
 from draas_actors.model import Status
@@ -238,6 +239,51 @@ def test_a_vanished_container_is_reported_removed() -> None:
     update = removed_update(container_id=CONTAINER, instance_id="web-1", observed_at=5.0, reason="gone", image="i")
     assert update.status is Status.REMOVED
     assert update.to_wire()["metadata"] == {"containerId": CONTAINER, "imageName": "i", "reason": "gone"}
+
+
+# -- what counts as changed at a resync --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "attributes", "state", "status_text"),
+    [
+        ("start", {}, "running", "Up 2 seconds"),
+        ("health_status: healthy", {}, "running", "Up 2 minutes (healthy)"),
+        ("pause", {}, "paused", "Up 2 seconds (Paused)"),
+        ("die", {"exitCode": "0"}, "exited", "Exited (0) 1 second ago"),
+        ("die", {"exitCode": "3"}, "exited", "Exited (3) 1 hour ago"),
+        ("create", {}, "created", "Created"),
+    ],
+)
+def test_a_listing_of_the_state_an_event_reported_is_the_same_state(
+    action: str, attributes: dict[str, str], state: str, status_text: str
+) -> None:
+    reported = mapped(map_event(event(action, **attributes)))
+    listed = mapped(map_listing(row(state, status_text), 1_800_000_000.0))
+    assert reported.metadata != listed.metadata  # eventAction against containerState: not what decides
+    assert same_container_state(reported, listed)
+
+
+@pytest.mark.parametrize(
+    ("action", "attributes", "state", "status_text"),
+    [
+        ("start", {}, "exited", "Exited (0) 1 second ago"),  # another status
+        ("die", {"exitCode": "3"}, "exited", "Exited (4) 1 second ago"),  # another exit code
+        ("pause", {}, "exited", "Exited (0) 1 second ago"),  # Stopped both times, but an exit now
+        ("start", {}, "running", "Up 2 seconds (unhealthy)"),
+    ],
+)
+def test_another_status_or_exit_code_is_a_change(
+    action: str, attributes: dict[str, str], state: str, status_text: str
+) -> None:
+    reported = mapped(map_event(event(action, **attributes)))
+    assert not same_container_state(reported, mapped(map_listing(row(state, status_text), 0.0)))
+
+
+def test_the_same_state_in_another_container_is_a_change() -> None:
+    reported = mapped(map_listing(row("running", "Up 1 second"), 0.0))
+    moved = mapped(map_listing({**row("running", "Up 1 second"), "Id": "4a" * 32}, 0.0))
+    assert not same_container_state(reported, moved)
 
 
 # -- the engine's clock ------------------------------------------------------------------------------

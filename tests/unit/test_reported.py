@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
-from daemons.reported import ReportedState
+from daemons.reported import ReportedState, take_news
 from daemons.updates import StatusUpdate
 from draas_actors.model import Platform, Status
 
@@ -59,3 +60,23 @@ def test_an_unreadable_row_is_skipped_not_fatal(tmp_path: Path) -> None:
         assert set(state.load()) == {"web"}
     finally:
         state.close()
+
+
+def test_take_news_notes_what_differs_from_the_last_push_and_forgets_a_removed_instance() -> None:
+    reported: dict[str, StatusUpdate] = {}
+    web = update("web", Status.RUNNING, podName="web-1")
+    assert take_news(reported, web)
+    assert not take_news(reported, dataclasses.replace(web, observed_at=web.observed_at + 60))  # observedAt aside
+    assert take_news(reported, update("web", Status.RUNNING, podName="web-2"))  # metadata counts by default
+    assert reported["web"].metadata == {"podName": "web-2"}
+    assert take_news(reported, update("web", Status.REMOVED))
+    assert reported == {}
+
+
+def test_take_news_asks_the_daemon_what_counts_as_the_same_state() -> None:
+    def same_status(before: StatusUpdate, now: StatusUpdate) -> bool:
+        return before.status is now.status
+
+    reported = {"db": update("db", Status.FAILED, exitCode=3, reason="from an event")}
+    assert not take_news(reported, update("db", Status.FAILED, exitCode=3, reason="from a listing"), same_status)
+    assert reported["db"].metadata["reason"] == "from an event"  # what was pushed stays what was pushed
