@@ -48,7 +48,16 @@ from kubernetes.watch.watch import iter_resp_lines
 from draas_actors.errors import ConfigError
 
 from . import daemon_env
-from .k8s_mapping import MalformedPod, PodReport, Skip, map_pod, pod_key, pod_name, removed_update
+from .k8s_mapping import (
+    MalformedPod,
+    PodReport,
+    Skip,
+    map_pod,
+    pod_key,
+    pod_name,
+    removed_update,
+    source_for,
+)
 from .push_client import PushClient, retry_delays
 from .reported import ReportedState, take_news
 from .runner import run_daemon
@@ -226,6 +235,7 @@ class KubernetesDaemon:
         if configuration is None:
             configuration = kube_configuration(os.environ)
         self.settings = settings
+        self._source = source_for(settings.node_name)
         self.push = push if push is not None else PushClient(settings.push_settings())
         # After the push client: its lock on the spool keeps a second daemon away from this file too.
         self._state = ReportedState(Path(f"{settings.spool_path}.reported"))
@@ -436,7 +446,7 @@ class KubernetesDaemon:
         """The pod's report, a Skip, or None for a malformed pod; counts and logs (once per pod) what is not
         reported."""
         try:
-            report = map_pod(pod, observed_at=now, deleted=deleted)
+            report = map_pod(pod, observed_at=now, deleted=deleted, source=self._source)
         except MalformedPod as error:
             self._stats.malformed += 1
             self._warn_once(pod, "pod %s is malformed, so this observation of it is ignored: %s", error)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -48,6 +49,7 @@ __all__ = [
     "INSTANCE_LABEL",
     "PLATFORM",
     "SOURCE",
+    "source_for",
     "MalformedPod",
     "PodReport",
     "Skip",
@@ -58,6 +60,7 @@ __all__ = [
 ]
 
 SOURCE = "k8s-daemon"
+_SOURCE_MAX = 128  # the API's limit on ``source``
 PLATFORM = Platform.KUBERNETES
 INSTANCE_LABEL = "draas.instanceId"
 CRASH_LOOP = "CrashLoopBackOff"
@@ -106,7 +109,26 @@ def pod_name(pod: Mapping[str, Any]) -> str:
     return f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"
 
 
-def map_pod(pod: Mapping[str, Any], *, observed_at: float, deleted: bool = False) -> PodReport | Skip:
+def source_for(node_name: str | None) -> str:
+    """The ``source`` of a daemon's reports: ``k8s-daemon``, or ``k8s-daemon@<node>`` for a DaemonSet's daemon.
+
+    The control plane orders the reports of one source by their ``observedAt``, which each daemon takes from its
+    own node's clock; one source per node means that two nodes' clocks are never compared (a pod replaced on
+    another node is told apart by its pod, not by time). A node name too long for ``source`` is cut and given a
+    digest of the whole, so that two nodes never share one.
+    """
+    if not node_name:
+        return SOURCE
+    source = f"{SOURCE}@{node_name}"
+    if len(source) <= _SOURCE_MAX:
+        return source
+    digest = hashlib.sha256(node_name.encode()).hexdigest()[:12]
+    return f"{source[:_SOURCE_MAX - len(digest) - 1]}~{digest}"
+
+
+def map_pod(
+    pod: Mapping[str, Any], *, observed_at: float, deleted: bool = False, source: str = SOURCE
+) -> PodReport | Skip:
     """One pod (from a listing, or the object of a watch event: ``deleted`` for DELETED) -> its report or a Skip.
 
     Raises ``MalformedPod`` naming the first field with a wrong type.
@@ -156,7 +178,7 @@ def map_pod(pod: Mapping[str, Any], *, observed_at: float, deleted: bool = False
         workload_id=pod_key(pod),
         status=new_status,
         observed_at=observed_at,
-        source=SOURCE,
+        source=source,
         platform=PLATFORM,
         metadata=fields,
     )

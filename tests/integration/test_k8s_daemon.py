@@ -462,6 +462,8 @@ def test_the_daemonset_variant_reports_only_the_pods_of_its_node(
         wait_for_view(plane, "unscheduled", "Running", nodeName="node-1")
         assert set(k8s_views(plane)) == {"mine-1", "mine-2", "unscheduled"}
         assert daemon.stats.listed == 1
+        # Its reports are its node's: the control plane never compares two nodes' clocks.
+        assert {c["source"] for c in plane.changes()} == {"k8s-daemon@node-1"}
     queries = [q for _, path, q in api.requests if path.endswith("/pods")]
     assert queries and all(q.get("fieldSelector") == "spec.nodeName=node-1" for q in queries)
     assert all(q.get("labelSelector") == "app=drasi,managed-by=draas" for q in queries)

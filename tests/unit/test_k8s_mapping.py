@@ -14,6 +14,7 @@ from daemons.k8s_mapping import (
     map_pod,
     pod_key,
     removed_update,
+    source_for,
 )
 from draas_actors.model import Status
 from draas_actors.wire import parse_status_update
@@ -325,3 +326,14 @@ def test_a_removed_update_keeps_the_pod_but_not_its_exit_code() -> None:
         "reason": "pod no longer exists (found at relist)",
     }
     assert (removed.instance_id, removed.workload_id, removed.source) == ("web-1", "uid-1", "k8s-daemon")
+
+
+def test_a_daemonsets_reports_have_a_source_per_node_that_fits_the_api() -> None:
+    long_a, long_b = "n" * 200 + "a", "n" * 200 + "b"
+
+    assert source_for(None) == source_for("") == "k8s-daemon"
+    assert source_for("aks-pool1-12345678-vmss000000") == "k8s-daemon@aks-pool1-12345678-vmss000000"
+    assert len(source_for(long_a)) == 128 and source_for(long_a) != source_for(long_b)
+    report = map_pod(served(make_pod("web-1")), observed_at=NOW, source=source_for("node-1"))
+    assert isinstance(report, PodReport) and report.update.source == "k8s-daemon@node-1"
+    assert mapped(served(make_pod("web-1"))).update.source == "k8s-daemon"
