@@ -60,8 +60,9 @@ from .docker_mapping import (
     removed_update,
     same_container_state,
 )
+from .outbox import Outbox
 from .push_client import PushClient, retry_delays
-from .reported import ReportedState, note_pushed, take_news
+from .reported import note_pushed, take_news
 from .runner import run_daemon
 from .updates import StatusUpdate
 
@@ -160,9 +161,8 @@ class DockerDaemon:
         client_factory: Callable[[DaemonSettings], docker.DockerClient] = _default_client,
     ) -> None:
         self.settings = settings
-        self.push = push if push is not None else PushClient(settings.push_settings())
-        # After the push client: its lock on the spool keeps a second daemon away from this file too.
-        self._state = ReportedState(Path(f"{settings.spool_path}.reported"))
+        self._outbox = Outbox(settings, log, push)
+        self.push = self._outbox.push
         self.streaming = threading.Event()  # set while the event stream is open (after a resync)
         self._client_factory = client_factory
         self._client: docker.DockerClient | None = None
@@ -170,7 +170,7 @@ class DockerDaemon:
         self._lock = threading.RLock()  # RLock: stop() may run in a signal handler on a thread holding it
         self._events: Any = None  # the open CancellableStream
         self._known: dict[str, _Known] = {}  # container id -> instance, from the last listing and the events since
-        self._reported = self._state.load()  # instance id -> the last update pushed for it (by this run or earlier)
+        self._reported = self._outbox.reported  # instance id -> the last update pushed for it (this run or earlier)
         self._warned: set[str] = set()
         self._stats = DaemonStats()
 
@@ -216,12 +216,7 @@ class DockerDaemon:
         finally:
             self.streaming.clear()
             self._drop_client()
-            self._state.close()
-            self.push.close(timeout=self.settings.shutdown_flush)
-            pending = self.push.stats.pending
-            if pending:
-                log.warning("stopped with %d update(s) not yet delivered; they stay in %s",
-                            pending, self.settings.spool_path)
+            self._outbox.close()
 
     def resync(self) -> EngineTime:
         """Push what differs from what was last pushed, and Removed for reported instances no container carries.
@@ -336,11 +331,8 @@ class DockerDaemon:
             self._stats.ignored_actions += 1
 
     def _push(self, updates: list[StatusUpdate]) -> None:
-        if updates:
-            self.push.submit([update.to_wire() for update in updates])
-            # Only once spooled: a crash in between costs a duplicate at the next start, never a lost push.
-            self._state.record(updates)
-            self._stats.pushed += len(updates)
+        self._outbox.send(updates)
+        self._stats.pushed += len(updates)
 
     def _connect(self) -> docker.DockerClient:
         if self._client is None:

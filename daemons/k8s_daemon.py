@@ -58,8 +58,9 @@ from .k8s_mapping import (
     removed_update,
     source_for,
 )
+from .outbox import Outbox
 from .push_client import PushClient, retry_delays
-from .reported import ReportedState, take_news
+from .reported import take_news
 from .runner import run_daemon
 from .updates import StatusUpdate
 
@@ -236,9 +237,8 @@ class KubernetesDaemon:
             configuration = kube_configuration(os.environ)
         self.settings = settings
         self._source = source_for(settings.node_name)
-        self.push = push if push is not None else PushClient(settings.push_settings())
-        # After the push client: its lock on the spool keeps a second daemon away from this file too.
-        self._state = ReportedState(Path(f"{settings.spool_path}.reported"))
+        self._outbox = Outbox(settings, log, push)
+        self.push = self._outbox.push
         self.watching = threading.Event()  # set while a watch stream is open
         self._api_client = k8s.ApiClient(configuration)
         self._api = k8s.CoreV1Api(self._api_client)
@@ -250,7 +250,7 @@ class KubernetesDaemon:
         self._down_since: float | None = None  # monotonic time of the first failure of the current run
         self._pods: dict[str, PodReport] = {}  # pod key -> its last report (pods with an instance id only)
         self._instances: dict[str, set[str]] = {}  # instance id -> keys of its pods
-        self._reported = self._state.load()  # instance id -> the last update pushed for it (by this run or earlier)
+        self._reported = self._outbox.reported  # instance id -> the last update pushed for it (this run or earlier)
         self._warned: set[str] = set()  # keys of skipped pods already logged
         self._progress = False  # an event arrived since the last listing
         self._stats = DaemonStats()
@@ -296,12 +296,7 @@ class KubernetesDaemon:
         finally:
             self.watching.clear()
             self._api_client.close()
-            self._state.close()
-            self.push.close(timeout=self.settings.shutdown_flush)
-            pending = self.push.stats.pending
-            if pending:
-                log.warning("stopped with %d update(s) not yet delivered; they stay in %s",
-                            pending, self.settings.spool_path)
+            self._outbox.close()
 
     def resync(self) -> None:
         """List the pods; push what differs from what was pushed, Removed for instances whose pods are gone."""
@@ -496,10 +491,8 @@ class KubernetesDaemon:
         return updates
 
     def _push(self, updates: list[StatusUpdate]) -> None:
-        if updates:
-            self.push.submit([update.to_wire() for update in updates])
-            self._state.record(updates)
-            self._stats.pushed += len(updates)
+        self._outbox.send(updates)
+        self._stats.pushed += len(updates)
 
     # -- the API server -----------------------------------------------------------------------------
 

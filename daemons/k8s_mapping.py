@@ -49,7 +49,6 @@ __all__ = [
     "INSTANCE_LABEL",
     "PLATFORM",
     "SOURCE",
-    "source_for",
     "MalformedPod",
     "PodReport",
     "Skip",
@@ -57,6 +56,7 @@ __all__ = [
     "pod_key",
     "pod_name",
     "removed_update",
+    "source_for",
 ]
 
 SOURCE = "k8s-daemon"
