@@ -322,7 +322,6 @@ class InstanceActor(WatchedActor):
                 metadata={"reason": decision.reason},
             )
             return
-        self.restart_token += 1
         self._update(
             status=Status.RESTARTING,
             source=POLICY,
@@ -330,12 +329,16 @@ class InstanceActor(WatchedActor):
             next_restart_at=now + decision.delay,
             metadata={"attempt": str(decision.history.series), "delay": f"{decision.delay:.3f}"},
         )
-        if decision.delay <= 0:
-            self._spawn(POLICY, restart=True)  # no timer hop: a crash after a healthy run is replaced at once
+        self._restart_in(decision.delay)
+
+    def _restart_in(self, delay: float) -> None:
+        """Make the planned restart after ``delay`` seconds; at once, with no timer hop, when it is due (a crash
+        after a healthy run is replaced at once)."""
+        self.restart_token += 1
+        if delay <= 0:
+            self._spawn(POLICY, restart=True)
         else:
-            self.restart_handle = self.s.scheduler.call_later(
-                decision.delay, self.actor_ref, RestartDue(self.restart_token)
-            )
+            self.restart_handle = self.s.scheduler.call_later(delay, self.actor_ref, RestartDue(self.restart_token))
 
     # -- operator actions -------------------------------------------------------------------------
 
@@ -499,12 +502,7 @@ class InstanceActor(WatchedActor):
     def _resume_restart(self) -> None:
         """A restart was planned when our predecessor went down (its timer went with it): make it when it is due."""
         due = self.record.next_restart_at
-        delay = 0.0 if due is None else due - self.s.clock()
-        if delay <= 0:
-            self._spawn(POLICY, restart=True)
-            return
-        self.restart_token += 1
-        self.restart_handle = self.s.scheduler.call_later(delay, self.actor_ref, RestartDue(self.restart_token))
+        self._restart_in(0.0 if due is None else due - self.s.clock())
 
     def _adopt(self, pid: int) -> None:
         try:
