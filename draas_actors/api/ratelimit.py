@@ -110,10 +110,6 @@ class RateLimiter:
                 found = self._buckets[key] = self._make(identity)
             return found
 
-    def bucket(self, identity: Identity) -> TokenBucket:
-        """The identity's update bucket (operators: their one bucket)."""
-        return self.buckets(identity).updates
-
     def _make(self, identity: Identity) -> Buckets:
         limits = self.limits
         if identity.kind != DAEMON:

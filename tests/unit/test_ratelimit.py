@@ -141,15 +141,15 @@ def test_each_identity_has_its_own_bucket_with_its_own_or_the_default_limits() -
     rogue, good = daemon_identity("rogue"), daemon_identity("good", rate=1000.0, burst=2000)
 
     for _ in range(7):
-        assert limiter.bucket(rogue).take() == 0.0
+        assert limiter.buckets(rogue).updates.take() == 0.0
 
-    assert limiter.bucket(rogue).take() > 0
-    assert limiter.bucket(good).take() == 0.0
-    assert (limiter.bucket(rogue).rate, limiter.bucket(rogue).burst) == (5.0, 7)
-    assert (limiter.bucket(good).rate, limiter.bucket(good).burst) == (1000.0, 2000)
-    admin = limiter.bucket(operator_identity("alice"))
+    assert limiter.buckets(rogue).updates.take() > 0
+    assert limiter.buckets(good).updates.take() == 0.0
+    assert (limiter.buckets(rogue).updates.rate, limiter.buckets(rogue).updates.burst) == (5.0, 7)
+    assert (limiter.buckets(good).updates.rate, limiter.buckets(good).updates.burst) == (1000.0, 2000)
+    admin = limiter.buckets(operator_identity("alice")).updates
     assert (admin.rate, admin.burst) == (50.0, 70)
-    assert limiter.bucket(rogue) is limiter.bucket(daemon_identity("rogue"))
+    assert limiter.buckets(rogue).updates is limiter.buckets(daemon_identity("rogue")).updates
 
 
 def test_a_daemon_also_has_a_request_bucket_at_twice_its_rate_with_a_small_burst_unless_it_says() -> None:
