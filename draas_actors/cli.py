@@ -17,6 +17,7 @@ from .errors import ConfigError
 from .messages import StatusChanged
 from .security import hash_key, new_key
 from .settings import MIN_KEY_LENGTH, ensure_keys, load_settings
+from .storefile import StoreError
 from .system import ControlPlane
 
 log = logging.getLogger("draas")
@@ -38,6 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port to listen on; 0 picks a free one")
     parser.add_argument("--data-dir", default=None, help="store, logs and generated keys (default ./var)")
+    parser.add_argument(
+        "--fresh-store", action="store_true",
+        help="start with an empty store even where a damaged or missing one is found (what was there is moved "
+        "aside, never deleted)",
+    )
     return parser.parse_args(argv)
 
 
@@ -76,9 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    settings, written = ensure_keys(settings)
-    for path in written:
-        log.info("generated an API key in %s (mode 0600); it is used until you configure one", path)
 
     stop = threading.Event()
 
@@ -94,11 +97,19 @@ def main(argv: list[str] | None = None) -> int:
 
     control_plane = ControlPlane(settings.system)
     try:
-        control_plane.start(settings.instances, subscribers=[log_change])
+        # The store is checked first: a damaged one refuses the start before anything runs or is written.
+        control_plane.start(settings.instances, subscribers=[log_change], fresh_store=args.fresh_store)
+    except StoreError as error:
+        print(f"store error: {error.message}", file=sys.stderr)
+        control_plane.stop(timeout=settings.shutdown_timeout)
+        return 2
     except Exception:
         log.exception("start-up failed")
         control_plane.stop(timeout=settings.shutdown_timeout)
         return 1
+    settings, written = ensure_keys(settings)
+    for path in written:
+        log.info("generated an API key in %s (mode 0600); it is used until you configure one", path)
     app = create_app(
         control_plane,
         security=settings.security,

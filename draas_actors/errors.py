@@ -38,4 +38,9 @@ class CursorExpired(DraasError):
 
 
 class Unavailable(DraasError):
-    """An actor needed to answer is dead or did not answer in time (HTTP 503)."""
+    """An actor needed to answer is dead or did not answer in time, or the store cannot commit (HTTP 503 with
+    ``Retry-After``: ``retry_after`` whole seconds)."""
+
+    def __init__(self, message: str, *, field: str | None = None, detail: str | None = None, retry_after: int = 1):
+        super().__init__(message, field=field, detail=detail)
+        self.retry_after = retry_after

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 
 import pykka
 
+from .commit import Ticket
 from .model import InstanceId, Platform, Status
 from .policy import RestartPolicy
 from .records import InstanceRecord
@@ -29,6 +30,8 @@ class StatusReport:
     observed_at: float  # epoch seconds at the source
     metadata: Mapping[str, str] = field(default_factory=dict)
     platform: Platform | None = None  # used only when the report creates the instance
+    # The pusher's claim on the answer: settled with the report's outcome once what it caused is committed.
+    ticket: Ticket | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -285,12 +288,14 @@ class ListRecords:
 class QueryChanges:
     after: int
     limit: int
+    store_id: str | None = None  # the store the caller's cursor is from; another one is a 409
 
 
 @dataclass(frozen=True)
 class ChangesPage:
     changes: tuple[StatusChanged, ...]
     next_cursor: int
+    store_id: str
 
 
 @dataclass(frozen=True)

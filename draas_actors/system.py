@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ from .actors.bus import BusActor
 from .actors.instance import InstanceServices
 from .actors.process_monitor import ProcessMonitorActor
 from .actors.refs import CoreRefs
-from .actors.store import Retention, StoreActor
+from .actors.store import Durability, Retention, StoreActor, StoreHealth
 from .actors.supervisor import SupervisionSettings, SupervisorActor
+from .commit import Outcome, Receipt, barrier
 from .delivery import Subscriptions
 from .errors import NotFound, Unavailable
 from .messages import (
@@ -23,7 +25,6 @@ from .messages import (
     ChangesPage,
     CheckWritable,
     DeregisterInstance,
-    Flush,
     GetHealth,
     GetInstance,
     Health,
@@ -57,6 +58,7 @@ from .policy import RestartPolicy
 from .records import InstanceRecord
 from .scheduler import Scheduler
 from .security import Identity
+from .storefile import prepare_store
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ ACTIONS = {"start": StartInstance(), "stop": StopInstance(), "restart": RestartI
 class SystemSettings:
     data_dir: Path
     store_path: str | None = None  # default: <data_dir>/draas.sqlite3; ":memory:" for tests
+    durability: Durability = Durability.PROCESS_CRASH
     retention: Retention = Retention()
     supervision: SupervisionSettings = SupervisionSettings()
     sweep_interval: float = 5.0
@@ -97,6 +100,12 @@ class ControlPlane:
             kubernetes=self.kubernetes, clock=clock,
         )
         self.started_at = 0.0
+        self.store_health = StoreHealth()
+        self.store_id = ""  # the store's identity (storefile.py), known once start() has checked the store
+
+    @property
+    def store_path(self) -> str:
+        return self.settings.store_path or str(self.settings.data_dir / "draas.sqlite3")
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -104,8 +113,12 @@ class ControlPlane:
         self,
         configured: Iterable[InstanceRecord] = (),
         subscribers: Iterable[Callable[[StatusChanged], None]] = (),
+        *,
+        fresh_store: bool = False,
     ) -> None:
-        """Start the core actors, then one instance actor per stored or configured instance."""
+        """Check the store (``StoreError`` when it is damaged or missing where one existed, unless
+        ``fresh_store``), start the core actors, then one instance actor per stored or configured instance."""
+        self.store_id = prepare_store(self.store_path, fresh=fresh_store).store_id
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         supervisor = SupervisorActor.start(
             refs=self.refs,
@@ -161,8 +174,10 @@ class ControlPlane:
         """The supervisor's factory for its core children (at start-up and after a crash)."""
         s = self.settings
         if name == "store":
-            path = s.store_path or str(s.data_dir / "draas.sqlite3")
-            return StoreActor.start(path=path, retention=s.retention, scheduler=self.scheduler, watcher=watcher)
+            return StoreActor.start(
+                path=self.store_path, retention=s.retention, scheduler=self.scheduler, store_id=self.store_id,
+                durability=s.durability, health=self.store_health, watcher=watcher,
+            )
         if name == "bus":
             return BusActor.start(
                 refs=self.refs, subscriptions=self.subscriptions, ask_timeout=s.ask_timeout, watcher=watcher
@@ -178,24 +193,44 @@ class ControlPlane:
 
     def submit(
         self, reports: tuple[StatusReport, ...], scope: Identity | None = None
-    ) -> tuple[str | Rejected, ...] | OutOfScope:
-        """Route reports to their instance actors; one outcome per report (``"accepted"`` or why not). With
-        ``scope``, the daemon that pushed them: one report it may not make and nothing is routed."""
-        return self._ask(self.refs.supervisor, SubmitReports(reports, scope))
+    ) -> tuple[Outcome | Rejected, ...] | OutOfScope:
+        """Route reports to their instance actors and wait until what they caused is committed: one outcome per
+        report (what it did, or why it was not taken). With ``scope``, the daemon that pushed them: one report it
+        may not make and nothing is routed. ``Unavailable`` (503) when the store cannot commit: nothing of the
+        push is acknowledged then, and the pusher sends it again."""
+        self._refuse_while_store_fails()
+        receipt = Receipt(len(reports))
+        tickets = tuple(
+            dataclasses.replace(report, ticket=receipt.ticket(i)) for i, report in enumerate(reports)
+        )
+        routed = self._ask(self.refs.supervisor, SubmitReports(tickets, scope))
+        if isinstance(routed, OutOfScope):
+            return routed
+        for index, outcome in enumerate(routed):
+            if isinstance(outcome, Rejected):
+                receipt.settle(index, None)
+        committed = receipt.wait(self.settings.ask_timeout)
+        return tuple(
+            outcome if isinstance(outcome, Rejected) else committed[i] or Outcome.APPLIED
+            for i, outcome in enumerate(routed)
+        )
 
     def register(self, record: InstanceRecord) -> InstanceRecord:
+        self._refuse_while_store_fails()
         if record.process is not None and record.process.adopt_pid is not None:
             # A PID that is not there is the caller's mistake (422 naming process.pid), not an instance to keep.
             self.processes.adopt(record.process.adopt_pid)
         now = time.time()
         record = record.replace(created_at=now, status_since=now, updated_at=now)
         self._ask(self.refs.supervisor, RegisterInstance(record, start=False))
+        self._commit(self._instance(record.instance_id))
         return self.get_instance(record.instance_id)
 
     def deregister(self, instance_id: str, *, stop_workload: bool = True) -> None:
+        self._refuse_while_store_fails()
         if not self._ask(self.refs.supervisor, DeregisterInstance(InstanceId(instance_id), stop_workload)):
             raise NotFound(f"no instance {instance_id!r}", field="instanceId")
-        self._ask(self.refs.store, Flush())  # a barrier: the record is gone before we answer
+        self._commit(self.refs.bus)  # the deletion was told to the store before the supervisor answered
 
     def get_instance(self, instance_id: str) -> InstanceRecord:
         try:
@@ -208,18 +243,42 @@ class ControlPlane:
             return record
 
     def set_restart_policy(self, instance_id: str, policy: RestartPolicy) -> InstanceRecord:
-        return self._ask(self._instance(instance_id), SetRestartPolicy(policy))
+        return self._write(instance_id, SetRestartPolicy(policy))
 
     def act(self, instance_id: str, action: str) -> InstanceRecord:
-        return self._ask(self._instance(instance_id), ACTIONS[action])
+        return self._write(instance_id, ACTIONS[action])
+
+    def _write(self, instance_id: str, command: Any) -> InstanceRecord:
+        """An operator's command to an instance, answered once what it changed is committed."""
+        self._refuse_while_store_fails()
+        ref = self._instance(instance_id)
+        record: InstanceRecord = self._ask(ref, command)
+        self._commit(ref)
+        return record
+
+    def _refuse_while_store_fails(self) -> None:
+        refusal = self.store_health.refusal()
+        if refusal is not None:
+            raise refusal
+
+    def _commit(self, through: pykka.ActorRef[Any] | None) -> None:
+        """Wait until everything ``through`` (an instance actor, or the bus) has written so far is committed."""
+        receipt, sync = barrier()
+        if through is None:
+            raise Unavailable("no actor to pass the commit barrier")
+        try:
+            through.tell(sync)
+        except pykka.ActorDeadError as error:
+            raise Unavailable("the actor went away before its writes were committed; retry") from error
+        receipt.wait(self.settings.ask_timeout)
 
     def list_instances(
         self, *, platform: Platform | None = None, status: Status | None = None
     ) -> list[InstanceRecord]:
         return self._ask(self.refs.store, ListRecords(platform=platform, status=status))
 
-    def changes(self, after: int, limit: int) -> ChangesPage:
-        return self._ask(self.refs.store, QueryChanges(after, limit))
+    def changes(self, after: int, limit: int, store_id: str | None = None) -> ChangesPage:
+        return self._ask(self.refs.store, QueryChanges(after, limit, store_id))
 
     def recent_changes(
         self, since: float, statuses: frozenset[Status] | None, limit: int
@@ -259,14 +318,16 @@ class ControlPlane:
         """Ready when every core actor is alive, nothing has been escalated, and the store takes writes."""
         try:
             health = self.health()
-            writable = bool(self._ask(self.refs.store, CheckWritable()))
+            store_failure: str | None = self._ask(self.refs.store, CheckWritable())
         except Unavailable as error:
             return False, {"error": error.message}
-        ok = all(health.core_alive.values()) and not health.escalated and writable
+        ok = all(health.core_alive.values()) and not health.escalated and store_failure is None
         return ok, {
             "actors": dict(health.core_alive),
             "escalated": list(health.escalated),
-            "storeWritable": writable,
+            "storeWritable": store_failure is None,
+            **({"storeError": store_failure} if store_failure is not None else {}),
+            "storeId": self.store_id,
             "instances": health.instances,
         }
 

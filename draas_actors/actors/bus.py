@@ -8,6 +8,7 @@ from typing import Any
 
 import pykka
 
+from ..commit import Sync
 from ..delivery import Subscriptions
 from ..messages import AppendChange, LastCursor, Publish, SaveRecord, Subscribe, Unsubscribe
 from .refs import CoreRefs
@@ -55,6 +56,11 @@ class BusActor(WatchedActor):
                 if change is not None:
                     self.published += 1
                     self.subscriptions.publish(change)
+            case Sync(ack):
+                try:
+                    self._store().tell(message)  # behind the writes this bus has passed on
+                except pykka.ActorDeadError:
+                    ack.failed("the store is restarting")
             case Subscribe(callback, event_filter, queue_size):
                 return self.subscriptions.add(callback, event_filter, queue_size)
             case Unsubscribe(subscription_id):

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 import pykka
 
+from ..commit import Outcome, Sync
 from ..errors import Conflict, DraasError
 from ..messages import (
     DeleteRecord,
@@ -108,8 +109,12 @@ class InstanceActor(WatchedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case StatusReport():
-                self._on_report(message)
+            case StatusReport(ticket=ticket):
+                outcome = self._on_report(message)
+                if ticket is not None:
+                    self._sync(Sync(ticket.ack(outcome)))
+            case Sync():
+                self._sync(message)
             case ProcessExited():
                 self._on_exit(message)
             case RestartDue(token):
@@ -148,26 +153,27 @@ class InstanceActor(WatchedActor):
 
     # -- reports and exits ------------------------------------------------------------------------
 
-    def _on_report(self, report: StatusReport) -> None:
+    def _on_report(self, report: StatusReport) -> Outcome:
+        """Apply a report; what it did, for the pusher's answer."""
         record = self.record
         last = record.last_observed.get(report.source)
         if last is not None and report.observed_at < last:
             # Older than what this source already told us: a replay or a reordered push.
             self._update(source=report.source, stale_dropped=record.stale_dropped + 1)
-            return
+            return Outcome.STALE
         observed = {**record.last_observed, report.source: report.observed_at}
         workload = self._workload_of(report)
         if record.platform is Platform.KUBERNETES and not self._about_our_pod(report, workload, observed):
-            return
+            return Outcome.INVALID_TRANSITION
         record = self.record
         if record.platform is not Platform.PROCESS and report.status in (Status.FAILED, Status.STOPPED):
             if "exitCode" in report.metadata:
                 self._on_workload_exit(report, observed, workload)
-                return
+                return Outcome.APPLIED
             if record.status is Status.STOPPING:
                 # Docker's "kill" comes before the exit itself: stay Stopping until the exit arrives.
                 self._update(source=report.source, last_observed=observed)
-                return
+                return Outcome.APPLIED
         if report.status is not record.status and not can_transition(record.status, report.status):
             log.info(
                 "instance %s: %s -> %s from %s is not a valid transition; dropped",
@@ -178,7 +184,7 @@ class InstanceActor(WatchedActor):
                 last_observed=observed,
                 rejected_transitions=record.rejected_transitions + 1,
             )
-            return
+            return Outcome.INVALID_TRANSITION
         if is_alive(report.status):
             self.exited_workload = None
         self._update(
@@ -191,6 +197,7 @@ class InstanceActor(WatchedActor):
             last_reason=record.last_reason if is_alive(report.status)
             else report.metadata.get("reason", record.last_reason),
         )
+        return Outcome.APPLIED
 
     def _workload_of(self, report: StatusReport) -> str | None:
         if self.record.platform is Platform.KUBERNETES:
@@ -648,7 +655,13 @@ class InstanceActor(WatchedActor):
         else:
             self._tell("store", SaveRecord(self.record))
 
-    def _tell(self, core: str, message: Any) -> None:
+    def _sync(self, sync: Sync) -> None:
+        """Behind our writes, through the bus: both the writes we told the bus and those we told the store
+        directly are in the store's inbox before it."""
+        if not self._tell("bus", sync):
+            sync.ack.failed("the status bus is restarting")
+
+    def _tell(self, core: str, message: Any) -> bool:
         ref = getattr(self.s.refs, core)
         try:
             if ref is None:
@@ -657,6 +670,8 @@ class InstanceActor(WatchedActor):
         except pykka.ActorDeadError:
             # The supervisor is restarting it; our record stays authoritative and is saved with the next change.
             log.error("instance %s: %s is down; %s not delivered", self.record.instance_id, core, type(message).__name__)
+            return False
+        return True
 
 
 def _exit_metadata(exited: ProcessExited) -> dict[str, str]:

@@ -6,10 +6,18 @@ reader sees everything told to the store before its question.
 
 The audit of rejected requests is buffered the same way but committed at most every ``AUDIT_FLUSH_DELAY``: a flood
 of folded rejections re-sends one entry with a growing count, and that must not cost a commit per request.
+
+Acknowledgements: a ``Sync`` carries a writer's ``Ack`` behind its writes; it is settled after the commit that holds
+them (see ``commit.py``), so the HTTP layer answers 2xx only for what is durable.
+
+A commit that fails (a full or failing disk) does not crash the actor: what was buffered stays buffered, the acks
+waiting on it fail (their callers answer 503, nothing acknowledged), ``StoreHealth`` says why so that writes are
+refused up front and ``/readyz`` fails, and the commit is retried with backoff until the disk takes it again.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import math
@@ -18,7 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import CursorExpired
+from ..commit import Ack, Sync
+from ..errors import Conflict, CursorExpired, Unavailable
 from ..messages import (
     AppendChange,
     AuditEntry,
@@ -60,6 +69,8 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
 """
 AUDIT_FLUSH_DELAY = 0.2
+RETRY_FIRST = 0.1  # seconds before the first retry of a failed commit; doubled up to RETRY_MAX
+RETRY_MAX = 5.0
 # A folded repeat names its row by the first rejection's time and everything folding compares.
 _AuditKey = tuple[float, str | None, str, str, int]
 
@@ -71,8 +82,43 @@ class Retention:
     prune_interval: float = 30.0
 
 
+class Durability(enum.Enum):
+    """What a commit survives. SQLite in WAL mode with ``synchronous=NORMAL`` keeps every commit through a crash
+    of this process (the WAL is written before the answer), but a power loss or an OS crash may take the last
+    commits; ``synchronous=FULL`` syncs the WAL at every commit, so a commit survives those too, at the cost of
+    one fsync per group commit."""
+
+    PROCESS_CRASH = "process-crash"
+    POWER_LOSS = "power-loss"
+
+
+SYNCHRONOUS = {Durability.PROCESS_CRASH: "NORMAL", Durability.POWER_LOSS: "FULL"}
+
+
+class StoreHealth:
+    """Whether the store can commit now, shared with the HTTP layer so that it refuses writes up front while it
+    cannot (503 with Retry-After) instead of applying them and failing to acknowledge. Set by the store's thread
+    only; each field is one reference assignment, read without a lock."""
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+        self.retry_in = RETRY_FIRST
+
+    def refusal(self) -> Unavailable | None:
+        if self.failure is None:
+            return None
+        return Unavailable(
+            f"{self.failure}; nothing was acknowledged, retry", retry_after=max(1, math.ceil(self.retry_in))
+        )
+
+
 @dataclass(frozen=True)
 class _Prune:
+    pass
+
+
+@dataclass(frozen=True)
+class _Retry:
     pass
 
 
@@ -90,14 +136,22 @@ class StoreActor(WatchedActor):
         path: str,
         retention: Retention,
         scheduler: Scheduler,
+        store_id: str = "",
+        durability: Durability = Durability.PROCESS_CRASH,
+        health: StoreHealth | None = None,
         watcher: Any = None,
     ) -> None:
         super().__init__(watcher=watcher, key="store")
         self.path = path
         self.retention = retention
         self.scheduler = scheduler
+        self.store_id = store_id
+        self.durability = durability
+        self.health = health or StoreHealth()
         self.db: sqlite3.Connection | None = None
         self.records: dict[str, InstanceRecord] = {}
+        self.deletions: dict[str, float] = {}  # id -> created_at of the deleted instance, not yet committed
+        self.acks: list[Ack] = []  # settled by the next commit
         # id -> created_at of the deleted instance. Saves reach the store through the bus and deletions directly,
         # so a deleted instance's last saves can arrive after its deletion; a record of an instance created since
         # (a later created_at) is a new instance and is kept. Versions order saves within one instance only.
@@ -113,8 +167,7 @@ class StoreActor(WatchedActor):
     def started(self) -> None:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         db.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL survives a crash of this process; only a power loss can take the last commits.
-        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.durability]}")
         db.executescript(SCHEMA)
         self.db = db
         self.max_cursor = db.execute("SELECT COALESCE(MAX(cursor), 0) FROM changes").fetchone()[0]
@@ -126,8 +179,15 @@ class StoreActor(WatchedActor):
 
     def on_stop(self) -> None:
         if self.db is not None:
-            self._flush()
+            self._flush(retry=True)
+            if self.failure is not None:
+                log.error("store stopped with %d changes and %d records not committed (never acknowledged): %s",
+                          len(self.changes), len(self.records), self.failure)
             self.db.close()
+
+    @property
+    def failure(self) -> str | None:
+        return self.health.failure
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -142,13 +202,27 @@ class StoreActor(WatchedActor):
                 self.max_cursor = max(self.max_cursor, change.cursor)
                 self._schedule_flush()
             case DeleteRecord(instance_id, created_at):
-                self._flush()
-                self.tombstones[instance_id] = max(created_at, self.tombstones.get(instance_id, -math.inf))
-                assert self.db is not None
-                self.db.execute("DELETE FROM instances WHERE instance_id=?", (instance_id,))
+                tombstone = max(created_at, self.tombstones.get(instance_id, -math.inf))
+                self.tombstones[instance_id] = tombstone
+                buffered = self.records.get(instance_id)
+                if buffered is not None and buffered.created_at <= tombstone:
+                    del self.records[instance_id]
+                self.deletions[instance_id] = tombstone
+                self._schedule_flush()
+            case Sync(ack):
+                if self.failure is not None:
+                    ack.failed(self.failure)
+                else:
+                    self.acks.append(ack)
+                    self._schedule_flush()
             case Flush():
                 self.flush_pending = False
                 self._flush()
+            case _Retry():
+                self._flush(retry=True)
+                if self.failure is not None:
+                    self.health.retry_in = min(self.health.retry_in * 2, RETRY_MAX)
+                    self.scheduler.call_later(self.health.retry_in, self.actor_ref, _Retry())
             case RecordAudit(entry):
                 key = _audit_key(entry)
                 buffered = self.audit.get(key)
@@ -176,18 +250,23 @@ class StoreActor(WatchedActor):
                 return record_from_json(row[0]) if row else None
             case ListRecords(platform=platform, status=status):
                 return self._list(platform, status)
-            case QueryChanges(after, limit):
-                return self._changes_after(after, limit)
+            case QueryChanges(after, limit, store_id):
+                return self._changes_after(after, limit, store_id)
             case QueryRecent(since, statuses, limit):
                 return self._recent(since, statuses, limit)
             case LastCursor():
                 return self.max_cursor
             case CheckWritable():
+                # A write of our own, so that a disk that filled up since the last commit is found now.
                 self._flush()
-                self._db().execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('heartbeat', ?)", (str(time.time()),)
-                )
-                return True
+                if self.failure is None:
+                    try:
+                        self._db().execute(
+                            "INSERT OR REPLACE INTO meta (key, value) VALUES ('heartbeat', ?)", (str(time.time()),)
+                        )
+                    except sqlite3.Error as error:
+                        self._enter_failure(error)
+                return self.failure
             case _:
                 return super().on_receive(message)
         return None
@@ -201,15 +280,51 @@ class StoreActor(WatchedActor):
             self.flush_pending = True
             self.actor_ref.tell(Flush())
 
-    def _flush(self) -> None:
-        if not self.records and not self.changes and not self.audit:
+    def _flush(self, *, retry: bool = False) -> None:
+        """Commit what is buffered, then settle the acks behind it. While the store is failing only the retry
+        timer (``retry``) tries again: a reader gets what is committed, without waiting on a disk that is full."""
+        if self.failure is not None and not retry:
             return
-        records, self.records = self.records, {}
-        changes, self.changes = self.changes, []
-        audit, self.audit = self.audit, {}
+        if not self.records and not self.changes and not self.audit and not self.deletions:
+            self._settle()
+            return
+        try:
+            self._commit()
+        except sqlite3.Error as error:
+            self._enter_failure(error)
+            return
+        self.commits += 1
+        self._settle()
+        if self.failure is not None:
+            log.warning("store commits again after: %s", self.failure)
+            self.health.failure = None
+            self.health.retry_in = RETRY_FIRST
+
+    def _settle(self) -> None:
+        acks, self.acks = self.acks, []
+        for ack in acks:
+            ack.committed()
+
+    def _enter_failure(self, error: sqlite3.Error) -> None:
+        """Keep what is buffered for the retry, fail the acks waiting on it, and retry with backoff."""
+        reason = f"the store cannot commit: {error}"
+        acks, self.acks = self.acks, []
+        for ack in acks:
+            ack.failed(reason)
+        if self.failure is None:
+            log.error("%s; refusing writes (503) and retrying", reason)
+            self.health.retry_in = RETRY_FIRST
+            self.scheduler.call_later(RETRY_FIRST, self.actor_ref, _Retry())
+        self.health.failure = reason
+
+    def _commit(self) -> None:
+        """One transaction with everything buffered; on an error nothing is taken out of the buffers."""
         db = self._db()
         with db:
             db.execute("BEGIN")
+            db.executemany(
+                "DELETE FROM instances WHERE instance_id=?", [(instance_id,) for instance_id in self.deletions]
+            )
             db.executemany(
                 "INSERT INTO instances (instance_id, platform, status, version, record) VALUES (?,?,?,?,?)"
                 " ON CONFLICT(instance_id) DO UPDATE SET platform=excluded.platform,"
@@ -217,7 +332,7 @@ class StoreActor(WatchedActor):
                 " WHERE excluded.version >= instances.version",
                 [
                     (r.instance_id, r.platform.value, r.status.value, r.version, record_to_json(r))
-                    for r in records.values()
+                    for r in self.records.values()
                 ],
             )
             db.executemany(
@@ -227,10 +342,10 @@ class StoreActor(WatchedActor):
                         c.cursor, c.instance_id, c.platform.value, c.old_status.value,
                         c.new_status.value, c.source, c.timestamp, json.dumps(dict(c.metadata)),
                     )
-                    for c in changes
+                    for c in self.changes
                 ],
             )
-            for key, entry in audit.items():
+            for key, entry in self.audit.items():
                 # The row of an earlier flush, if the first of these rejections was committed already.
                 updated = db.execute(
                     "UPDATE audit SET count=MAX(count, ?) WHERE time=? AND identity IS ? AND client=? AND route=?"
@@ -244,10 +359,18 @@ class StoreActor(WatchedActor):
                         (entry.time, entry.identity, entry.client, entry.method, entry.route, entry.status,
                          entry.reason, entry.count),
                     )
-        self.commits += 1
+        self.records, self.changes, self.audit, self.deletions = {}, [], {}, {}
 
     def _prune(self) -> None:
         self._flush()
+        if self.failure is not None:
+            return  # pruning writes too; the next prune, once the store commits again
+        try:
+            self._prune_committed()
+        except sqlite3.Error as error:
+            self._enter_failure(error)
+
+    def _prune_committed(self) -> None:
         db = self._db()
         horizon = time.time() - self.retention.max_age
         with db:
@@ -283,8 +406,22 @@ class StoreActor(WatchedActor):
             sql, args = sql + " AND status=?", [*args, status.value]
         return [record_from_json(r) for (r,) in self._db().execute(sql + " ORDER BY instance_id", args)]
 
-    def _changes_after(self, after: int, limit: int) -> ChangesPage:
+    def _changes_after(self, after: int, limit: int, store_id: str | None) -> ChangesPage:
         self._flush()
+        if store_id is not None and store_id != self.store_id:
+            raise Conflict(
+                f"storeId {store_id!r} is not this store's ({self.store_id!r})",
+                field="storeId",
+                detail="the store was replaced or restored since your cursor was taken: resync with "
+                "GET /api/instances, then follow GET /api/status/changes from the cursor of the first page",
+            )
+        if after > self.max_cursor:
+            raise Conflict(
+                f"cursor {after} is past the head of the change log ({self.max_cursor})",
+                field="after",
+                detail="a cursor from another store (or a wiped one): resync with GET /api/instances, then follow "
+                f"GET /api/status/changes?after={self.max_cursor}",
+            )
         if after < self.pruned_through:
             raise CursorExpired(
                 f"cursor {after} is older than the retained change log",
@@ -298,7 +435,7 @@ class StoreActor(WatchedActor):
             "SELECT * FROM changes WHERE cursor > ? ORDER BY cursor LIMIT ?", (after, limit)
         ).fetchall()
         changes = tuple(_change_from_row(r) for r in rows)
-        return ChangesPage(changes, changes[-1].cursor if changes else max(after, 0))
+        return ChangesPage(changes, changes[-1].cursor if changes else max(after, 0), self.store_id)
 
     def _recent(self, since: float, statuses: frozenset[Status] | None, limit: int) -> tuple[StatusChanged, ...]:
         self._flush()

@@ -38,7 +38,7 @@ def handle_domain_error(req: falcon.Request, resp: falcon.Response, ex: DraasErr
     detail = ex.message if ex.detail == ex.message else f"{ex.message}. {ex.detail}"
     resp.media = error_body(title, detail, ex.field)
     if isinstance(ex, Unavailable):
-        resp.set_header("Retry-After", "1")
+        resp.set_header("Retry-After", str(ex.retry_after))
 
 
 def serialize_http_error(req: falcon.Request, resp: falcon.Response, exception: falcon.HTTPError) -> None:

@@ -54,7 +54,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             {"$ref": "#/components/schemas/StatusUpdate"},
             {"type": "array", "items": {"$ref": "#/components/schemas/StatusUpdate"}, "minItems": 1},
         ]}}}},
-        "responses": {"202": _json("accepted (batch: accepted/rejected counts and a result per item)"),
+        "responses": {"202": _json("committed: the outcome of each update (applied, stale, invalidTransition) and "
+                                   "the storeId (batch: counts and a result per item)"),
                       "400": _ERROR_REF, "404": _ERROR_REF, "422": _ERROR_REF},
     },
     ("/api/status/{instance_id}/status", "get"): {
@@ -76,8 +77,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             _query("after", "cursor of the last change seen; 0 for the start",
                    {"type": "integer", "minimum": 0, "maximum": 2**62}),
             _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            _query("storeId", "the storeId of the page the cursor came from; another store's is a 409",
+                   {"type": "string", "minLength": 1, "maxLength": 64}),
         ],
-        "responses": {"200": _json("a page of changes and nextCursor"), "410": _ERROR_REF, "422": _ERROR_REF},
+        "responses": {"200": _json("a page of changes, nextCursor and the storeId"), "409": _ERROR_REF,
+                      "410": _ERROR_REF, "422": _ERROR_REF},
     },
     ("/api/instances", "get"): {
         "summary": "List instances",
@@ -165,7 +169,8 @@ def _refusals(role: str, method: str) -> dict[str, Any]:
     """The statuses the security layer may answer with, besides the operation's own."""
     if role == PUBLIC:
         return {}
-    refusals = {"401": _ERROR_REF, "403": _ERROR_REF}
+    # 503 with Retry-After: an actor is restarting, or the store cannot commit (nothing was acknowledged).
+    refusals = {"401": _ERROR_REF, "403": _ERROR_REF, "503": _ERROR_REF}
     if method in ("post", "put"):
         refusals |= {"413": _ERROR_REF, "415": _ERROR_REF}
     if role == PUSH:

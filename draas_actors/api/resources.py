@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import falcon
 
+from ..commit import Outcome
 from ..errors import InvalidInput, MalformedInput, NotFound
 from ..messages import AuditEntry, OutOfScope, Rejected, StatusReport
 from ..model import Platform, parse_status
@@ -84,8 +85,12 @@ class StatusUpdates:
             if outcome.not_found:
                 raise NotFound(outcome.message, field=outcome.field)
             raise InvalidInput(outcome.message, field=outcome.field)
+        # 202 as upstream answers, but only once what the update caused is committed.
         resp.status = falcon.HTTP_202
-        resp.media = {"status": "accepted", "instanceId": report.instance_id}
+        resp.media = {
+            "status": "accepted", "instanceId": report.instance_id, "outcome": outcome.value,
+            "storeId": self.cp.store_id,
+        }
 
     def _batch(self, req: falcon.Request, body: list[Any], received_at: float, resp: falcon.Response) -> None:
         if not body:
@@ -100,14 +105,18 @@ class StatusUpdates:
                 field = outcome.field if isinstance(outcome, InvalidInput) else f"[{index}].{outcome.field}"
                 results.append({"index": index, "status": "rejected", **error_body(outcome.message, None, field)})
             else:
-                results.append({"index": index, "status": "accepted"})
+                results.append({"index": index, "status": "accepted", "outcome": outcome.value})
         accepted = sum(1 for r in results if r["status"] == "accepted")
+        applied = sum(1 for r in results if r.get("outcome") == Outcome.APPLIED.value)
         resp.status = falcon.HTTP_202 if accepted else falcon.HTTP_422
-        resp.media = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
+        resp.media = {
+            "accepted": accepted, "applied": applied, "ignored": accepted - applied,
+            "rejected": len(results) - accepted, "results": results, "storeId": self.cp.store_id,
+        }
 
     def _submit(
         self, req: falcon.Request, reports: tuple[StatusReport, ...], prefixes: list[str]
-    ) -> tuple[str | Rejected, ...]:
+    ) -> tuple[Outcome | Rejected, ...]:
         """Hand the reports to the control plane, judged against the daemon's scope on the way: one report out of
         it refuses them all (403 naming ``[i].instanceId`` or ``[i].platform``), before anything is applied."""
         if not reports:
@@ -167,8 +176,11 @@ class Changes:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         after = _int_param(req, "after", 0, 0, 2**62)
         limit = _int_param(req, "limit", 100, 1, 1000)
-        page = self.cp.changes(after, limit)
-        resp.media = {"changes": [change_view(c) for c in page.changes], "nextCursor": page.next_cursor}
+        page = self.cp.changes(after, limit, req.get_param("storeId"))
+        resp.media = {
+            "changes": [change_view(c) for c in page.changes], "nextCursor": page.next_cursor,
+            "storeId": page.store_id,
+        }
 
 
 class Instances:

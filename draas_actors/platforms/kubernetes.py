@@ -14,13 +14,15 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
-from typing import Collection, Mapping
+from typing import TYPE_CHECKING, Collection, Mapping
 
-import kubernetes.client
-import kubernetes.config
 import urllib3.exceptions
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
+
+if TYPE_CHECKING:
+    # Imported where used: the client takes a fifth of a second to import, and a control plane that refuses to
+    # start (a damaged store, a bad config) must say so at once; one without Kubernetes never needs it.
+    import kubernetes.client
+    from kubernetes.client.exceptions import ApiException
 
 from ..model import Status
 from .actions import ActionFailed, ActionPool, OnError
@@ -42,6 +44,9 @@ class KubernetesSettings:
 
 def connect(settings: KubernetesSettings) -> kubernetes.client.ApiClient:
     """An API client for ``settings``; raises ``ConfigException`` when the configuration cannot be loaded."""
+    import kubernetes.client
+    import kubernetes.config
+
     if settings.in_cluster:
         configuration = kubernetes.client.Configuration()
         kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -78,6 +83,9 @@ class KubernetesPlatform:
         timeout = self.settings.request_timeout
 
         def delete(client: kubernetes.client.ApiClient) -> None:
+            import kubernetes.client
+            from kubernetes.client.exceptions import ApiException
+
             try:
                 kubernetes.client.CoreV1Api(client).delete_namespaced_pod(
                     name, namespace, _request_timeout=timeout
@@ -94,6 +102,8 @@ class KubernetesPlatform:
 
 
 def _connect_or_explain(settings: KubernetesSettings) -> kubernetes.client.ApiClient:
+    from kubernetes.config.config_exception import ConfigException
+
     try:
         return connect(settings)
     except ConfigException as error:

@@ -141,6 +141,7 @@ class RunPy:
         env: dict[str, str] | None = None,
         operator_key: str | None = OPERATOR_KEY,
         daemon_key: str | None = DAEMON_KEY,
+        extra_args: tuple[str, ...] = (),
     ) -> ControlPlaneProcess:
         """Start run.py and wait for its ``listening on`` line; keys None means "let run.py generate one"."""
         data_dir = data_dir or self.tmp_path / "var"
@@ -149,7 +150,8 @@ class RunPy:
         log_path = self.tmp_path / f"run-{len(self.started)}.stderr.log"
         with open(log_path, "wb") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "run.py", "--config", str(config), "--port", "0", "--data-dir", str(data_dir)],
+                [sys.executable, "run.py", "--config", str(config), "--port", "0", "--data-dir", str(data_dir),
+                 *extra_args],
                 cwd=REPO_ROOT,
                 env=environment,
                 stdin=subprocess.DEVNULL,

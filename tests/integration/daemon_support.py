@@ -18,7 +18,7 @@ import pytest
 
 from daemons.push_client import PushClient, PushSettings
 from daemons.spool import Spool
-from draas_actors.actors.supervisor import ACCEPTED
+from draas_actors.commit import Outcome
 from draas_actors.api.app import create_app
 from draas_actors.api.server import HttpServer
 from draas_actors.messages import OutOfScope, Rejected, StatusReport
@@ -54,11 +54,11 @@ class CountingControlPlane(ControlPlane):
 
     def submit(
         self, reports: tuple[StatusReport, ...], scope: Identity | None = None
-    ) -> tuple[str | Rejected, ...] | OutOfScope:
+    ) -> tuple[Outcome | Rejected, ...] | OutOfScope:
         outcomes = super().submit(reports, scope)
         if not isinstance(outcomes, OutOfScope):
             with self._count_lock:
-                self.accepted += sum(1 for outcome in outcomes if outcome == ACCEPTED)
+                self.accepted += sum(1 for outcome in outcomes if isinstance(outcome, Outcome))
         return outcomes
 
 

@@ -251,7 +251,9 @@ def test_an_unknown_route_and_a_wrong_method_answer_in_the_json_error_shape(api:
 def test_a_single_update_is_accepted_and_becomes_the_instance_status(api: Api) -> None:
     result = api.push({"instanceId": "web-1", "status": "Running", "source": "DockerDaemon"})
     assert result.status_code == 202
-    assert result.json == {"status": "accepted", "instanceId": "web-1"}
+    assert result.json == {
+        "status": "accepted", "instanceId": "web-1", "outcome": "applied", "storeId": api.cp.store_id,
+    }
     api.wait_status("web-1", "Running")
     status = api.get("/api/status/web-1/status").json
     assert status["platform"] == "docker"  # guessed from the source, as the upstream design names daemons
@@ -274,7 +276,7 @@ def test_a_batch_with_one_bad_item_accepts_the_good_one(api: Api) -> None:
     assert result.status_code == 202
     assert (result.json["accepted"], result.json["rejected"]) == (1, 1)
     results = result.json["results"]
-    assert results[0] == {"index": 0, "status": "accepted"}
+    assert results[0] == {"index": 0, "status": "accepted", "outcome": "applied"}
     assert results[1]["status"] == "rejected"
     assert results[1]["field"] == "[1].status"
     api.wait_status("web-1", "Running")
@@ -428,7 +430,28 @@ def test_the_change_feed_pages_by_cursor(api: Api) -> None:
     assert [c["newStatus"] for c in second["changes"]] == ["Running", "Stopped"]
     assert second["nextCursor"] == 4
     empty = api.changes(after=second["nextCursor"], limit=2).json
-    assert empty == {"changes": [], "nextCursor": 4}
+    assert empty == {"changes": [], "nextCursor": 4, "storeId": api.cp.store_id}
+
+
+def test_every_page_of_the_change_feed_names_its_store_and_another_store_is_a_conflict(api: Api) -> None:
+    _push_sequence(api, "web-1", ["Running", "Stopped"])
+    _wait_changes(api, 2)
+    page = api.changes(after=0, limit=1).json
+    assert page["storeId"] == api.cp.store_id and len(page["storeId"]) >= 16
+    same = api.get("/api/status/changes", params={"after": "1", "storeId": page["storeId"]})
+    assert same.status_code == 200 and [c["cursor"] for c in same.json["changes"]] == [2]
+    other = api.get("/api/status/changes", params={"after": "1", "storeId": "0" * 32})
+    assert other.status_code == 409 and other.json["field"] == "storeId"
+
+
+def test_a_cursor_past_the_head_of_the_change_log_is_a_conflict_not_an_empty_page(api: Api) -> None:
+    _push_sequence(api, "web-1", ["Running", "Stopped"])
+    _wait_changes(api, 2)
+    at_head = api.get("/api/status/changes", params={"after": "2"})
+    assert at_head.status_code == 200 and at_head.json["changes"] == []
+    past = api.get("/api/status/changes", params={"after": "99999"})
+    assert past.status_code == 409 and past.json["field"] == "after"
+    assert "head" in past.json["detail"]
 
 
 @pytest.mark.parametrize(("params", "field"), [({"after": "-1"}, "after"), ({"after": "x"}, "after"),
