@@ -131,13 +131,18 @@ class ControlPlane:
         for callback in subscribers:  # before any instance starts, so they see every change
             self.subscribe(callback)
         stored = {r.instance_id: r for r in self._ask(self.refs.store, LoadRecords())}
+        now = self.services.clock()
         for record in configured:
             previous = stored.get(record.instance_id)
-            # Configuration owns the spec and policy; the stored record owns what happened at run time.
+            # Configuration owns the spec and policy; the stored record owns what happened at run time, and when
+            # the instance was first created (a record stored before createdAt was set for configured ones: now).
             stored[record.instance_id] = (
-                previous.replace(process=record.process, restart_policy=record.restart_policy)
+                previous.replace(
+                    process=record.process, restart_policy=record.restart_policy,
+                    created_at=previous.created_at or now,
+                )
                 if previous is not None and previous.platform is record.platform
-                else record
+                else record.replace(created_at=now, status_since=now, updated_at=now)
             )
         for record in stored.values():
             self._ask(supervisor, RegisterInstance(record, start=True))

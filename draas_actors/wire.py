@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+import typing
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -360,8 +361,19 @@ def parse_registration(body: Any, *, prefix: str = "") -> InstanceRecord:
 # -- views ------------------------------------------------------------------------------------------
 
 
+# One rule for every number a view shows: as the type its field declares. JSON has one number type, so a window
+# written as 300 in the settings file stays an int in the record, and printed beside the default 300.0 it looked
+# like another value; now both print 300.0 (and maxRestarts 7.0 prints 7).
+_POLICY_NUMBERS: dict[str, type] = {
+    attr: kind for attr, kind in typing.get_type_hints(RestartPolicy).items() if kind in (int, float)
+}
+
+
 def policy_view(policy: RestartPolicy) -> dict[str, Any]:
-    view = {wire: getattr(policy, attr) for wire, attr in _POLICY_FIELDS.items()}
+    view: dict[str, Any] = {}
+    for wire, attr in _POLICY_FIELDS.items():
+        value = getattr(policy, attr)
+        view[wire] = _POLICY_NUMBERS[attr](value) if attr in _POLICY_NUMBERS else value
     view["mode"] = policy.mode.value
     view["successExitCodes"] = sorted(policy.success_exit_codes)
     return view
@@ -392,7 +404,7 @@ def instance_view(record: InstanceRecord) -> dict[str, Any]:
             "cwd": process.cwd,
             "envKeys": sorted(process.env),
             "adoptedPid": process.adopt_pid,
-            "stopTimeout": process.stop_timeout,
+            "stopTimeout": float(process.stop_timeout),
         },
         "staleReportsDropped": record.stale_dropped,
         "rejectedTransitions": record.rejected_transitions,

@@ -3,7 +3,9 @@
 #
 # - installs Debian's docker.io and busybox-static when missing (needs root, as on these machines);
 # - starts dockerd when /_ping does not answer, logging to $DRAAS_DOCKERD_DIR/dockerd.log, with its PID in
-#   $DRAAS_DOCKERD_DIR/dockerd.pid (tests that restart the engine use that PID, never a name);
+#   $DRAAS_DOCKERD_DIR/dockerd.pid. An engine that already answers is left alone and no pidfile is written: the
+#   test that restarts the engine finds dockerd's PID from the socket's peer (SO_PEERCRED), that pidfile or
+#   /var/run/docker.pid, and signals it only once that PID is a running dockerd (never found by its name);
 # - builds draas-test-busybox:latest with `docker import` from the busybox binary (no registry is reachable).
 # Prints nothing on success beyond a line saying the engine is up. With CI=true any failure is fatal;
 # otherwise it prints why and exits 3, and the Docker tests are skipped.

@@ -193,8 +193,9 @@ class InstanceActor(WatchedActor):
             metadata=report.metadata,
             last_observed=observed,
             workload_id=workload,
-            # lastReason explains the last time it was not running; "started" would wipe that explanation.
-            last_reason=record.last_reason if is_alive(report.status)
+            # lastReason explains the last time it was not running; "started" would wipe that explanation. Pending's
+            # reason ("created") only says it had not started yet, which stops being true when it runs.
+            last_reason=(None if record.status is Status.PENDING else record.last_reason) if is_alive(report.status)
             else report.metadata.get("reason", record.last_reason),
         )
         return Outcome.APPLIED

@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator, Mapping, NoReturn, Sequence
@@ -44,10 +46,14 @@ __all__ = [
     "docker_client",
     "docker_run_id",
     "dockerd_pidfile",
+    "engine_socket",
     "ensure_engine",
     "engine_answers",
+    "is_dockerd",
+    "pid_in",
     "running_dockerd",
     "skip_or_fail",
+    "socket_peer_pid",
     "stop_dockerd",
 ]
 
@@ -56,7 +62,9 @@ TEST_IMAGE = "draas-test-busybox:latest"
 MANAGED_LABEL = "draas.managed"
 RUN_LABEL = "draas.test"
 INSTANCE_LABEL = "draas.instanceId"
-DEFAULT_PIDFILE = Path("/tmp/draas-dockerd/dockerd.pid")
+DEFAULT_PIDFILE = Path("/tmp/draas-dockerd/dockerd.pid")  # scripts/ensure-docker.sh's, when it starts dockerd
+ENGINE_SOCKET = Path("/var/run/docker.sock")
+ENGINE_PIDFILE = Path("/var/run/docker.pid")  # dockerd's own default --pidfile
 # Exits 0 on SIGTERM straight away (``wait`` is interrupted by a trapped signal, a foreground sleep is not).
 DEFAULT_COMMAND = ("sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait")
 
@@ -204,16 +212,78 @@ def containers(docker_client: docker.DockerClient, docker_run_id: str) -> Iterat
 
 
 def dockerd_pidfile() -> Path:
+    """Where scripts/ensure-docker.sh keeps the PID of a dockerd it started (DRAAS_DOCKERD_PIDFILE)."""
     return Path(os.environ.get("DRAAS_DOCKERD_PIDFILE") or DEFAULT_PIDFILE)
 
 
-def running_dockerd(pidfile: Path) -> psutil.Process | None:
-    """The dockerd whose PID is in ``pidfile``; None when the file is missing or stale (never another process)."""
+def engine_socket() -> Path | None:
+    """The unix socket the Docker SDK talks to (``DOCKER_HOST``, else the default); None for a TCP engine."""
+    host = os.environ.get("DOCKER_HOST") or f"unix://{ENGINE_SOCKET}"
+    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else None
+
+
+def socket_peer_pid(path: Path, timeout: float = 2.0) -> int | None:
+    """The PID of the process listening on the unix socket ``path``, from SO_PEERCRED on a connection to it.
+
+    The kernel records the listener's credentials when it calls listen(): for dockerd's socket that is dockerd
+    (under systemd socket activation it is PID 1, which ``running_dockerd`` then refuses as not a dockerd).
+    None when nobody listens there, or when the listener is in a PID namespace we cannot see (the kernel says 0).
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(timeout)
+        try:
+            connection.connect(str(path))
+            credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            return None
+    pid = struct.unpack("3i", credentials)[0]
+    return pid if pid > 0 else None
+
+
+def pid_in(pidfile: Path) -> int | None:
     try:
-        process = psutil.Process(int(pidfile.read_text().strip()))
-        return process if process.name() == "dockerd" and _alive(process) else None
-    except (OSError, ValueError, psutil.Error):
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
         return None
+
+
+def is_dockerd(process: psutil.Process) -> bool:
+    """Running (not a zombie) and a dockerd by both its name and its command line: the only process we signal."""
+    try:
+        cmdline = process.cmdline()
+        return (
+            process.name() == "dockerd"
+            and bool(cmdline)
+            and Path(cmdline[0]).name == "dockerd"
+            and _alive(process)
+        )
+    except psutil.Error:
+        return False
+
+
+def running_dockerd(
+    *, socket_path: Path | None = None, pidfiles: Sequence[Path] | None = None
+) -> psutil.Process | None:
+    """The running engine's dockerd, or None; never another process, never found by its name.
+
+    Asked in order: the process listening on the engine's socket (it is the engine the tests talk to, whoever
+    started it), then the PID in ``DRAAS_DOCKERD_PIDFILE`` (a dockerd that scripts/ensure-docker.sh started), then
+    dockerd's own default pidfile ``/var/run/docker.pid``. A candidate counts only if it is a running dockerd, so a
+    stale pidfile whose PID now names another process is ignored. Tests of this pass their own socket and pidfiles.
+    """
+    path = socket_path or engine_socket()
+    files = (dockerd_pidfile(), ENGINE_PIDFILE) if pidfiles is None else pidfiles
+    candidates = [socket_peer_pid(path) if path is not None else None, *(pid_in(file) for file in files)]
+    for pid in candidates:
+        if pid is None:
+            continue
+        try:
+            process = psutil.Process(pid)
+        except psutil.Error:
+            continue
+        if is_dockerd(process):
+            return process
+    return None
 
 
 def stop_dockerd(process: psutil.Process, timeout: float = 30.0) -> None:

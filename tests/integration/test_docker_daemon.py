@@ -39,6 +39,7 @@ from tests.integration.docker_fixtures import (  # noqa: F401  (fixtures)
     docker_client,
     docker_run_id,
     dockerd_pidfile,
+    engine_socket,
     ensure_engine,
     running_dockerd,
     skip_or_fail,
@@ -480,10 +481,12 @@ def test_the_daemon_reconnects_after_an_engine_restart_and_ends_with_the_true_st
     docker_client: docker.DockerClient,
     daemon: DockerDaemon,
 ) -> None:
-    pidfile = dockerd_pidfile()
-    dockerd = running_dockerd(pidfile)
+    dockerd = running_dockerd()
     if dockerd is None:
-        skip_or_fail(f"no running dockerd's PID in {pidfile} (DRAAS_DOCKERD_PIDFILE; scripts/ensure-docker.sh)")
+        skip_or_fail(
+            f"no running dockerd found behind {engine_socket()} nor in {dockerd_pidfile()} (DRAAS_DOCKERD_PIDFILE) "
+            "or /var/run/docker.pid"
+        )
     ids = {name: containers.instance_id(name) for name in "abdefgh"}
     containers.run(ids["a"])  # stopped by the engine's shutdown: exits 0 on SIGTERM
     containers.run(ids["b"], restart_policy={"Name": "always"})  # started again by the engine

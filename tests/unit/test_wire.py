@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from draas_actors.wire import (
     parse_status_updates,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 RECEIVED = 1_700_000_000.0
 GOOD: dict[str, Any] = {"instanceId": "web-1", "status": "Running", "source": "DockerDaemon"}
 
@@ -382,3 +385,24 @@ def test_an_observed_at_that_is_no_time_is_refused_naming_it(observed: float) ->
     with pytest.raises(InvalidInput) as caught:
         parse_status_update(body)
     assert caught.value.field == "observedAt"
+
+
+def test_a_setting_prints_the_same_way_whether_written_as_an_integer_or_left_at_its_default() -> None:
+    # The demo in config/draas.toml writes window = 300 and stopTimeout = 5; the defaults are 300.0 and 10.0.
+    demo = tomllib.loads((ROOT / "config" / "draas.toml").read_text())["instances"][0]
+    assert demo["restartPolicy"]["window"] == 300 and isinstance(demo["restartPolicy"]["window"], int)
+    written = {
+        "instanceId": "w", "platform": "process", "process": {"command": ["true"], "stopTimeout": 10},
+        "restartPolicy": {"window": 300, "initialBackoff": 0, "multiplier": 2, "maxBackoff": 30, "jitter": 0,
+                          "resetAfter": 10, "maxRestarts": 10.0},
+    }
+    defaults = {"instanceId": "d", "platform": "process", "process": {"command": ["true"]}}
+    views = [instance_view(parse_registration(body)) for body in (demo, written, defaults)]
+    for view in views:
+        policy = view["restartPolicy"]
+        for name in ("initialBackoff", "multiplier", "maxBackoff", "jitter", "resetAfter", "window"):
+            assert type(policy[name]) is float, (name, policy[name])
+        assert type(policy["maxRestarts"]) is int and type(view["process"]["stopTimeout"]) is float
+    assert '"window": 300.0' in json.dumps(views[0]) and '"window": 300.0' in json.dumps(views[2])
+    assert json.dumps(views[1]["restartPolicy"]) == json.dumps({**views[2]["restartPolicy"], "initialBackoff": 0.0,
+                                                                "jitter": 0.0})
