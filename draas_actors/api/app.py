@@ -18,6 +18,7 @@ from .errors import handle_domain_error, serialize_http_error
 from .limits import BodyLimits
 from .network import ClientAddress, PushAllowlist
 from .openapi import build_openapi
+from .paths import CaseInsensitiveRoutes
 from .ratelimit import RateLimit, RateLimiter
 
 
@@ -68,6 +69,7 @@ def create_app(
     app = falcon.App(
         # The order of the checks: client address, body limits, who (401), role (403), allowlist (403), rate (429).
         middleware=[
+            CaseInsensitiveRoutes(route.template for route in table),  # before routing: /api/Status/updates
             AuditRejections(control_plane, [route.template for route in table], clock=clock),  # sees every refusal
             ClientAddress(network.trusted_proxies),
             BodyLimits(security.limits),
