@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 import falcon
 
 from ..errors import DraasError
-from ..security import ADMIN, OPERATE, PUBLIC, PUSH, READ, SecuritySettings, quick_start
+from ..security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH, SecuritySettings, quick_start
 from ..system import ControlPlane
 from . import resources as r
 from .audit import AuditRejections
@@ -33,7 +33,7 @@ def routes(cp: ControlPlane, clock: Callable[[], float], security: SecuritySetti
     limits = (security or SecuritySettings()).limits
     return [
         Route("/api/status/updates", r.StatusUpdates(cp, clock, limits), {"POST": PUSH}),
-        Route("/api/status/{instance_id}/status", r.InstanceStatus(cp), {"GET": READ}),
+        Route("/api/status/{instance_id}/status", r.InstanceStatus(cp), {"GET": READ_OR_PUSH}),
         Route("/api/status/recent-changes", r.RecentChanges(cp, clock), {"GET": READ}),
         Route("/api/status/changes", r.Changes(cp), {"GET": READ}),
         Route("/api/instances", r.Instances(cp), {"GET": READ, "POST": ADMIN}),
