@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 import pykka
 
 from .commit import Ticket
-from .model import InstanceId, Platform, Status
+from .model import ChangeKind, InstanceId, Platform, Status
 from .policy import RestartPolicy
 from .records import InstanceRecord
 from .security import Identity
@@ -30,13 +30,17 @@ class StatusReport:
     observed_at: float  # epoch seconds at the source
     metadata: Mapping[str, str] = field(default_factory=dict)
     platform: Platform | None = None  # used only when the report creates the instance
+    # CONFIGURATION: upstream's ConfigurationChanged, recorded as a change without touching the lifecycle status;
+    # ``status`` is then not read (the parser sets UNKNOWN).
+    kind: ChangeKind = ChangeKind.STATUS
     # The pusher's claim on the answer: settled with the report's outcome once what it caused is committed.
     ticket: Ticket | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class StatusChanged:
-    """Published by the bus for every real status change; ``cursor`` is its place in the change log."""
+    """Published by the bus for every real status change and every configuration change; ``cursor`` is its place in
+    the change log. A CONFIGURATION change leaves the status as it was: ``old_status == new_status``."""
 
     instance_id: InstanceId
     platform: Platform
@@ -46,6 +50,7 @@ class StatusChanged:
     timestamp: float
     metadata: Mapping[str, str]
     cursor: int = 0
+    kind: ChangeKind = ChangeKind.STATUS
 
 
 @dataclass(frozen=True)
@@ -221,13 +226,17 @@ class Publish:
 class SubscriptionFilter:
     instance_ids: frozenset[str] | None = None
     platforms: frozenset[Platform] | None = None
-    statuses: frozenset[Status] | None = None
+    statuses: frozenset[Status] | None = None  # moves into these statuses: a configuration change is no such move
+    kinds: frozenset[ChangeKind] | None = None
 
     def matches(self, event: StatusChanged) -> bool:
         return (
             (self.instance_ids is None or event.instance_id in self.instance_ids)
             and (self.platforms is None or event.platform in self.platforms)
-            and (self.statuses is None or event.new_status in self.statuses)
+            and (
+                self.statuses is None or (event.kind is ChangeKind.STATUS and event.new_status in self.statuses)
+            )
+            and (self.kinds is None or event.kind in self.kinds)
         )
 
 
@@ -301,8 +310,9 @@ class ChangesPage:
 @dataclass(frozen=True)
 class QueryRecent:
     since: float
-    statuses: frozenset[Status] | None
+    statuses: frozenset[Status] | None  # status changes into these (and no configuration change); None: every change
     limit: int
+    configuration: bool = False  # with ``statuses``: configuration changes too
 
 
 @dataclass(frozen=True)

@@ -29,14 +29,37 @@ class Platform(str, enum.Enum):
     KUBERNETES = "kubernetes"
 
 
+class ChangeKind(str, enum.Enum):
+    """What a change-log entry records: a move to another lifecycle status, or a change of configuration."""
+
+    STATUS = "status"
+    CONFIGURATION = "configuration"  # the status is unchanged: old_status == new_status, the instance's status
+
+
 # Names the upstream design used on the wire; accepted on input, never produced.
 STATUS_ALIASES: dict[str, Status] = {"Created": Status.PENDING, "Error": Status.FAILED}
+# The upstream enum's member for a configuration change. It is no lifecycle status: a report of it is recorded as a
+# change of kind CONFIGURATION, and the instance keeps its status.
+CONFIGURATION_CHANGED = "ConfigurationChanged"
+# The upstream enum by number (its clients serialise an enum as its integer by default): index -> wire name.
+UPSTREAM_STATUS_NUMBERS: tuple[str, ...] = ("Created", "Running", "Stopped", "Error", CONFIGURATION_CHANGED)
+# Lower-cased wire name -> status: names match in any case, as ASP.NET's enum binding does.
+_BY_NAME: dict[str, Status] = {
+    **{s.value.lower(): s for s in Status}, **{name.lower(): s for name, s in STATUS_ALIASES.items()}
+}
 
 
 def parse_status(name: str) -> Status:
-    """Return the canonical status for a wire name; raises ValueError for unknown names."""
-    alias = STATUS_ALIASES.get(name)
-    return alias if alias is not None else Status(name)
+    """Return the canonical status for a wire name, in any case; raises ValueError for unknown names."""
+    found = _BY_NAME.get(name.lower())
+    if found is None:
+        raise ValueError(f"unknown status {name!r}")
+    return found
+
+
+def is_configuration_changed(name: str) -> bool:
+    """True for the upstream ``ConfigurationChanged``, in any case."""
+    return name.lower() == CONFIGURATION_CHANGED.lower()
 
 
 S = Status

@@ -21,6 +21,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DAEMON, OPERATOR = "daemon", "operator"
 PUBLIC, PUSH, READ, OPERATE, ADMIN = "public", "push", "read", "operate", "admin"
+# A route's role that operators with READ and daemons both have: upstream documents GET .../{id}/status for daemons'
+# health checks and synchronisation. A daemon reads within its scope (the resource checks it).
+READ_OR_PUSH = "read-or-push"
 # Operator roles, each including the ones before it.
 OPERATOR_ROLES: tuple[str, ...] = (READ, OPERATE, ADMIN)
 LOCAL_DAEMON, LOCAL_ADMIN = "local-daemon", "local-admin"
@@ -44,6 +47,8 @@ class Identity:
 
     def has_role(self, required: str) -> bool:
         """True when this identity's role is ``required`` or (operators) a role above it."""
+        if required == READ_OR_PUSH:
+            return self.kind == DAEMON or self.has_role(READ)
         if self.kind == DAEMON:
             return required == PUSH
         if required not in OPERATOR_ROLES or self.role not in OPERATOR_ROLES:

@@ -286,9 +286,11 @@ class ControlPlane:
         return self._ask(self.refs.store, QueryChanges(after, limit, store_id))
 
     def recent_changes(
-        self, since: float, statuses: frozenset[Status] | None, limit: int
+        self, since: float, statuses: frozenset[Status] | None, limit: int, *, configuration: bool = False
     ) -> tuple[StatusChanged, ...]:
-        return self._ask(self.refs.store, QueryRecent(since, statuses, limit))
+        """Changes at or after ``since``, oldest first; with ``statuses``, only moves into them (and configuration
+        changes when ``configuration``)."""
+        return self._ask(self.refs.store, QueryRecent(since, statuses, limit, configuration))
 
     def subscribe(
         self,

@@ -17,11 +17,24 @@ import jsonschema
 
 from .errors import InvalidInput, MalformedInput
 from .messages import StatusChanged, StatusReport
-from .model import STATUS_ALIASES, InstanceId, Platform, Status, parse_status
+from .model import (
+    CONFIGURATION_CHANGED,
+    STATUS_ALIASES,
+    UPSTREAM_STATUS_NUMBERS,
+    ChangeKind,
+    InstanceId,
+    Platform,
+    Status,
+    is_alive,
+    is_configuration_changed,
+    parse_status,
+)
 from .policy import RestartMode, RestartPolicy
 from .records import InstanceRecord, ProcessSpec
 
 STATUS_NAMES = [s.value for s in Status] + list(STATUS_ALIASES)
+# What a push may name as its status: a lifecycle status, or upstream's configuration change (no lifecycle status).
+REPORT_STATUS_NAMES = [*STATUS_NAMES, CONFIGURATION_CHANGED]
 PATTERN_MESSAGE = "x-pattern-message"  # a schema's words for a value its "pattern" refuses, instead of the regex
 # No "/": a route's {instance_id} cannot hold one, so such an instance could be created but never read or acted on.
 # "$(?![\s\S])" is the end of the string in both dialects: a bare "$" also matches before a final newline in
@@ -33,16 +46,25 @@ _ID: dict[str, Any] = {
 _SCALAR = {"type": ["string", "number", "boolean", "null"]}
 _SECONDS = {"type": "number", "minimum": 0}
 
+# As upstream's ASP.NET binding reads a push: property names in any case, unknown properties ignored (each named in
+# the 202's "warnings"), an enum as its name in any case or its integer, null metadata as none.
 STATUS_UPDATE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["instanceId", "status", "source"],
-    "additionalProperties": False,
+    "description": "property names match in any case (InstanceId, instanceId); other properties are ignored and "
+    "listed in the answer's warnings",
     "properties": {
         "instanceId": _ID,
-        "status": {"type": "string", "description": "one of " + ", ".join(STATUS_NAMES)},
-        "source": {"type": "string", "minLength": 1, "maxLength": 128},
+        "status": {
+            "type": ["string", "integer"],
+            "description": "one of " + ", ".join(REPORT_STATUS_NAMES) + ", in any case; or upstream's number: "
+            + ", ".join(f"{n} {name}" for n, name in enumerate(UPSTREAM_STATUS_NUMBERS)),
+        },
+        "source": {
+            "type": "string", "minLength": 1, "maxLength": 128, "pattern": r"\S", PATTERN_MESSAGE: "is blank",
+        },
         "metadata": {
-            "type": "object",
+            "type": ["object", "null"],
             "additionalProperties": _SCALAR,
             "description": "at most [limits] maxMetadataKeys keys (64), values at most maxMetadataValueLength (1024)",
         },
@@ -173,16 +195,12 @@ def parse_status_update(
 ) -> StatusReport:
     if not isinstance(body, dict):
         raise MalformedInput("a status update must be a JSON object", field=prefix or None)
+    body = canonical_update(body, prefix=prefix)
+    _require_text(body, prefix)
     if not plainly_valid_update(body):
         validate(STATUS_UPDATE_SCHEMA, body, prefix=prefix)  # names what is wrong (or finds nothing is)
     metadata = _metadata(body.get("metadata") or {}, limits, _join(prefix, ["metadata"]))
-    field = _join(prefix, ["status"])
-    try:
-        status = parse_status(body["status"])
-    except ValueError:
-        raise InvalidInput(
-            f"{field}: unknown status {body['status']!r}; expected one of {', '.join(STATUS_NAMES)}", field=field
-        ) from None
+    kind, status = _report_status(body["status"], _join(prefix, ["status"]))
     now = received_at if received_at is not None else time.time()
     observed = body.get("observedAt")
     return StatusReport(
@@ -192,7 +210,72 @@ def parse_status_update(
         observed_at=now if observed is None else _observed_at(observed, now, limits, _join(prefix, ["observedAt"])),
         metadata=metadata,
         platform=Platform(body["platform"]) if "platform" in body else None,
+        kind=kind,
     )
+
+
+def canonical_update(body: dict[str, Any], *, prefix: str = "") -> dict[str, Any]:
+    """The update with its property names spelled as the schema spells them and its unknown properties dropped
+    (``update_warnings`` names them). One property given twice in two spellings is refused: which one was meant?"""
+    if body.keys() <= _UPDATE_FIELDS:
+        return body  # every push from our daemons
+    canonical: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in body.items():
+        name = _FIELD_BY_LOWER.get(key.lower())
+        if name is None:
+            continue
+        if name in canonical:
+            field = _join(prefix, [name])
+            raise InvalidInput(f"{field}: given twice, as {spelled[name]!r} and {key!r}", field=field)
+        canonical[name] = value
+        spelled[name] = key
+    return canonical
+
+
+def update_warnings(body: Any) -> list[str]:
+    """A warning for each property of a pushed update that is ignored because no field has its name (in any case)."""
+    if not isinstance(body, dict) or body.keys() <= _UPDATE_FIELDS:
+        return []
+    unknown = [key for key in body if key.lower() not in _FIELD_BY_LOWER]
+    warnings = [f"unknown property {_shorten(key)!r} ignored" for key in unknown[:MAX_WARNINGS]]
+    if len(unknown) > MAX_WARNINGS:
+        warnings.append(f"{len(unknown) - MAX_WARNINGS} more unknown properties ignored")
+    return warnings
+
+
+def _shorten(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _require_text(body: dict[str, Any], prefix: str) -> None:
+    """A missing, null or blank instanceId or source is malformed (400), as upstream's model validation has it."""
+    for name in _REQUIRED_TEXT:
+        value = body.get(name)
+        field = _join(prefix, [name])
+        if value is None:
+            raise MalformedInput(f"{field} is required", field=field)
+        if type(value) is str and _NONBLANK.search(value) is None:
+            raise MalformedInput(f"{field} is blank: it is required", field=field)
+
+
+def _report_status(value: Any, field: str) -> tuple[ChangeKind, Status]:
+    """The report's kind and status from a status name (any case) or upstream's enum number."""
+    if type(value) is not str:  # the schema let only an integer through (1.0 too, as JSON Schema counts it)
+        number = int(value)
+        if not 0 <= number < len(UPSTREAM_STATUS_NUMBERS):
+            raise InvalidInput(f"{field}: {value!r} is not one of upstream's status numbers ({_NUMBERS})", field=field)
+        value = UPSTREAM_STATUS_NUMBERS[number]
+    if is_configuration_changed(value):
+        return ChangeKind.CONFIGURATION, Status.UNKNOWN  # the status is not read: the instance keeps its own
+    try:
+        return ChangeKind.STATUS, parse_status(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{field}: unknown status {value!r}; expected one of {', '.join(REPORT_STATUS_NAMES)} (any case) or "
+            f"0-{len(UPSTREAM_STATUS_NUMBERS) - 1}",
+            field=field,
+        ) from None
 
 
 def _observed_at(value: Any, now: float, limits: UpdateLimits, field: str) -> float:
@@ -207,6 +290,11 @@ def _observed_at(value: Any, now: float, limits: UpdateLimits, field: str) -> fl
 
 
 _UPDATE_FIELDS = frozenset(STATUS_UPDATE_SCHEMA["properties"])
+_FIELD_BY_LOWER = {name.lower(): name for name in _UPDATE_FIELDS}
+_REQUIRED_TEXT = ("instanceId", "source")
+_NONBLANK = re.compile(STATUS_UPDATE_SCHEMA["properties"]["source"]["pattern"])
+_NUMBERS = ", ".join(f"{n} {name}" for n, name in enumerate(UPSTREAM_STATUS_NUMBERS))
+MAX_WARNINGS = 16  # per update: a body of many unknown properties must not make an answer as long
 _UPDATE_REQUIRED = tuple(STATUS_UPDATE_SCHEMA["required"])
 _SOURCE = STATUS_UPDATE_SCHEMA["properties"]["source"]
 _PLATFORMS = frozenset(STATUS_UPDATE_SCHEMA["properties"]["platform"]["enum"])
@@ -233,8 +321,12 @@ def plainly_valid_update(body: dict[str, Any]) -> bool:
         return False
     if type(source) is not str or not _SOURCE["minLength"] <= len(source) <= _SOURCE["maxLength"]:
         return False
-    metadata = body.get("metadata", {})
-    if type(metadata) is not dict or any(type(value) not in _SCALAR_TYPES for value in metadata.values()):
+    if _NONBLANK.search(source) is None:
+        return False
+    metadata = body.get("metadata")
+    if metadata is not None and (
+        type(metadata) is not dict or any(type(value) not in _SCALAR_TYPES for value in metadata.values())
+    ):
         return False
     if "observedAt" in body and type(body["observedAt"]) not in _TIME_TYPES:
         return False
@@ -414,13 +506,54 @@ def instance_view(record: InstanceRecord) -> dict[str, Any]:
     }
 
 
+_ENDED = frozenset({Status.STOPPED, Status.FAILED, Status.REMOVED})
+
+
+def runtime_info_view(record: InstanceRecord) -> dict[str, Any]:
+    """Upstream's InstanceRuntimeInfo fields, from the record's typed fields; null where the record does not know.
+
+    startedAt is the process's start, or else since when a live status holds; stoppedAt since when an ended status
+    holds; errorMessage is lastReason while Failed."""
+    runtime = record.runtime
+    pod = record.workload_id if record.platform is Platform.KUBERNETES else None
+    namespace, _, pod_name = pod.partition("/") if pod else ("", "", "")
+    if runtime is not None:
+        started_at: float | None = runtime.started_at
+    else:
+        started_at = record.status_since if is_alive(record.status) else None
+    return {
+        "startedAt": format_time(started_at),
+        "stoppedAt": format_time(record.status_since) if record.status in _ENDED else None,
+        "containerId": record.workload_id if record.platform is Platform.DOCKER else None,
+        "processId": None if runtime is None else str(runtime.pid),  # upstream's is text
+        "podName": pod_name or None,
+        "namespace": namespace or None,
+        "runtimeMetadata": dict(record.metadata),
+        "errorMessage": record.last_reason if record.status is Status.FAILED else None,
+    }
+
+
 def change_view(change: StatusChanged) -> dict[str, Any]:
     return {
         "cursor": change.cursor,
+        "kind": change.kind.value,
         "instanceId": change.instance_id,
         "platform": change.platform.value,
         "oldStatus": change.old_status.value,
         "newStatus": change.new_status.value,
+        "source": change.source,
+        "timestamp": format_time(change.timestamp),
+        "metadata": dict(change.metadata),
+    }
+
+
+def upstream_change_view(change: StatusChanged) -> dict[str, Any]:
+    """A change as upstream's StatusChangeRecord: a configuration change's newStatus is ConfigurationChanged."""
+    configuration = change.kind is ChangeKind.CONFIGURATION
+    return {
+        "instanceId": change.instance_id,
+        "oldStatus": change.old_status.value,
+        "newStatus": CONFIGURATION_CHANGED if configuration else change.new_status.value,
         "source": change.source,
         "timestamp": format_time(change.timestamp),
         "metadata": dict(change.metadata),

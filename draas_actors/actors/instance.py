@@ -42,7 +42,7 @@ from ..messages import (
     UnwatchProcess,
     WatchProcess,
 )
-from ..model import Platform, Status, can_transition, is_alive
+from ..model import ChangeKind, Platform, Status, can_transition, is_alive
 from ..platforms.docker import DockerPlatform
 from ..platforms.kubernetes import TAKES_OVER, KubernetesPlatform, PodVerdict, judge_pod_report, pod_key
 from ..platforms.process import ProcessPlatform
@@ -155,6 +155,8 @@ class InstanceActor(WatchedActor):
 
     def _on_report(self, report: StatusReport) -> Outcome:
         """Apply a report; what it did, for the pusher's answer."""
+        if report.kind is ChangeKind.CONFIGURATION:
+            return self._on_configuration_change(report)
         record = self.record
         last = record.last_observed.get(report.source)
         if last is not None and report.observed_at < last:
@@ -198,6 +200,18 @@ class InstanceActor(WatchedActor):
             last_reason=(None if record.status is Status.PENDING else record.last_reason) if is_alive(report.status)
             else report.metadata.get("reason", record.last_reason),
         )
+        return Outcome.APPLIED
+
+    def _on_configuration_change(self, report: StatusReport) -> Outcome:
+        """Upstream's ConfigurationChanged: a change in the log and to subscribers, the lifecycle status untouched."""
+        record = self.record
+        last = record.last_observed.get(report.source)
+        if last is not None and report.observed_at < last:
+            self._update(source=report.source, stale_dropped=record.stale_dropped + 1)
+            return Outcome.STALE
+        observed = {**record.last_observed, report.source: report.observed_at}
+        self._update(source=report.source, kind=ChangeKind.CONFIGURATION, metadata=report.metadata,
+                     last_observed=observed)
         return Outcome.APPLIED
 
     def _workload_of(self, report: StatusReport) -> str | None:
@@ -626,14 +640,16 @@ class InstanceActor(WatchedActor):
         source: str,
         status: Status | None = None,
         metadata: Mapping[str, str] | None = None,
+        kind: ChangeKind = ChangeKind.STATUS,
         **fields: Any,
     ) -> None:
-        """Apply changes to the record; publish a StatusChanged only when the status really changed."""
+        """Apply changes to the record; publish a StatusChanged only when the status really changed, or for a
+        configuration change (``kind``: its metadata goes to the change only, the record keeps its status's)."""
         old = self.record
         now = self.s.clock()
         new_status = status if status is not None else old.status
         changed = new_status is not old.status
-        if metadata is not None:
+        if metadata is not None and kind is ChangeKind.STATUS:
             fields["metadata"] = dict(metadata)
         self.record = old.replace(
             status=new_status,
@@ -642,7 +658,7 @@ class InstanceActor(WatchedActor):
             version=old.version + 1,
             **fields,
         )
-        if changed:
+        if changed or kind is ChangeKind.CONFIGURATION:
             change = StatusChanged(
                 instance_id=old.instance_id,
                 platform=old.platform,
@@ -651,6 +667,7 @@ class InstanceActor(WatchedActor):
                 source=source,
                 timestamp=now,
                 metadata=dict(metadata or {}),
+                kind=kind,
             )
             self._tell("bus", Publish(change=change, record=self.record))
         else:

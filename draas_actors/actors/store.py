@@ -46,7 +46,7 @@ from ..messages import (
     SaveRecord,
     StatusChanged,
 )
-from ..model import InstanceId, Platform, Status
+from ..model import ChangeKind, InstanceId, Platform, Status
 from ..records import InstanceRecord, record_from_json, record_to_json
 from ..scheduler import Scheduler
 from .watched import WatchedActor
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE TABLE IF NOT EXISTS changes (
     cursor INTEGER PRIMARY KEY, instance_id TEXT NOT NULL, platform TEXT NOT NULL,
     old_status TEXT NOT NULL, new_status TEXT NOT NULL, source TEXT NOT NULL,
-    ts REAL NOT NULL, metadata TEXT NOT NULL);
+    ts REAL NOT NULL, metadata TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'status');
 CREATE INDEX IF NOT EXISTS changes_ts ON changes (ts);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
@@ -169,6 +169,7 @@ class StoreActor(WatchedActor):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.durability]}")
         db.executescript(SCHEMA)
+        _add_change_kind(db)
         self.db = db
         self.max_cursor = db.execute("SELECT COALESCE(MAX(cursor), 0) FROM changes").fetchone()[0]
         row = db.execute("SELECT value FROM meta WHERE key='pruned_through'").fetchone()
@@ -252,8 +253,8 @@ class StoreActor(WatchedActor):
                 return self._list(platform, status)
             case QueryChanges(after, limit, store_id):
                 return self._changes_after(after, limit, store_id)
-            case QueryRecent(since, statuses, limit):
-                return self._recent(since, statuses, limit)
+            case QueryRecent(since, statuses, limit, configuration):
+                return self._recent(since, statuses, limit, configuration)
             case LastCursor():
                 return self.max_cursor
             case CheckWritable():
@@ -336,11 +337,11 @@ class StoreActor(WatchedActor):
                 ],
             )
             db.executemany(
-                "INSERT INTO changes VALUES (?,?,?,?,?,?,?,?)",
+                f"INSERT INTO changes ({CHANGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         c.cursor, c.instance_id, c.platform.value, c.old_status.value,
-                        c.new_status.value, c.source, c.timestamp, json.dumps(dict(c.metadata)),
+                        c.new_status.value, c.source, c.timestamp, json.dumps(dict(c.metadata)), c.kind.value,
                     )
                     for c in self.changes
                 ],
@@ -432,17 +433,21 @@ class StoreActor(WatchedActor):
                 ),
             )
         rows = self._db().execute(
-            "SELECT * FROM changes WHERE cursor > ? ORDER BY cursor LIMIT ?", (after, limit)
+            f"SELECT {CHANGE_COLUMNS} FROM changes WHERE cursor > ? ORDER BY cursor LIMIT ?", (after, limit)
         ).fetchall()
         changes = tuple(_change_from_row(r) for r in rows)
         return ChangesPage(changes, changes[-1].cursor if changes else max(after, 0), self.store_id)
 
-    def _recent(self, since: float, statuses: frozenset[Status] | None, limit: int) -> tuple[StatusChanged, ...]:
+    def _recent(
+        self, since: float, statuses: frozenset[Status] | None, limit: int, configuration: bool
+    ) -> tuple[StatusChanged, ...]:
         self._flush()
-        sql, args = "SELECT * FROM changes WHERE ts >= ?", list[object]([since])
-        if statuses:
-            sql += f" AND new_status IN ({','.join('?' * len(statuses))})"
-            args += [s.value for s in statuses]
+        sql, args = f"SELECT {CHANGE_COLUMNS} FROM changes WHERE ts >= ?", list[object]([since])
+        if statuses is not None:
+            # A configuration change repeats the status it left unchanged: it is found by its kind, never its status.
+            sql += f" AND ((kind=? AND new_status IN ({','.join('?' * len(statuses))})) OR (kind=? AND ?))"
+            args += [ChangeKind.STATUS.value, *(s.value for s in statuses), ChangeKind.CONFIGURATION.value,
+                     configuration]
         rows = self._db().execute(sql + " ORDER BY cursor DESC LIMIT ?", [*args, limit]).fetchall()
         return tuple(_change_from_row(r) for r in reversed(rows))
 
@@ -464,8 +469,18 @@ def _audit_key(entry: AuditEntry) -> _AuditKey:
     return (entry.time, entry.identity, entry.client, entry.route, entry.status)
 
 
+CHANGE_COLUMNS = "cursor, instance_id, platform, old_status, new_status, source, ts, metadata, kind"
+
+
+def _add_change_kind(db: sqlite3.Connection) -> None:
+    """A change log written before changes had a kind holds status changes only: the column's default says so."""
+    columns = {name for _, name, *_ in db.execute("PRAGMA table_info(changes)")}
+    if "kind" not in columns:
+        db.execute("ALTER TABLE changes ADD COLUMN kind TEXT NOT NULL DEFAULT 'status'")
+
+
 def _change_from_row(row: tuple[Any, ...]) -> StatusChanged:
-    cursor, instance_id, platform, old, new, source, ts, metadata = row
+    cursor, instance_id, platform, old, new, source, ts, metadata, kind = row
     return StatusChanged(
         instance_id=InstanceId(instance_id),
         platform=Platform(platform),
@@ -475,4 +490,5 @@ def _change_from_row(row: tuple[Any, ...]) -> StatusChanged:
         timestamp=ts,
         metadata=json.loads(metadata),
         cursor=cursor,
+        kind=ChangeKind(kind),
     )

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 import falcon
 
 from ..errors import DraasError
-from ..security import ADMIN, OPERATE, PUBLIC, PUSH, READ, SecuritySettings, quick_start
+from ..security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH, SecuritySettings, quick_start
 from ..system import ControlPlane
 from . import resources as r
 from .audit import AuditRejections
@@ -18,6 +18,7 @@ from .errors import handle_domain_error, serialize_http_error
 from .limits import BodyLimits
 from .network import ClientAddress, PushAllowlist
 from .openapi import build_openapi
+from .paths import CaseInsensitiveRoutes
 from .ratelimit import RateLimit, RateLimiter
 
 
@@ -32,7 +33,7 @@ def routes(cp: ControlPlane, clock: Callable[[], float], security: SecuritySetti
     limits = (security or SecuritySettings()).limits
     return [
         Route("/api/status/updates", r.StatusUpdates(cp, clock, limits), {"POST": PUSH}),
-        Route("/api/status/{instance_id}/status", r.InstanceStatus(cp), {"GET": READ}),
+        Route("/api/status/{instance_id}/status", r.InstanceStatus(cp), {"GET": READ_OR_PUSH}),
         Route("/api/status/recent-changes", r.RecentChanges(cp, clock), {"GET": READ}),
         Route("/api/status/changes", r.Changes(cp), {"GET": READ}),
         Route("/api/instances", r.Instances(cp), {"GET": READ, "POST": ADMIN}),
@@ -68,6 +69,7 @@ def create_app(
     app = falcon.App(
         # The order of the checks: client address, body limits, who (401), role (403), allowlist (403), rate (429).
         middleware=[
+            CaseInsensitiveRoutes(route.template for route in table),  # before routing: /api/Status/updates
             AuditRejections(control_plane, [route.template for route in table], clock=clock),  # sees every refusal
             ClientAddress(network.trusted_proxies),
             BodyLimits(security.limits),

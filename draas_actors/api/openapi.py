@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..model import Platform
-from ..security import PUBLIC, PUSH
-from ..wire import REGISTRATION_SCHEMA, RESTART_POLICY_SCHEMA, STATUS_NAMES, STATUS_UPDATE_SCHEMA
+from ..model import Platform, Status
+from ..security import PUBLIC, PUSH, READ_OR_PUSH
+from ..model import CONFIGURATION_CHANGED, UPSTREAM_STATUS_NUMBERS
+from ..wire import REGISTRATION_SCHEMA, REPORT_STATUS_NAMES, RESTART_POLICY_SCHEMA, STATUS_NAMES, STATUS_UPDATE_SCHEMA
 
 if TYPE_CHECKING:
     from .app import Route
@@ -29,21 +30,46 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
+def any_case(name: str) -> str:
+    """A pattern that matches ``name`` in any case: JSON Schema's patterns have no case-insensitive flag."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in name)
+
+
 _INSTANCE = {"$ref": "#/components/schemas/Instance"}
 # What the server accepts, stated as schema rather than prose, so that a client (or a fuzzer) can know it.
-_STATUS = {"type": "string", "enum": STATUS_NAMES}
+_ANY_CASE_STATUS = f"({'|'.join(any_case(name) for name in STATUS_NAMES)})"
+_STATUS = {"type": "string", "pattern": f"^{_ANY_CASE_STATUS}$"}
 _PLATFORM = {"type": "string", "enum": [p.value for p in Platform]}
-_NAME = rf"\s*({'|'.join(STATUS_NAMES)})\s*"
+_NAME = rf"\s*({_ANY_CASE_STATUS}|{any_case(CONFIGURATION_CHANGED)})\s*"
 _STATUS_LIST = {"type": "string", "pattern": f"^({_NAME}(,{_NAME})*)?$"}  # empty: no filter
 _EPOCH = r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 _SINCE = {"type": "string", "anyOf": [{"format": "date-time"}, {"pattern": _EPOCH}]}
-# The validator's schema checks the status only for being text (parse_status then names the field); the document
-# says which names it takes.
+# The validator's schema checks the status only for being text or an integer (parse_status_update then names the
+# field); the document says which names (in any case) and numbers it takes.
 _STATUS_UPDATE = {
     **STATUS_UPDATE_SCHEMA,
     "properties": {
         **STATUS_UPDATE_SCHEMA["properties"],
-        "status": {**STATUS_UPDATE_SCHEMA["properties"]["status"], "enum": STATUS_NAMES},
+        "status": {
+            "description": STATUS_UPDATE_SCHEMA["properties"]["status"]["description"],
+            "anyOf": [
+                {"type": "string", "pattern": f"^({'|'.join(any_case(name) for name in REPORT_STATUS_NAMES)})$"},
+                {"type": "integer", "minimum": 0, "maximum": len(UPSTREAM_STATUS_NUMBERS) - 1},
+            ],
+        },
+    },
+}
+# Upstream's StatusChangeRecord, as GET /api/status/recent-changes answers with an array of them.
+_STATUS_CHANGE_RECORD = {
+    "type": "object",
+    "required": ["instanceId", "oldStatus", "newStatus", "source", "timestamp", "metadata"],
+    "properties": {
+        "instanceId": {"type": "string"},
+        "oldStatus": {"type": "string", "enum": [s.value for s in Status]},
+        "newStatus": {"type": "string", "enum": [*(s.value for s in Status), CONFIGURATION_CHANGED]},
+        "source": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
     },
 }
 
@@ -55,21 +81,23 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             {"type": "array", "items": {"$ref": "#/components/schemas/StatusUpdate"}, "minItems": 1},
         ]}}}},
         "responses": {"202": _json("committed: the outcome of each update (applied, stale, invalidTransition) and "
-                                   "the storeId (batch: counts and a result per item)"),
+                                   "the storeId (batch: counts and a result per item); warnings names each unknown "
+                                   "property ignored"),
                       "400": _ERROR_REF, "404": _ERROR_REF, "422": _ERROR_REF},
     },
     ("/api/status/{instance_id}/status", "get"): {
-        "summary": "Current status of one instance",
+        "summary": "Current status of one instance, with upstream's InstanceRuntimeInfo fields (daemons may read it)",
         "responses": {"200": _json("status"), "404": _ERROR_REF},
     },
     ("/api/status/recent-changes", "get"): {
-        "summary": "Status changes since a time (upstream design's query)",
+        "summary": "Changes since a time, as upstream's StatusController answers (a bare array)",
         "parameters": [
-            _query("since", "RFC 3339 time or epoch seconds; default one hour ago", _SINCE),
-            _query("statusFilter", "comma-separated new statuses", _STATUS_LIST),
+            _query("since", "RFC 3339 time or epoch seconds; default five minutes ago", _SINCE),
+            _query("statusFilter", "comma-separated new statuses in any case; ConfigurationChanged for configuration "
+                   "changes", _STATUS_LIST),
             _query("limit", "at most this many (newest)", {"type": "integer", "minimum": 1, "maximum": 10000}),
         ],
-        "responses": {"200": _json("changes"), "422": _ERROR_REF},
+        "responses": {"200": _json("changes", {"type": "array", "items": _STATUS_CHANGE_RECORD}), "422": _ERROR_REF},
     },
     ("/api/status/changes", "get"): {
         "summary": "The change feed after a cursor",
@@ -162,7 +190,7 @@ _KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKeyHeader": []}, {"Bearer": []
 def _security(role: str) -> list[dict[str, list[str]]]:
     if role == PUBLIC:
         return []
-    return [*_KEY_SECURITY, {"mutualTLS": []}] if role == PUSH else list(_KEY_SECURITY)
+    return [*_KEY_SECURITY, {"mutualTLS": []}] if role in (PUSH, READ_OR_PUSH) else list(_KEY_SECURITY)
 
 
 def _refusals(role: str, method: str) -> dict[str, Any]:
@@ -173,7 +201,7 @@ def _refusals(role: str, method: str) -> dict[str, Any]:
     refusals = {"401": _ERROR_REF, "403": _ERROR_REF, "503": _ERROR_REF}
     if method in ("post", "put"):
         refusals |= {"413": _ERROR_REF, "415": _ERROR_REF}
-    if role == PUSH:
+    if role in (PUSH, READ_OR_PUSH):
         refusals["429"] = _ERROR_REF
     return refusals
 

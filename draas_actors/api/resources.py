@@ -10,8 +10,8 @@ import falcon
 from ..commit import Outcome
 from ..errors import InvalidInput, MalformedInput, NotFound
 from ..messages import AuditEntry, OutOfScope, Rejected, StatusReport
-from ..model import Platform, parse_status
-from ..security import LimitSettings
+from ..model import Platform, Status, is_configuration_changed, parse_status
+from ..security import DAEMON, Identity, LimitSettings, scope_refusal
 from ..system import ControlPlane
 from ..wire import (
     UpdateLimits,
@@ -23,6 +23,9 @@ from ..wire import (
     parse_status_update,
     parse_status_updates,
     parse_time,
+    runtime_info_view,
+    update_warnings,
+    upstream_change_view,
 )
 from . import limits
 from .auth import HTTPForbidden
@@ -91,6 +94,9 @@ class StatusUpdates:
             "status": "accepted", "instanceId": report.instance_id, "outcome": outcome.value,
             "storeId": self.cp.store_id,
         }
+        warnings = update_warnings(body)
+        if warnings:
+            resp.media["warnings"] = warnings
 
     def _batch(self, req: falcon.Request, body: list[Any], received_at: float, resp: falcon.Response) -> None:
         if not body:
@@ -106,6 +112,9 @@ class StatusUpdates:
                 results.append({"index": index, "status": "rejected", **error_body(outcome.message, None, field)})
             else:
                 results.append({"index": index, "status": "accepted", "outcome": outcome.value})
+            warnings = update_warnings(body[index])
+            if warnings:
+                results[-1]["warnings"] = warnings
         accepted = sum(1 for r in results if r["status"] == "accepted")
         applied = sum(1 for r in results if r.get("outcome") == Outcome.APPLIED.value)
         resp.status = falcon.HTTP_202 if accepted else falcon.HTTP_422
@@ -128,13 +137,26 @@ class StatusUpdates:
 
 
 class InstanceStatus:
-    """GET /api/status/{instance_id}/status"""
+    """GET /api/status/{instance_id}/status: today's fields and upstream's InstanceRuntimeInfo's.
+
+    Daemons may read it too (upstream: for their health checks and synchronisation), within their scope."""
 
     def __init__(self, control_plane: ControlPlane) -> None:
         self.cp = control_plane
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, instance_id: str) -> None:
+        identity: Identity | None = getattr(req.context, "identity", None)
+        daemon = identity if identity is not None and identity.kind == DAEMON else None
+        if daemon is not None and not daemon.may_report_on(instance_id):
+            # Before the lookup: a daemon learns nothing of instances outside its scope, not even that they exist.
+            refusal = scope_refusal(daemon, instance_id, None, None, "")
+            assert refusal is not None
+            raise HTTPForbidden(refusal[1], field=refusal[0])
         record = self.cp.get_instance(instance_id)
+        if daemon is not None:
+            refusal = scope_refusal(daemon, instance_id, None, record.platform, "")
+            if refusal is not None:
+                raise HTTPForbidden(refusal[1], field=refusal[0])
         resp.media = {
             "instanceId": record.instance_id,
             "platform": record.platform.value,
@@ -142,11 +164,17 @@ class InstanceStatus:
             "statusSince": format_time(record.status_since),
             "lastReason": record.last_reason,
             "metadata": dict(record.metadata),
+            **runtime_info_view(record),
         }
 
 
+# Upstream's default window: a part of its API (GetRecentStatusChanges), not a setting.
+RECENT_WINDOW = 300.0
+
+
 class RecentChanges:
-    """GET /api/status/recent-changes?since=&statusFilter=&limit= (the upstream design's query)."""
+    """GET /api/status/recent-changes?since=&statusFilter=&limit= : upstream's query, in upstream's shape (a bare
+    array of StatusChangeRecord); the richer feed is /api/status/changes."""
 
     def __init__(self, control_plane: ControlPlane, clock: Callable[[], float] = time.time) -> None:
         self.cp = control_plane
@@ -154,17 +182,23 @@ class RecentChanges:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         since_text = req.get_param("since")
-        since = self.clock() - 3600 if since_text is None else parse_time(_number_or_text(since_text), field="since")
-        statuses = None
+        if since_text is None:
+            since = self.clock() - RECENT_WINDOW
+        else:
+            since = parse_time(_number_or_text(since_text), field="since")
+        statuses: frozenset[Status] | None = None
+        configuration = False
         status_filter = req.get_param("statusFilter")
         if status_filter:
+            names = [name.strip() for name in status_filter.split(",")]
+            configuration = any(is_configuration_changed(name) for name in names)
             try:
-                statuses = frozenset(parse_status(s.strip()) for s in status_filter.split(","))
+                statuses = frozenset(parse_status(name) for name in names if not is_configuration_changed(name))
             except ValueError:
                 raise InvalidInput("statusFilter: unknown status", field="statusFilter") from None
         limit = _int_param(req, "limit", 1000, 1, 10_000)
-        changes = self.cp.recent_changes(since, statuses, limit)
-        resp.media = {"changes": [change_view(c) for c in changes]}
+        changes = self.cp.recent_changes(since, statuses, limit, configuration=configuration)
+        resp.media = [upstream_change_view(c) for c in changes]
 
 
 class Changes:

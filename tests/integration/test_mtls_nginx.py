@@ -155,11 +155,12 @@ def test_a_refused_certificate_cannot_reach_the_operator_api_either(stack: Stack
     assert stack.nginx.proxied(1) == []
 
 
-def test_the_push_path_with_a_trailing_slash_needs_a_certificate_too(stack: Stack) -> None:
+def test_the_push_path_with_a_trailing_slash_or_in_another_case_needs_a_certificate_too(stack: Stack) -> None:
     response = stack.push(update("web-1"), cert=None, headers=stack.plane.daemon_headers)
     slashed = stack.send("POST", UPDATES + "/", json=update("web-1"), headers=stack.plane.daemon_headers)
-    assert (response.status_code, slashed.status_code) == (403, 403)
-    assert stack.nginx.proxied(2) == []
+    cased = stack.send("POST", "/API/Status/Updates", json=update("web-1"), headers=stack.plane.daemon_headers)
+    assert (response.status_code, slashed.status_code, cased.status_code) == (403, 403, 403)
+    assert stack.nginx.proxied(3) == []
 
 
 # -- a good certificate: its identity's scope applies ---------------------------------------------------

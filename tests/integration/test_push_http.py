@@ -16,7 +16,8 @@ GOOD = {"instanceId": "web-1", "status": "Stopped", "source": "DockerDaemon"}
 BAD_PUSHES: dict[str, tuple[dict[str, str], bytes, int, str | None]] = {
     # name: (headers beyond Content-Type, body, expected status, expected field)
     "malformed JSON": ({}, b'{"instanceId": "web-1", "status": "Stopped",', 400, "body"),
-    "missing instanceId": ({}, json.dumps({"status": "Stopped", "source": "DockerDaemon"}).encode(), 422, "instanceId"),
+    "missing instanceId": ({}, json.dumps({"status": "Stopped", "source": "DockerDaemon"}).encode(), 400, "instanceId"),
+    "blank source": ({}, json.dumps({**GOOD, "source": "  "}).encode(), 400, "source"),
     "unknown status": ({}, json.dumps({**GOOD, "status": "Sleeping"}).encode(), 422, "status"),
     "metadata not an object": ({}, json.dumps({**GOOD, "metadata": ["x"]}).encode(), 422, "metadata"),
     "observedAt not a time": ({}, json.dumps({**GOOD, "observedAt": "yesterday"}).encode(), 422, "observedAt"),
@@ -53,6 +54,39 @@ def test_a_bad_push_gets_a_4xx_naming_the_field_and_changes_nothing(plane: Runni
     feed = plane.wait_for_changes(2)
     assert plane.instance("web-1")["status"] == "Stopped"
     assert (feed[-1]["oldStatus"], feed[-1]["newStatus"]) == ("Running", "Stopped")
+
+
+def test_a_client_written_for_the_upstream_csharp_api_works_unchanged(plane: RunningControlPlane) -> None:
+    """Bytes as Newtonsoft.Json writes upstream's StatusUpdateRequest (PascalCase, the enum as its integer, a null
+    Metadata), to the paths as the C# client spells them (ASP.NET routes match in any case)."""
+    headers = {**plane.daemon_headers, "Content-Type": "application/json; charset=utf-8"}
+
+    def post(body: bytes) -> requests.Response:
+        return requests.post(plane.base_url + "/api/Status/updates", data=body, headers=headers, timeout=5)
+
+    running = post(b'{"InstanceId":"web-1","Status":1,"Source":"DockerDaemon","Metadata":null}')
+    assert running.status_code == 202, running.text
+    assert running.json()["instanceId"] == "web-1"
+    configured = post(b'{"InstanceId":"web-1","Status":4,"Source":"DockerDaemon","Metadata":{"Version":"2"},'
+                      b'"TraceId":"abc"}')
+    assert configured.status_code == 202, configured.text
+    assert configured.json()["warnings"] == ["unknown property 'TraceId' ignored"]
+    plane.wait_for_changes(2)
+
+    # A daemon's health check and synchronisation read (upstream's GetInstanceStatus), with the daemon's key.
+    status = requests.get(plane.base_url + "/api/Status/web-1/status", headers=plane.daemon_headers, timeout=5)
+    assert status.status_code == 200, status.text
+    assert (status.json()["instanceId"], status.json()["status"]) == ("web-1", "Running")
+    assert status.json()["startedAt"] is not None and status.json()["stoppedAt"] is None
+
+    recent = plane.get("/API/STATUS/recent-changes", params={"statusFilter": "configurationChanged"})
+    assert recent.status_code == 200, recent.text
+    assert [(c["instanceId"], c["oldStatus"], c["newStatus"], c["source"], c["metadata"]) for c in recent.json()] == [
+        ("web-1", "Running", "ConfigurationChanged", "DockerDaemon", {"Version": "2"})]
+
+    missing = post(b'{"InstanceId":"","Status":2,"Source":"DockerDaemon"}')
+    assert missing.status_code == 400
+    assert missing.json()["field"] == "instanceId"
 
 
 def test_a_batch_with_a_bad_item_applies_the_good_ones_and_names_the_bad_one(plane: RunningControlPlane) -> None:

@@ -120,6 +120,21 @@ def test_a_scoped_daemon_is_accepted_inside_its_scope_and_refused_outside_it(pla
     assert plane.get("/api/instances/db-1").status_code == 404
 
 
+def test_a_scoped_daemon_reads_the_status_of_instances_in_its_scope_only(plane: RunningControlPlane) -> None:
+    assert _push(plane, _update("web-1")).status_code == 202
+    assert plane.push(_update("db-1")).status_code == 202  # local-daemon: any scope
+    assert plane.push(_update("web-pod", platform="kubernetes")).status_code == 202
+    plane.wait_for("web-pod", lambda v: v["status"] == "Running")
+
+    mine = _call(plane, "GET", "/api/status/web-1/status", "docker")
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["status"] == "Running"
+    _refused(_call(plane, "GET", "/api/status/db-1/status", "docker"), 403, "instanceId")
+    _refused(_call(plane, "GET", "/api/status/db-9/status", "docker"), 403, "instanceId")  # exists or not: 403
+    _refused(_call(plane, "GET", "/api/status/web-pod/status", "docker"), 403, "platform")
+    _refused(_call(plane, "GET", "/api/status/changes", "docker"), 403)
+
+
 def test_a_report_cannot_reach_another_platforms_instance_with_or_without_naming_a_platform(
     plane: RunningControlPlane,
 ) -> None:

@@ -318,10 +318,124 @@ def test_an_unknown_status_is_422_naming_status_and_changes_nothing(api: Api) ->
     assert api.status_of("web-1") == "Running"
 
 
-def test_a_missing_field_is_422_naming_it(api: Api) -> None:
-    result = api.push({"instanceId": "web-1", "status": "Running"})
+def test_a_missing_status_is_422_naming_it(api: Api) -> None:
+    result = api.push({"instanceId": "web-1", "source": "DockerDaemon"})
     assert result.status_code == 422
-    assert result.json["field"] == "source"
+    assert result.json["field"] == "status"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"status": "Running", "source": "DockerDaemon"}, "instanceId"),
+        ({"instanceId": "  ", "status": "Running", "source": "DockerDaemon"}, "instanceId"),
+        ({"InstanceId": None, "Status": 1, "Source": "DockerDaemon"}, "instanceId"),
+        ({"instanceId": "web-1", "status": "Running"}, "source"),
+        ({"instanceId": "web-1", "status": "Running", "source": ""}, "source"),
+        ({"InstanceId": "web-1", "Status": 1, "Source": " "}, "source"),
+    ],
+)
+def test_a_missing_or_blank_instance_id_or_source_is_400_naming_it_as_upstream(
+    api: Api, body: dict[str, Any], field: str
+) -> None:
+    result = api.push(body)
+    assert result.status_code == 400
+    assert _is_error_body(result.json)
+    assert result.json["field"] == field
+
+
+def test_an_upstream_shaped_push_is_accepted_with_a_warning_per_unknown_property(api: Api) -> None:
+    body = {"InstanceId": "web-1", "Status": 1, "Source": "DockerDaemon", "Metadata": None, "Foo": "bar"}
+    result = api.push(body)
+    assert result.status_code == 202
+    assert result.json == {
+        "status": "accepted", "instanceId": "web-1", "outcome": "applied", "storeId": api.cp.store_id,
+        "warnings": ["unknown property 'Foo' ignored"],
+    }
+    api.wait_status("web-1", "Running")
+    stopped = api.push({"INSTANCEID": "web-1", "STATUS": "stopped", "SOURCE": "DockerDaemon"})
+    assert "warnings" not in stopped.json  # no warnings: no "warnings"
+    api.wait_status("web-1", "Stopped")
+
+
+def test_a_batch_lists_the_warnings_of_each_item(api: Api) -> None:
+    result = api.push([
+        {"instanceId": "web-1", "status": 1, "source": "DockerDaemon", "colour": "blue"},
+        {"instanceId": "web-2", "status": "running", "source": "DockerDaemon"},
+        {"instanceId": "web-3", "status": 9, "source": "DockerDaemon", "size": 3},
+    ])
+    assert result.status_code == 202
+    items = result.json["results"]
+    assert items[0] == {
+        "index": 0, "status": "accepted", "outcome": "applied", "warnings": ["unknown property 'colour' ignored"],
+    }
+    assert items[1] == {"index": 1, "status": "accepted", "outcome": "applied"}
+    assert items[2]["status"] == "rejected" and items[2]["field"] == "[2].status"
+    assert items[2]["warnings"] == ["unknown property 'size' ignored"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/Status/updates", "/API/STATUS/UPDATES", "/api/status/Updates"],
+)
+def test_the_push_route_matches_in_any_case_as_asp_net_routes_it(api: Api, path: str) -> None:
+    result = api.post(path, key=DAEMON_KEY, json={"instanceId": "web-1", "status": "Running", "source": "DockerDaemon"})
+    assert result.status_code == 202
+
+
+def test_status_routes_match_in_any_case_but_instance_ids_keep_theirs(api: Api) -> None:
+    assert api.push({"instanceId": "Web-1", "status": "Running", "source": "DockerDaemon"}).status_code == 202
+    api.wait_status("Web-1", "Running")
+    assert api.get("/API/Status/Web-1/STATUS").json["instanceId"] == "Web-1"
+    assert api.get("/api/status/web-1/status").status_code == 404  # another id
+    assert isinstance(api.get("/API/STATUS/Recent-Changes").json, list)
+    assert api.get("/api/Status/Changes").status_code == 200
+    assert api.get("/API/INSTANCES").status_code == 404  # only upstream's controller is case-insensitive
+
+
+def test_a_daemon_key_may_read_an_instance_s_status_and_nothing_else(api: Api) -> None:
+    assert api.push({"instanceId": "web-1", "status": "Running", "source": "DockerDaemon"}).status_code == 202
+    api.wait_status("web-1", "Running")
+    result = api.get("/api/status/web-1/status", key=DAEMON_KEY)
+    assert result.status_code == 200
+    assert result.json["status"] == "Running"
+    assert api.get("/api/status/changes", key=DAEMON_KEY).status_code == 403
+    assert api.get("/api/status/recent-changes", key=DAEMON_KEY).status_code == 403
+
+
+def test_the_status_has_upstream_s_runtime_info_fields(api: Api) -> None:
+    docker = {"instanceId": "web-1", "source": "DockerDaemon", "metadata": {"containerId": "3f2a9c"}}
+    assert api.push({**docker, "status": "Running"}).status_code == 202
+    api.wait_status("web-1", "Running")
+    running = api.get("/api/status/web-1/status").json
+    assert running["startedAt"] == running["statusSince"] and running["startedAt"] is not None
+    assert (running["stoppedAt"], running["errorMessage"], running["processId"]) == (None, None, None)
+    assert (running["containerId"], running["podName"], running["namespace"]) == ("3f2a9c", None, None)
+    assert running["runtimeMetadata"] == {"containerId": "3f2a9c"}
+    assert api.push({**docker, "status": "Error", "metadata": {"reason": "OOMKilled"}}).status_code == 202
+    api.wait_status("web-1", "Failed")
+    failed = api.get("/api/status/web-1/status").json
+    assert failed["stoppedAt"] == failed["statusSince"] and failed["startedAt"] is None
+    assert failed["errorMessage"] == "OOMKilled"
+    assert failed["containerId"] == "3f2a9c"  # the container last reported
+
+    pod = {"instanceId": "api", "status": 1, "source": "AKSDaemon", "metadata": {"podName": "api-5d9c",
+                                                                               "namespace": "drasi"}}
+    assert api.push(pod).status_code == 202
+    api.wait_status("api", "Running")
+    view = api.get("/api/status/api/status").json
+    assert (view["podName"], view["namespace"], view["containerId"]) == ("api-5d9c", "drasi", None)
+
+
+def test_the_status_of_a_process_names_its_pid_as_upstream_s_process_id(api: Api) -> None:
+    registered = api.post("/api/instances", json={"instanceId": "p1", "platform": "process",
+                                                  "process": {"command": ["sleep", "30"]}})
+    assert registered.status_code == 201, registered.text
+    api.wait_status("p1", "Running")
+    view = api.get("/api/status/p1/status").json
+    pid = api.instance("p1")["runtime"]["pid"]
+    assert view["processId"] == str(pid)
+    assert view["startedAt"] == api.instance("p1")["runtime"]["startedAt"]
 
 
 def test_an_unknown_instance_is_404_when_auto_create_is_off(start_api: Callable[..., Api]) -> None:
@@ -392,16 +506,76 @@ def test_recent_changes_filter_by_time_and_status(api: Api) -> None:
     before = time.time() - 1
     _push_sequence(api, "web-1", ["Running", "Failed", "Running"])
     _wait_changes(api, 3)
-    every = api.get("/api/status/recent-changes", params={"since": before}).json["changes"]
+    every = api.get("/api/status/recent-changes", params={"since": before}).json
     assert [c["newStatus"] for c in every] == ["Running", "Failed", "Running"]
     running = api.get("/api/status/recent-changes", params={"since": before, "statusFilter": "Running"}).json
-    assert [c["newStatus"] for c in running["changes"]] == ["Running", "Running"]
+    assert [c["newStatus"] for c in running] == ["Running", "Running"]
     both = api.get("/api/status/recent-changes", params={"since": before, "statusFilter": "Failed, Error"}).json
-    assert [c["newStatus"] for c in both["changes"]] == ["Failed"]
+    assert [c["newStatus"] for c in both] == ["Failed"]
+    any_case = api.get("/api/status/recent-changes", params={"since": before, "statusFilter": "ERROR,running"}).json
+    assert [c["newStatus"] for c in any_case] == ["Running", "Failed", "Running"]
     future = api.get("/api/status/recent-changes", params={"since": "2999-01-01T00:00:00Z"}).json
-    assert future["changes"] == []
-    default_window = api.get("/api/status/recent-changes").json["changes"]
-    assert len(default_window) == 3  # the default is the last hour
+    assert future == []
+
+
+def test_recent_changes_are_upstream_s_bare_array_of_status_change_records(api: Api) -> None:
+    _push_sequence(api, "web-1", ["Running"])
+    _wait_changes(api, 1)
+    (change,) = api.get("/api/status/recent-changes").json
+    assert set(change) == {"instanceId", "oldStatus", "newStatus", "source", "timestamp", "metadata"}
+    assert (change["instanceId"], change["oldStatus"], change["newStatus"]) == ("web-1", "Unknown", "Running")
+    assert change["source"] == "DockerDaemon" and change["metadata"] == {}
+    assert change["timestamp"].endswith("Z")  # ISO 8601, UTC
+
+
+def test_recent_changes_default_to_upstream_s_last_five_minutes(api: Api) -> None:
+    _push_sequence(api, "web-1", ["Running"])
+    _wait_changes(api, 1)
+    in_window = create_app(api.cp, operator_keys=(OPERATOR_KEY,), clock=lambda: time.time() + 290)
+    later = create_app(api.cp, operator_keys=(OPERATOR_KEY,), clock=lambda: time.time() + 310)
+    assert len(testing.TestClient(in_window).simulate_get("/api/status/recent-changes", headers=_auth(OPERATOR_KEY))
+               .json) == 1
+    assert testing.TestClient(later).simulate_get("/api/status/recent-changes", headers=_auth(OPERATOR_KEY)).json == []
+
+
+def test_configuration_changed_is_a_change_recent_changes_finds_and_leaves_the_status_alone(api: Api) -> None:
+    docker = {"instanceId": "web-1", "source": "DockerDaemon"}
+    assert api.push({**docker, "status": "Running", "metadata": {"containerId": "c1"}}).status_code == 202
+    api.wait_status("web-1", "Running")
+    since = api.get("/api/status/web-1/status").json["statusSince"]
+    assert api.push({**docker, "status": 4, "metadata": {"config": "v2"}}).status_code == 202
+    assert api.push({**docker, "status": "configurationchanged"}).status_code == 202
+    feed = _wait_changes(api, 3)
+    configured = [c for c in feed if c["kind"] == "configuration"]
+    assert [(c["oldStatus"], c["newStatus"], c["metadata"]) for c in configured] == [
+        ("Running", "Running", {"config": "v2"}), ("Running", "Running", {})]
+    found = api.get("/api/status/recent-changes", params={"statusFilter": "ConfigurationChanged"}).json
+    assert [(c["oldStatus"], c["newStatus"], c["metadata"]) for c in found] == [
+        ("Running", "ConfigurationChanged", {"config": "v2"}), ("Running", "ConfigurationChanged", {})]
+    mixed = api.get("/api/status/recent-changes", params={"statusFilter": "running,CONFIGURATIONCHANGED"}).json
+    assert [c["newStatus"] for c in mixed] == ["Running", "ConfigurationChanged", "ConfigurationChanged"]
+    running = api.get("/api/status/recent-changes", params={"statusFilter": "Running"}).json
+    assert [c["newStatus"] for c in running] == ["Running"]
+    status = api.get("/api/status/web-1/status").json
+    assert (status["status"], status["statusSince"], status["metadata"]) == ("Running", since, {"containerId": "c1"})
+
+
+def test_a_configuration_change_reaches_subscribers_by_kind_and_not_as_a_status(api: Api) -> None:
+    from draas_actors.messages import StatusChanged, SubscriptionFilter
+    from draas_actors.model import ChangeKind, Status
+
+    seen: dict[str, list[StatusChanged]] = {"all": [], "running": [], "configuration": []}
+    api.cp.subscribe(seen["all"].append)
+    api.cp.subscribe(seen["running"].append, SubscriptionFilter(statuses=frozenset({Status.RUNNING})))
+    api.cp.subscribe(seen["configuration"].append,
+                     SubscriptionFilter(kinds=frozenset({ChangeKind.CONFIGURATION})))
+    _push_sequence(api, "web-1", ["Running", "ConfigurationChanged"])
+    wait_until(lambda: len(seen["all"]) == 2 and len(seen["configuration"]) == 1 and len(seen["running"]) == 1,
+               message="both changes delivered")
+    assert [e.kind for e in seen["all"]] == [ChangeKind.STATUS, ChangeKind.CONFIGURATION]
+    assert [e.kind for e in seen["running"]] == [ChangeKind.STATUS]
+    (configuration,) = seen["configuration"]
+    assert (configuration.old_status, configuration.new_status) == (Status.RUNNING, Status.RUNNING)
 
 
 def test_recent_changes_name_a_bad_parameter(api: Api) -> None:
@@ -423,8 +597,9 @@ def test_the_change_feed_pages_by_cursor(api: Api) -> None:
     assert [c["cursor"] for c in first["changes"]] == [1, 2]
     assert first["nextCursor"] == 2
     assert set(first["changes"][0]) == {
-        "cursor", "instanceId", "platform", "oldStatus", "newStatus", "source", "timestamp", "metadata",
+        "cursor", "kind", "instanceId", "platform", "oldStatus", "newStatus", "source", "timestamp", "metadata",
     }
+    assert first["changes"][0]["kind"] == "status"
     assert (first["changes"][0]["oldStatus"], first["changes"][0]["newStatus"]) == ("Unknown", "Running")
     second = api.changes(after=first["nextCursor"], limit=2).json
     assert [c["newStatus"] for c in second["changes"]] == ["Running", "Stopped"]

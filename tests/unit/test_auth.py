@@ -114,7 +114,7 @@ def test_a_key_works_as_a_bearer_token(client: testing.TestClient) -> None:
 
 def test_both_hashes_of_a_rotating_identity_are_valid(client: testing.TestClient) -> None:
     for key in (KEYS["rotating"], NEW_KEY):
-        assert _request(client, "POST", "/api/status/updates", {"X-API-Key": key}).status_code == 422
+        assert _request(client, "POST", "/api/status/updates", {"X-API-Key": key}).status_code == 400
     retired = {"X-API-Key": "rotating-key-retired-0000"}
     assert _request(client, "POST", "/api/status/updates", retired).status_code == 401
 
@@ -135,10 +135,10 @@ def _cert(subject: str = SUBJECT, verify: str = "SUCCESS") -> dict[str, str]:
 
 
 def test_a_verified_certificate_from_the_trusted_proxy_authenticates_its_daemon(client: testing.TestClient) -> None:
-    assert _request(client, "POST", "/api/status/updates", _cert(), PROXY).status_code == 422  # past auth
+    assert _request(client, "POST", "/api/status/updates", _cert(), PROXY).status_code == 400  # past auth
     # The subject in another spelling is the same identity.
     spelled = _cert("cn=docker-host-1, o=draas")
-    assert _request(client, "POST", "/api/status/updates", spelled, PROXY).status_code == 422
+    assert _request(client, "POST", "/api/status/updates", spelled, PROXY).status_code == 400
 
 
 def test_certificate_headers_from_any_other_peer_are_ignored(client: testing.TestClient) -> None:
@@ -156,7 +156,7 @@ def test_a_certificate_the_proxy_could_not_verify_is_refused_even_with_a_good_ke
 
 def test_no_certificate_at_the_proxy_falls_back_to_the_key(client: testing.TestClient) -> None:
     headers = {**_cert(verify="NONE", subject=""), "X-API-Key": KEYS["daemon"]}
-    assert _request(client, "POST", "/api/status/updates", headers, PROXY).status_code == 422
+    assert _request(client, "POST", "/api/status/updates", headers, PROXY).status_code == 400
 
 
 def test_an_unknown_certificate_subject_is_401(client: testing.TestClient) -> None:
@@ -169,7 +169,7 @@ def test_a_certificate_and_a_key_of_different_identities_are_refused(client: tes
     mixed = {**_cert(), "X-API-Key": KEYS["rotating"]}
     assert _request(client, "POST", "/api/status/updates", mixed, PROXY).status_code == 401
     same = {**_cert(), "X-API-Key": KEYS["daemon"]}
-    assert _request(client, "POST", "/api/status/updates", same, PROXY).status_code == 422
+    assert _request(client, "POST", "/api/status/updates", same, PROXY).status_code == 400
 
 
 def test_a_certificate_identity_is_a_daemon_and_cannot_use_operator_routes(client: testing.TestClient) -> None:

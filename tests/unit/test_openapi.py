@@ -17,7 +17,7 @@ from falcon import testing
 from draas_actors.api import resources
 from draas_actors.api.app import Route, create_app, routes
 from draas_actors.api.openapi import OPERATIONS, build_openapi
-from draas_actors.security import ADMIN, OPERATE, PUBLIC, PUSH, READ
+from draas_actors.security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH
 from draas_actors.system import ControlPlane
 from tests.helpers import unstarted_control_plane
 
@@ -133,14 +133,15 @@ def test_public_routes_need_no_security_and_every_other_route_needs_a_key(
             assert role != PUBLIC
             assert all(set(requirement) <= schemes for requirement in operation["security"])
             assert {"401", "403"} <= set(operation["responses"])
-            # Only the push route takes a client certificate (the proxy checks it); operators use keys.
-            assert ({"mutualTLS": []} in operation["security"]) == (role == PUSH)
+            # Only routes a daemon may call take a client certificate (the proxy checks it); operators use keys.
+            assert ({"mutualTLS": []} in operation["security"]) == (role in (PUSH, READ_OR_PUSH))
     assert public == EXPECTED_PUBLIC
 
 
 def test_each_operation_documents_the_role_the_route_table_declares(document: dict[str, Any]) -> None:
     paths = document["paths"]
     assert paths["/api/status/updates"]["post"]["x-required-role"] == PUSH
+    assert paths["/api/status/{instance_id}/status"]["get"]["x-required-role"] == READ_OR_PUSH
     assert paths["/api/instances"]["get"]["x-required-role"] == READ
     assert paths["/api/instances"]["post"]["x-required-role"] == ADMIN
     assert paths["/api/instances/{instance_id}"]["delete"]["x-required-role"] == ADMIN

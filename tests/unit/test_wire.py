@@ -10,7 +10,7 @@ import pytest
 
 from draas_actors.errors import InvalidInput, MalformedInput
 from draas_actors.messages import StatusChanged, StatusReport
-from draas_actors.model import InstanceId, Platform, Status
+from draas_actors.model import ChangeKind, InstanceId, Platform, Status
 from draas_actors.policy import RestartMode, RestartPolicy
 from draas_actors.records import InstanceRecord, ProcessSpec, Runtime
 from draas_actors.wire import (
@@ -20,6 +20,8 @@ from draas_actors.wire import (
     parse_registration,
     parse_status_update,
     parse_status_updates,
+    update_warnings,
+    upstream_change_view,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,23 +50,42 @@ def test_a_minimal_update_becomes_a_report_observed_when_received() -> None:
     )
 
 
-@pytest.mark.parametrize("missing", ["instanceId", "status", "source"])
-def test_a_missing_required_field_is_named(missing: str) -> None:
-    body = {k: v for k, v in GOOD.items() if k != missing}
-    error = _invalid(body)
-    assert error.field == missing
+def _malformed(body: Any, **kwargs: Any) -> MalformedInput:
+    with pytest.raises(MalformedInput) as caught:
+        parse_status_update(body, received_at=RECEIVED, **kwargs)
+    return caught.value
+
+
+def test_a_missing_status_is_invalid_input_naming_it() -> None:
+    error = _invalid({k: v for k, v in GOOD.items() if k != "status"})
+    assert error.field == "status"
     assert "required" in error.message
+
+
+@pytest.mark.parametrize("name", ["instanceId", "source"])
+@pytest.mark.parametrize("value", [None, "", "   ", "\t\n"])
+def test_a_missing_null_or_blank_instance_id_or_source_is_malformed_naming_it_as_upstream(
+    name: str, value: str | None
+) -> None:
+    body = {**GOOD, name: value} if value is not None else {k: v for k, v in GOOD.items() if k != name}
+    error = _malformed(body)
+    assert error.field == name
+    assert name in error.message
+    assert _malformed({**GOOD, name: None}).field == name
+    # Before any other refusal: upstream checks these two first.
+    assert _malformed({**body, "status": "Exploded", "platform": "vm"}).field == name
 
 
 @pytest.mark.parametrize(
     ("override", "field"),
     [
         ({"instanceId": 5}, "instanceId"),
-        ({"instanceId": ""}, "instanceId"),
         ({"instanceId": "-starts-with-a-dash"}, "instanceId"),
-        ({"status": 3}, "status"),
+        ({"status": 5}, "status"),
+        ({"status": -1}, "status"),
+        ({"status": 1.5}, "status"),
+        ({"status": True}, "status"),
         ({"source": ["a"]}, "source"),
-        ({"source": ""}, "source"),
         ({"metadata": ["a"]}, "metadata"),
         ({"metadata": {"nested": {"a": 1}}}, "metadata.nested"),
         ({"platform": "vm"}, "platform"),
@@ -76,10 +97,56 @@ def test_a_field_of_the_wrong_type_or_shape_is_named(override: dict[str, Any], f
     assert _invalid({**GOOD, **override}).field == field
 
 
-def test_an_unknown_extra_field_is_named() -> None:
-    error = _invalid({**GOOD, "colour": "blue"})
-    assert error.field == "colour"
-    assert "colour" in error.message
+def test_an_unknown_property_is_ignored_and_named_in_a_warning() -> None:
+    body = {**GOOD, "colour": "blue", "Foo": 1}
+    report = parse_status_update(body, received_at=RECEIVED)
+    assert report == parse_status_update(GOOD, received_at=RECEIVED)
+    assert update_warnings(body) == ["unknown property 'colour' ignored", "unknown property 'Foo' ignored"]
+    assert update_warnings(GOOD) == []
+
+
+def test_many_unknown_properties_give_a_bounded_list_of_warnings() -> None:
+    body = {**GOOD, **{f"extra{i}": i for i in range(100)}}
+    warnings = update_warnings(body)
+    assert len(warnings) == 17
+    assert warnings[-1] == "84 more unknown properties ignored"
+
+
+@pytest.mark.parametrize("spelling", [str.lower, str.upper, lambda name: name[0].upper() + name[1:]])
+def test_property_names_match_in_any_case_as_asp_net_binds_them(spelling: Any) -> None:
+    body = {spelling(name): value for name, value in
+            {**GOOD, "metadata": {"containerId": "c1"}, "observedAt": RECEIVED - 1, "platform": "docker"}.items()}
+    report = parse_status_update(body, received_at=RECEIVED)
+    assert (report.instance_id, report.status, report.source) == ("web-1", Status.RUNNING, "DockerDaemon")
+    assert (report.metadata, report.observed_at, report.platform) == ({"containerId": "c1"}, RECEIVED - 1,
+                                                                       Platform.DOCKER)
+    assert update_warnings(body) == []
+
+
+def test_one_property_given_in_two_spellings_is_refused_naming_it() -> None:
+    error = _invalid({**GOOD, "InstanceId": "web-2"})
+    assert error.field == "instanceId"
+    assert "'instanceId' and 'InstanceId'" in error.message
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [("running", Status.RUNNING), ("STOPPED", Status.STOPPED), ("error", Status.FAILED), ("cReAtEd", Status.PENDING),
+     (0, Status.PENDING), (1, Status.RUNNING), (2, Status.STOPPED), (3, Status.FAILED), (1.0, Status.RUNNING)],
+)
+def test_a_status_is_read_in_any_case_or_as_upstream_s_enum_number(status: Any, expected: Status) -> None:
+    report = parse_status_update({**GOOD, "status": status}, received_at=RECEIVED)
+    assert (report.kind, report.status) == (ChangeKind.STATUS, expected)
+
+
+@pytest.mark.parametrize("status", ["ConfigurationChanged", "configurationchanged", 4])
+def test_configuration_changed_is_a_report_of_kind_configuration(status: Any) -> None:
+    report = parse_status_update({**GOOD, "status": status}, received_at=RECEIVED)
+    assert report.kind is ChangeKind.CONFIGURATION
+
+
+def test_null_metadata_is_no_metadata() -> None:
+    assert parse_status_update({**GOOD, "metadata": None}, received_at=RECEIVED).metadata == {}
 
 
 def test_an_unknown_status_is_invalid_input_on_the_status_field() -> None:
@@ -159,8 +226,8 @@ def test_a_batch_gives_one_result_per_item_and_names_the_bad_items_fields() -> N
 
 
 def test_a_good_item_after_a_bad_one_is_still_parsed() -> None:
-    results = parse_status_updates([{**GOOD, "colour": 1}, {**GOOD, "instanceId": "web-2"}], received_at=RECEIVED)
-    assert isinstance(results[0], InvalidInput) and results[0].field == "[0].colour"
+    results = parse_status_updates([{**GOOD, "status": 9}, {**GOOD, "instanceId": "web-2"}], received_at=RECEIVED)
+    assert isinstance(results[0], InvalidInput) and results[0].field == "[0].status"
     assert isinstance(results[1], StatusReport) and results[1].instance_id == "web-2"
 
 
@@ -369,6 +436,7 @@ def test_the_change_view_has_the_change_feed_shape() -> None:
     )
     assert change_view(change) == {
         "cursor": 42,
+        "kind": "status",
         "instanceId": "web-1",
         "platform": "docker",
         "oldStatus": "Running",
@@ -377,6 +445,23 @@ def test_the_change_view_has_the_change_feed_shape() -> None:
         "timestamp": "2024-01-02T03:04:05.678Z",
         "metadata": {"exitCode": "1"},
     }
+
+
+def test_the_upstream_change_view_is_upstream_s_status_change_record() -> None:
+    change = StatusChanged(
+        instance_id=InstanceId("web-1"), platform=Platform.DOCKER, old_status=Status.RUNNING,
+        new_status=Status.FAILED, source="DockerDaemon",
+        timestamp=dt.datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC).timestamp(), metadata={"exitCode": "1"},
+        cursor=42,
+    )
+    assert upstream_change_view(change) == {
+        "instanceId": "web-1", "oldStatus": "Running", "newStatus": "Failed", "source": "DockerDaemon",
+        "timestamp": "2024-01-02T03:04:05.678Z", "metadata": {"exitCode": "1"},
+    }
+    configured = StatusChanged(**{**change.__dict__, "new_status": Status.RUNNING, "kind": ChangeKind.CONFIGURATION})
+    assert upstream_change_view(configured)["oldStatus"] == "Running"
+    assert upstream_change_view(configured)["newStatus"] == "ConfigurationChanged"
+    assert change_view(configured)["kind"] == "configuration"
 
 
 @pytest.mark.parametrize("observed", [float("nan"), float("inf"), float("-inf"), 1e308, -1e308])
