@@ -9,8 +9,10 @@ waitress's limit, all applied on its loop thread by ``AdmittingServer`` and ``Ad
    first byte; a connection's first request, within that time of the connection opening. Past it the connection is
    answered ``408`` and closed (closed without an answer if it sent nothing). A request being served is never
    timed out, and between requests an idle keep-alive connection is left to ``channel_timeout`` as before.
-2. **Connections per address.** One client address holds at most ``connections_per_address`` (32) connections; a
-   further one is closed as soon as it is accepted. Loopback is an address like any other. Peers in
+2. **Connections per address.** One client address holds at most ``connections_per_address`` (32) connections. A
+   further one takes the place of one of the address's own that is not serving a request (unauthenticated ones
+   first, then the one that has waited longest: a client that leaks idle keep-alive connections loses the oldest);
+   when all are serving, it is closed as soon as it is accepted. Loopback is an address like any other. Peers in
    ``[network] trustedProxies`` are exempt: a proxy carries many clients and bounds them itself.
 3. **A reserve for authenticated callers.** ``connection_limit`` (100) connections are open to anyone. When they
    are taken, a new connection gets one of ``reserved_connections`` (32) further slots. A reserve slot is *kept*
@@ -35,7 +37,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,9 +75,12 @@ class Held(Protocol):
 
     address: str
     pool: Pool
-    waiting_since: float  # when it opened or last received a byte of a new request (monotonic)
+    authenticated: bool  # the app authenticated one of its requests
+    waiting_since: float  # when it opened or last received the first byte of a request (monotonic)
 
-    def evictable(self) -> bool: ...
+    def busy(self) -> bool:
+        """Serving a request, or closing: never replaced."""
+        ...
 
 
 class Admission:
@@ -83,7 +88,7 @@ class Admission:
 
     def __init__(self, rules: ConnectionRules) -> None:
         self.rules = rules
-        self.by_address: Counter[str] = Counter()
+        self.by_address: dict[str, dict[int, Held]] = {}
         self.general = 0
         self.reserve: dict[int, Held] = {}
         self._warned_at = -WARN_EVERY
@@ -91,19 +96,22 @@ class Admission:
     def admit(self, address: str) -> tuple[Pool, Held | None] | None:
         """The pool a new connection from ``address`` joins and the connection it replaces; None to refuse it."""
         rules = self.rules
-        if self.by_address[address] >= rules.connections_per_address and not self._uncapped(address):
-            return None
+        own = self.by_address.get(address, {})
+        if len(own) >= rules.connections_per_address and not self._uncapped(address):
+            # The address replaces one of its own: unauthenticated first, then the one that has waited longest.
+            victim = _oldest(own.values(), lambda held: (held.authenticated, held.waiting_since))
+            return None if victim is None else (victim.pool, victim)
         if self.general < rules.connection_limit:
             return Pool.GENERAL, None
         if len(self.reserve) < rules.reserved_connections:
             return Pool.RESERVE, None
-        victims = [held for held in self.reserve.values() if held.evictable()]
-        if not victims:
-            return None
-        return Pool.RESERVE, min(victims, key=lambda held: held.waiting_since)
+        victim = _oldest(
+            (held for held in self.reserve.values() if not held.authenticated), lambda held: (0, held.waiting_since)
+        )
+        return None if victim is None else (Pool.RESERVE, victim)
 
     def opened(self, held: Held) -> None:
-        self.by_address[held.address] += 1
+        self.by_address.setdefault(held.address, {})[id(held)] = held
         if held.pool is Pool.GENERAL:
             self.general += 1
             now = time.monotonic()
@@ -114,9 +122,10 @@ class Admission:
             self.reserve[id(held)] = held
 
     def closed(self, held: Held) -> None:
-        self.by_address[held.address] -= 1
-        if self.by_address[held.address] <= 0:
-            del self.by_address[held.address]
+        own = self.by_address.get(held.address, {})
+        own.pop(id(held), None)
+        if not own:
+            self.by_address.pop(held.address, None)
         if held.pool is Pool.GENERAL:
             self.general -= 1
         else:
@@ -164,8 +173,8 @@ class AdmittedChannel(HTTPChannel):  # type: ignore[misc]
             self.timing = False
         return result
 
-    def evictable(self) -> bool:
-        return not (self.authenticated or self.requests or self.will_close or self.close_when_flushed)
+    def busy(self) -> bool:
+        return bool(self.requests or self.will_close or self.close_when_flushed)
 
     def overdue(self, now: float, limit: float) -> bool:
         return self.timing and not self.requests and now - self.waiting_since > limit
@@ -265,6 +274,10 @@ def admission_of(server: BaseWSGIServer | MultiSocketServer) -> Admission:
     if isinstance(server, AdmittingServer):
         return server.admission
     return next(s.admission for s in server.map.values() if isinstance(s, AdmittingServer))
+
+
+def _oldest(candidates: Iterable[Held], order: Callable[[Held], tuple[bool | int, float]]) -> Held | None:
+    return min((held for held in candidates if not held.busy()), key=order, default=None)
 
 
 def _address_of(addr: Any) -> str:

@@ -33,7 +33,7 @@ class ServerLimits:
     request_timeout: float = 10.0  # seconds to receive a request's headers and body, from its first byte: then 408
     connection_limit: int = 100  # connections open to anyone
     reserved_connections: int = 32  # further connections, kept only by authenticated callers
-    connections_per_address: int = 32  # open connections from one client address; more are closed at once
+    connections_per_address: int = 32  # open connections from one client address; see admission
     uncapped: tuple[Network, ...] = ()  # addresses without a per-address cap ([network] trustedProxies)
     max_header_bytes: int = 65536  # request line + headers (waitress: 256 KiB); beyond it a 431
     max_body_bytes: int = 1_048_576

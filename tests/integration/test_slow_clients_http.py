@@ -29,6 +29,7 @@ class SlowClient:
         self.sock.bind((source, 0))
         self.sock.connect(("127.0.0.1", port))
         self.sock.sendall(b"POST /api/status/updates HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        self.sock.setblocking(False)  # from here on nothing waits (a timeout would make recv wait for it)
         self.opened = time.monotonic()
         self.received = b""
         self.closed_at: float | None = None
@@ -39,6 +40,8 @@ class SlowClient:
             self.lines += 1
             try:
                 self.sock.send(f"X-Slow-{self.lines}: 1\r\n".encode())
+            except BlockingIOError:
+                pass  # the server is not reading: that is its right
             except OSError:
                 self.closed_at = time.monotonic()
 
@@ -46,7 +49,7 @@ class SlowClient:
         """Reads what has arrived without blocking; True once the server has closed the connection."""
         while self.closed_at is None:
             try:
-                chunk = self.sock.recv(4096, socket.MSG_DONTWAIT)
+                chunk = self.sock.recv(4096)
             except BlockingIOError:
                 return False
             except OSError:  # reset: closed with our bytes unread
@@ -73,9 +76,12 @@ def test_slow_clients_lock_out_neither_a_daemons_pushes_nor_an_operators_reads(
                 lambda: {k: plane.server.connections()[k] for k in full} == full, 5.0, 0.02,
                 "the slow clients take every general and reserved connection",
             )
+            # One more from an address at its cap takes the place of that address's longest-waiting connection.
             one_too_many = SlowClient(port, SLOW_SOURCES[0])
             slow.append(one_too_many)
-            wait_until(one_too_many.closed_by_server, 1.0, 0.01, "a connection over the per-address cap is closed")
+            wait_until(slow[0].closed_by_server, 1.0, 0.01, "the address's oldest connection is closed")
+            assert not one_too_many.closed_by_server()
+            assert [i for i, client in enumerate(slow[:PER_ADDRESS]) if client.closed_by_server()] == [0]
 
             for round_ in range(5):
                 for client in slow:

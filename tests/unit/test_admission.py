@@ -14,10 +14,11 @@ class FakeConnection:
     address: str
     pool: Pool
     waiting_since: float
-    keeps_its_slot: bool = False
+    authenticated: bool = False
+    serving: bool = False
 
-    def evictable(self) -> bool:
-        return not self.keeps_its_slot
+    def busy(self) -> bool:
+        return self.serving
 
 
 def rules(**overrides: object) -> ConnectionRules:
@@ -27,14 +28,16 @@ def rules(**overrides: object) -> ConnectionRules:
     return ConnectionRules(**{**values, **overrides})  # type: ignore[arg-type]
 
 
-def open_from(admission: Admission, address: str, at: float, keeps: bool = False) -> FakeConnection | None:
+def open_from(
+    admission: Admission, address: str, at: float, authenticated: bool = False, serving: bool = False
+) -> FakeConnection | None:
     decision = admission.admit(address)
     if decision is None:
         return None
     pool, victim = decision
     if victim is not None:
         admission.closed(victim)
-    held = FakeConnection(address, pool, at, keeps)
+    held = FakeConnection(address, pool, at, authenticated, serving)
     admission.opened(held)
     return held
 
@@ -50,34 +53,41 @@ def test_a_newcomer_replaces_the_reserve_connection_that_has_waited_longest_with
     admission = Admission(rules())
     for n in range(2):
         open_from(admission, f"10.0.0.{n}", n)
-    kept = open_from(admission, "10.0.1.1", 2, keeps=True)
-    slow = open_from(admission, "10.0.1.2", 3)
+    kept = open_from(admission, "10.0.1.1", 2, authenticated=True)
+    serving = open_from(admission, "10.0.1.2", 3, serving=True)
+    assert admission.admit("10.0.2.1") is None
+    assert serving is not None
+    serving.serving = False
 
     decision = admission.admit("10.0.2.1")
 
-    assert decision == (Pool.RESERVE, slow)
+    assert decision == (Pool.RESERVE, serving)
     assert kept is not None and kept.pool is Pool.RESERVE
 
 
-def test_a_newcomer_is_refused_when_every_reserve_connection_keeps_its_slot() -> None:
+def test_a_newcomer_is_refused_when_every_reserve_connection_is_authenticated() -> None:
     admission = Admission(rules())
     for n in range(4):
-        open_from(admission, f"10.0.0.{n}", n, keeps=True)
+        open_from(admission, f"10.0.0.{n}", n, authenticated=True)
     assert admission.admit("10.0.2.1") is None
 
 
-def test_one_address_holds_at_most_its_cap_and_gets_a_slot_back_when_one_closes() -> None:
+def test_one_address_over_its_cap_replaces_its_own_unauthenticated_then_longest_waiting_connection() -> None:
     admission = Admission(rules(connection_limit=10))
-    held = [open_from(admission, "127.0.0.1", n) for n in range(3)]
-    assert admission.admit("127.0.0.1") is None
+    oldest = open_from(admission, "127.0.0.1", 0, authenticated=True)
+    busy = open_from(admission, "127.0.0.1", 1, serving=True)
+    idle = open_from(admission, "127.0.0.1", 2)
     assert admission.admit("127.0.0.2") == (Pool.GENERAL, None)
 
-    first = held[0]
-    assert first is not None
-    admission.closed(first)
-
+    assert admission.admit("127.0.0.1") == (Pool.GENERAL, idle)
+    assert idle is not None
+    admission.closed(idle)
     assert admission.admit("127.0.0.1") == (Pool.GENERAL, None)
-    assert admission.counts() == {"general": 2, "reserve": 0, "addresses": 1}
+    open_from(admission, "127.0.0.1", 3, serving=True)
+    assert admission.admit("127.0.0.1") == (Pool.GENERAL, oldest)
+    assert oldest is not None and busy is not None
+    oldest.serving = True
+    assert admission.admit("127.0.0.1") is None  # every one of its connections is serving a request
 
 
 def test_trusted_proxies_are_not_capped_per_address() -> None:
