@@ -91,7 +91,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "port": {"type": "integer", "minimum": 0, "maximum": 65535},
                 "threads": {"type": "integer", "minimum": 1, "maximum": 256},
                 "channelTimeout": {"type": "integer", "minimum": 1},
+                "requestTimeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
                 "connectionLimit": {"type": "integer", "minimum": 1},
+                "reservedConnections": {"type": "integer", "minimum": 0},
+                "connectionsPerAddress": {"type": "integer", "minimum": 1},
                 "maxHeaderBytes": {"type": "integer", "minimum": 1024},
             },
         },
@@ -241,6 +244,7 @@ def load_settings(
     server, store, sup = raw.get("server", {}), raw.get("store", {}), raw.get("supervisor", {})
     shutdown = raw.get("shutdown", {})
     data_dir = Path(raw.get("dataDir", "./var"))
+    security = _security_settings(raw, where)
     return Settings(
         host=server.get("host", "127.0.0.1"),
         port=server.get("port", 8088),
@@ -251,10 +255,14 @@ def load_settings(
         stop_processes_on_exit=shutdown.get("stopProcesses", False),
         shutdown_timeout=shutdown.get("timeout", 10.0),
         instances=instances,
-        security=_security_settings(raw, where),
+        security=security,
         server_limits=ServerLimits(
             channel_timeout=server.get("channelTimeout", ServerLimits.channel_timeout),
+            request_timeout=server.get("requestTimeout", ServerLimits.request_timeout),
             connection_limit=server.get("connectionLimit", ServerLimits.connection_limit),
+            reserved_connections=server.get("reservedConnections", ServerLimits.reserved_connections),
+            connections_per_address=server.get("connectionsPerAddress", ServerLimits.connections_per_address),
+            uncapped=security.network.trusted_proxies,
             max_header_bytes=server.get("maxHeaderBytes", ServerLimits.max_header_bytes),
             max_body_bytes=raw.get("limits", {}).get("maxBodyBytes", LimitSettings.max_body_bytes),
         ),

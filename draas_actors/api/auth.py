@@ -25,6 +25,9 @@ from ..security import (
 # Route template -> {HTTP method -> required role}: the route table in app.py, the one place roles are declared.
 RoleTable = Mapping[str, Mapping[str, str]]
 NO_CERTIFICATE = "NONE"  # nginx's $ssl_client_verify when the client sent no certificate
+# The WSGI environ key set to the identity's name once a request's credential is valid: its connection may then
+# keep a reserved connection slot (see admission.py).
+AUTHENTICATED = "draas.authenticated"
 
 
 class HTTPForbidden(falcon.HTTPForbidden):
@@ -55,6 +58,7 @@ class Authenticate:
             return
         identity = self.authenticate(req)
         req.context.identity = identity
+        req.env[AUTHENTICATED] = identity.name
         # A method the route does not serve is left to falcon's 405, but only once the caller is known.
         if required is not None and not identity.has_role(required):
             raise HTTPForbidden(_wrong_role(identity, required, req))

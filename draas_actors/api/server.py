@@ -7,10 +7,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import waitress
 from waitress import wasyncore
-from waitress.server import BaseWSGIServer, MultiSocketServer
+from waitress.server import BaseWSGIServer
 
+from ..security import Network
+from .admission import ConnectionRules, admission_of, create_admitting_server
 from .dispatch import fair_dispatcher, hold_after_refusal
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,17 @@ BODY_BACKSTOP = 4
 
 @dataclass(frozen=True, kw_only=True)
 class ServerLimits:
-    """waitress's defences against slow and greedy clients (``[server]`` and ``[limits] maxBodyBytes``)."""
+    """waitress's defences against slow and greedy clients (``[server]`` and ``[limits] maxBodyBytes``).
 
-    channel_timeout: int = 30  # seconds a connection may send nothing before it is closed (waitress: 120)
-    connection_limit: int = 100  # open connections; beyond it waitress stops accepting until some close
+    The connection rules (request timeout, per address, reserve) are explained in ``admission``.
+    """
+
+    channel_timeout: int = 30  # seconds an idle connection may send nothing before it is closed (waitress: 120)
+    request_timeout: float = 10.0  # seconds to receive a request's headers and body, from its first byte: then 408
+    connection_limit: int = 100  # connections open to anyone
+    reserved_connections: int = 32  # further connections, kept only by authenticated callers
+    connections_per_address: int = 32  # open connections from one client address; see admission
+    uncapped: tuple[Network, ...] = ()  # addresses without a per-address cap ([network] trustedProxies)
     max_header_bytes: int = 65536  # request line + headers (waitress: 256 KiB); beyond it a 431
     max_body_bytes: int = 1_048_576
     refusal_hold: float = 1.0  # seconds a caller's next requests wait after a 429 (see dispatch)
@@ -35,12 +43,20 @@ class ServerLimits:
         """At most this many worker threads serve one caller at once (see ``dispatch``)."""
         return max(1, threads // 4)
 
+    def connection_rules(self) -> ConnectionRules:
+        return ConnectionRules(
+            connection_limit=self.connection_limit,
+            reserved_connections=self.reserved_connections,
+            connections_per_address=self.connections_per_address,
+            uncapped=self.uncapped,
+        )
+
     def waitress_options(self) -> dict[str, Any]:
         return {
             "channel_timeout": self.channel_timeout,
-            # How often idle channels are looked for: a slow client is closed within 1.5 x channel_timeout.
-            "cleanup_interval": max(1, min(30, self.channel_timeout // 2)),
-            "connection_limit": self.connection_limit,
+            # How often connections are looked over for both timeouts (a pass over a few hundred costs microseconds):
+            # a slow request is closed within request_timeout + 1 s, an idle connection within channel_timeout + 1 s.
+            "cleanup_interval": 1,
             "max_request_header_size": self.max_header_bytes,
             "max_request_body_size": self.max_body_bytes * BODY_BACKSTOP,
             # Larger reads: a body arrives in fewer turns of the one I/O loop that every client shares.
@@ -58,12 +74,11 @@ class HttpServer:
         self, app: Any, *, host: str, port: int, threads: int = 8, limits: ServerLimits = ServerLimits()
     ) -> None:
         dispatcher = fair_dispatcher(threads, limits.threads_per_caller(threads))
-        server = waitress.create_server(
-            hold_after_refusal(app, dispatcher, limits.refusal_hold), host=host, port=port, threads=threads,
-            ident="draas", _dispatcher=dispatcher, **limits.waitress_options()
+        self._server = create_admitting_server(
+            hold_after_refusal(app, dispatcher, limits.refusal_hold), dispatcher=dispatcher,
+            rules=limits.connection_rules(), request_timeout=limits.request_timeout, host=host, port=port,
+            threads=threads, ident="draas", **limits.waitress_options()
         )
-        assert isinstance(server, (BaseWSGIServer, MultiSocketServer))
-        self._server = server
         self._thread = threading.Thread(target=self._serve, name="draas-http", daemon=True)
 
     @property
@@ -73,6 +88,10 @@ class HttpServer:
     @property
     def host(self) -> str:
         return str(self._server.effective_host)  # type: ignore[union-attr]
+
+    def connections(self) -> dict[str, int]:
+        """Open connections in the general pool and in the reserve, and client addresses (read without a lock)."""
+        return admission_of(self._server).counts()
 
     def start(self) -> "HttpServer":
         self._thread.start()

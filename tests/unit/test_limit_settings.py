@@ -8,7 +8,7 @@ import pytest
 
 from draas_actors.api.server import ServerLimits
 from draas_actors.errors import ConfigError
-from draas_actors.security import LimitSettings
+from draas_actors.security import LimitSettings, parse_network
 from draas_actors.settings import load_settings
 
 
@@ -32,7 +32,9 @@ def test_every_limit_is_read(tmp_path: Path) -> None:
     path.write_text(
         "[limits]\nmaxBodyBytes = 65536\nmaxJsonDepth = 5\nmaxMetadataKeys = 16\nmaxMetadataValueLength = 256\nmaxClockSkew = 30\n"
         "pushRate = 50.5\npushBurst = 100\npushRequestBurst = 4\noperatorRate = 20.0\noperatorBurst = 40\n"
-        "[server]\nchannelTimeout = 12\nconnectionLimit = 50\nmaxHeaderBytes = 8192\n"
+        "[server]\nchannelTimeout = 12\nconnectionLimit = 50\nmaxHeaderBytes = 8192\nrequestTimeout = 2.5\n"
+        "reservedConnections = 8\nconnectionsPerAddress = 16\n"
+        '[network]\ntrustedProxies = ["10.0.0.5"]\n'
     )
 
     settings = load_settings(path, environ={})
@@ -42,7 +44,8 @@ def test_every_limit_is_read(tmp_path: Path) -> None:
         push_rate=50.5, push_burst=100, push_request_burst=4, operator_rate=20.0, operator_burst=40,
     )
     assert settings.server_limits == ServerLimits(
-        channel_timeout=12, connection_limit=50, max_header_bytes=8192, max_body_bytes=65536
+        channel_timeout=12, connection_limit=50, max_header_bytes=8192, max_body_bytes=65536, request_timeout=2.5,
+        reserved_connections=8, connections_per_address=16, uncapped=(parse_network("10.0.0.5"),),
     )
 
 
@@ -50,7 +53,7 @@ def test_waitress_gets_the_server_limits_and_a_body_backstop_above_the_apps_limi
     options = ServerLimits(channel_timeout=12, max_body_bytes=65536).waitress_options()
 
     assert options["channel_timeout"] == 12
-    assert options["cleanup_interval"] == 6
+    assert options["cleanup_interval"] == 1
     assert options["max_request_body_size"] > 65536
     assert options["max_request_header_size"] == ServerLimits.max_header_bytes
 
@@ -70,6 +73,9 @@ def test_waitress_gets_the_server_limits_and_a_body_backstop_above_the_apps_limi
         ("[server]\nchannelTimeout = 0\n", "server.channelTimeout"),
         ("[server]\nchannelTimeout = 2.5\n", "server.channelTimeout"),
         ("[server]\nmaxHeaderBytes = 100\n", "server.maxHeaderBytes"),
+        ("[server]\nrequestTimeout = 0\n", "server.requestTimeout"),
+        ("[server]\nreservedConnections = -1\n", "server.reservedConnections"),
+        ("[server]\nconnectionsPerAddress = 0\n", "server.connectionsPerAddress"),
     ],
 )
 def test_a_bad_limit_is_a_config_error_naming_the_field(tmp_path: Path, text: str, field: str) -> None:
