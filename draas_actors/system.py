@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -97,6 +98,9 @@ class ControlPlane:
             kubernetes=self.kubernetes, clock=clock,
         )
         self.started_at = 0.0
+        # Every push answer carries it: a daemon that sees it change knows this is another store, and pushes
+        # everything it knows again (daemons.outbox).
+        self.store_id: str = uuid.uuid4().hex
 
     # -- life cycle -------------------------------------------------------------------------------
 

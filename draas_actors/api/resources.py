@@ -85,7 +85,7 @@ class StatusUpdates:
                 raise NotFound(outcome.message, field=outcome.field)
             raise InvalidInput(outcome.message, field=outcome.field)
         resp.status = falcon.HTTP_202
-        resp.media = {"status": "accepted", "instanceId": report.instance_id}
+        resp.media = {"status": "accepted", "instanceId": report.instance_id, "storeId": self.cp.store_id}
 
     def _batch(self, req: falcon.Request, body: list[Any], received_at: float, resp: falcon.Response) -> None:
         if not body:
@@ -104,6 +104,8 @@ class StatusUpdates:
         accepted = sum(1 for r in results if r["status"] == "accepted")
         resp.status = falcon.HTTP_202 if accepted else falcon.HTTP_422
         resp.media = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
+        if accepted:
+            resp.media["storeId"] = self.cp.store_id
 
     def _submit(
         self, req: falcon.Request, reports: tuple[StatusReport, ...], prefixes: list[str]

@@ -251,7 +251,7 @@ def test_an_unknown_route_and_a_wrong_method_answer_in_the_json_error_shape(api:
 def test_a_single_update_is_accepted_and_becomes_the_instance_status(api: Api) -> None:
     result = api.push({"instanceId": "web-1", "status": "Running", "source": "DockerDaemon"})
     assert result.status_code == 202
-    assert result.json == {"status": "accepted", "instanceId": "web-1"}
+    assert result.json == {"status": "accepted", "instanceId": "web-1", "storeId": api.cp.store_id}
     api.wait_status("web-1", "Running")
     status = api.get("/api/status/web-1/status").json
     assert status["platform"] == "docker"  # guessed from the source, as the upstream design names daemons
