@@ -25,6 +25,7 @@ __all__ = [
     "control_plane_url",
     "log_level",
     "number",
+    "positive",
     "read_common",
     "required",
     "tls_files",
@@ -47,6 +48,7 @@ class CommonSettings:
     reconnect_initial: float = 0.5
     reconnect_max: float = 30.0
     shutdown_flush: float = 5.0  # at most this long on SIGTERM to deliver what is spooled
+    resync_interval: float = 600.0  # DRAAS_RESYNC_INTERVAL: push everything again this often (daemons.outbox)
     log_level: str = "INFO"
     client_cert: Path | None = None  # DRAAS_CLIENT_CERT, for a TLS proxy that asks for one (mTLS)
     client_key: Path | None = None  # DRAAS_CLIENT_KEY
@@ -80,6 +82,7 @@ def read_common(environ: Mapping[str, str], settings: S) -> S:
         spool_max_items=int(number(environ, "DRAAS_SPOOL_MAX_ITEMS", settings.spool_max_items, 1, integer=True)),
         reconnect_max=number(environ, "DRAAS_RECONNECT_MAX_SECONDS", settings.reconnect_max, 0.01),
         shutdown_flush=number(environ, "DRAAS_SHUTDOWN_FLUSH_SECONDS", settings.shutdown_flush, 0.0),
+        resync_interval=positive(environ, "DRAAS_RESYNC_INTERVAL", settings.resync_interval),
         log_level=log_level(environ, "DRAAS_LOG_LEVEL", settings.log_level),
     )
 
@@ -166,6 +169,14 @@ def number(environ: Mapping[str, str], name: str, default: float, low: float, *,
         raise ConfigError(f"{name}: expected {expected}, got {text!r}", field=name) from None
     if not math.isfinite(value) or value < low:
         raise ConfigError(f"{name}: must be at least {low:g}, got {text!r}", field=name)
+    return value
+
+
+def positive(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A finite number of seconds above zero."""
+    value = number(environ, name, default, 0.0)
+    if value <= 0:
+        raise ConfigError(f"{name}: must be more than 0, got {environ.get(name, '').strip()!r}", field=name)
     return value
 
 

@@ -26,6 +26,8 @@ were removed meanwhile (from memory alone it could not tell those from container
 ``same_container_state``: another container, status or exit code. Events are all pushed, each one being news (a
 ``restart`` after a ``start`` says Running twice, yet it happened).
 
+Every answer's ``storeId`` and a periodic resync refill a control plane that lost its state (``daemons.outbox``).
+
 One instance can move to a new container (``docker compose`` creates the new one before it removes the old one).
 While both exist, a listing reports the instance by its newest container. The old one's removal is not ``Removed``:
 its ``destroy`` event while another container carries the instance is counted as ``superseded``, and at a resync
@@ -182,7 +184,7 @@ class DockerDaemon:
 
     def run(self) -> None:
         """Until ``stop``: resync, stream; on a break, back off and do it again. Flushes the pushes at the end."""
-        self.push.start()
+        self._outbox.start()
         delays: Iterator[float] | None = None
         down_since: float | None = None
         try:

@@ -15,6 +15,8 @@
    connection (``ProtocolError``, read timeout, refused) or another error -> the same after a backoff, which a
    stream that delivers anything resets; a ``410 Gone`` (an ``ERROR`` event, or an ``ApiException`` 410) -> go to 1.
 
+Every answer's ``storeId`` and a periodic resync refill a control plane that lost its state (``daemons.outbox``).
+
 Lists and watch events are read as raw JSON (``_preload_content=False``) and mapped as dicts: the client's models
 would cost more than everything else together, and the ``Watch`` helper cannot be stopped reliably from another
 thread before its request is made. Events are stamped with this daemon's clock when it reads them.
@@ -268,7 +270,7 @@ class KubernetesDaemon:
 
     def run(self) -> None:
         """Until ``stop``: list when needed, watch; after a break back off and resume. Flushes pushes at the end."""
-        self.push.start()
+        self._outbox.start()
         try:
             while not self._stopping.is_set():
                 try:

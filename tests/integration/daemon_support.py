@@ -4,6 +4,7 @@ what the control plane says, and running a daemon as its command (``python -m da
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -68,6 +69,8 @@ def control_plane_on(
 ) -> Iterator[tuple[RunningControlPlane, CountingControlPlane]]:
     """A control plane on a fixed port (to come back where the daemon expects it), stopped on the way out."""
     cp = CountingControlPlane(SystemSettings(data_dir=data_dir, sweep_interval=60.0))
+    # The same data dir is the same store, so the same storeId: a daemon pushes nothing twice for a restart.
+    cp.store_id = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:32]
     server: HttpServer | None = None
     try:
         cp.start()
