@@ -58,7 +58,6 @@ POLICY = "restart-policy"
 OPERATOR = "operator"
 CONTROL_PLANE = "control-plane"
 OPERATOR_STOP = "stopped by operator"
-DOCKER_STOP_TIMEOUT = 10.0  # Docker's own default for `docker stop`
 SHUTDOWN_STOP = "stopped at control-plane shutdown"
 DELETED_PODS_KEPT = 8  # pods this actor deleted, remembered so that their last reports are not taken as exits
 
@@ -382,7 +381,7 @@ class InstanceActor(WatchedActor):
         """SIGTERM now, SIGKILL after the stop timeout unless the exit arrives first."""
         if self.record.platform is Platform.DOCKER:
             assert self.s.docker is not None and self.record.workload_id is not None
-            self.s.docker.stop(self.record.workload_id, DOCKER_STOP_TIMEOUT, self._report_failure)
+            self.s.docker.stop(self.record.workload_id, self._report_failure)  # after [docker] stopTimeout
             return
         assert runtime is not None and self.record.process is not None
         self.s.processes.signal(runtime, signal.SIGTERM)
