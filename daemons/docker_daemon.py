@@ -118,7 +118,9 @@ class DaemonStats:
     events: int = 0
     pushed: int = 0
     ignored_actions: int = 0  # events with an action we do not map (and listed containers in an unknown state)
-    skipped_no_instance_id: int = 0  # containers without a usable instance id (none, or one the API refuses)
+    # containers without a usable instance id (none, or one the API refuses), each counted (and logged) once
+    # however many events and listings show it
+    skipped_no_instance_id: int = 0
     vanished: int = 0  # instances reported before (by this run or an earlier one) that no container listed at a
     # resync carries any more, pushed as Removed
     unchanged: int = 0  # instances listed at a resync as they were last reported, so not pushed again
@@ -173,7 +175,7 @@ class DockerDaemon:
         self._events: Any = None  # the open CancellableStream
         self._known: dict[str, _Known] = {}  # container id -> instance, from the last listing and the events since
         self._reported = self._outbox.reported  # instance id -> the last update pushed for it (this run or earlier)
-        self._warned: set[str] = set()
+        self._warned: set[str] = set()  # ids of the skipped containers known now: each is counted and logged once
         self._stats = DaemonStats()
 
     @property
@@ -230,6 +232,7 @@ class DockerDaemon:
         rows = client.api.containers(all=True, filters={"label": list(self.settings.label_filter)})
         listed: dict[str, _Known] = {}
         current: dict[str, _Listed] = {}  # instance id -> its representative container's update
+        self._warned &= {str(row.get("Id", "")) for row in rows}  # forget containers gone while we were away
         for row in rows:
             update = map_listing(row, since.seconds)
             if isinstance(update, Skip):
@@ -324,9 +327,9 @@ class DockerDaemon:
 
     def _skipped(self, reason: Skip, container_id: str, name: Any) -> None:
         if reason in (Skip.NO_INSTANCE_ID, Skip.INVALID_INSTANCE_ID):
-            self._stats.skipped_no_instance_id += 1
             if container_id not in self._warned:
                 self._warned.add(container_id)
+                self._stats.skipped_no_instance_id += 1
                 log.warning("container %s (%s) matches %s but has %s; skipped",
                             container_id[:12], name, ",".join(self.settings.label_filter), reason.value)
         else:

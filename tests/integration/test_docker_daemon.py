@@ -258,7 +258,7 @@ def test_unlabelled_containers_are_ignored_and_the_label_filter_is_configurable(
         # The engine's events come in order on one stream: by the time "wanted" started, the others were seen.
         assert set(docker_views(plane)) == {wanted}
         stats = daemon.stats
-        assert stats.skipped_no_instance_id == 2  # its create and start
+        assert stats.skipped_no_instance_id == 1  # one container, however many of its events came
         assert stats.pushed == 2  # wanted's create and start, nothing else
 
 
