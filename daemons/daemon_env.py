@@ -19,8 +19,10 @@ from draas_actors.errors import ConfigError
 from .push_client import PushSettings
 
 __all__ = [
+    "COMMON_VARIABLES",
     "LOG_LEVELS",
     "CommonSettings",
+    "Variable",
     "api_key",
     "control_plane_url",
     "log_level",
@@ -64,6 +66,33 @@ class CommonSettings:
             client_key=self.client_key,
             ca_bundle=self.ca_bundle,
         )
+
+
+@dataclass(frozen=True)
+class Variable:
+    """An environment variable as ``--help`` lists it; its default is read from the settings ``field``."""
+
+    name: str
+    help: str
+    field: str | None = None  # the settings field it sets, whose default --help shows; None: no default to show
+
+
+COMMON_VARIABLES = (
+    Variable("CONTROL_PLANE_URL", "required: the control plane's base URL, http(s)://host[:port]"),
+    Variable("DRAAS_API_KEY", "required unless DRAAS_CLIENT_CERT is set: the control plane's daemon key"),
+    Variable("DRAAS_CLIENT_CERT", "PEM client certificate for a TLS proxy (https:// only; with DRAAS_CLIENT_KEY)"),
+    Variable("DRAAS_CLIENT_KEY", "its PEM private key, not encrypted"),
+    Variable("DRAAS_CA_BUNDLE", "PEM CA certificate(s) to check the proxy's certificate with (else the system's)"),
+    Variable("DRAAS_SPOOL_PATH", "the durable spool of pending updates; <path>.reported beside it", "spool_path"),
+    Variable("DRAAS_SPOOL_MAX_ITEMS", "pending updates kept at most; past it the oldest are dropped",
+             "spool_max_items"),
+    Variable("DRAAS_SHUTDOWN_FLUSH_SECONDS", "on SIGTERM/SIGINT, how long to keep delivering the spool",
+             "shutdown_flush"),
+    Variable("DRAAS_RECONNECT_MAX_SECONDS", "the cap of the backoff between reconnects", "reconnect_max"),
+    Variable("DRAAS_RESYNC_INTERVAL", "seconds (above 0) between two pushes of every instance's last update",
+             "resync_interval"),
+    Variable("DRAAS_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "log_level"),
+)
 
 
 def read_common(environ: Mapping[str, str], settings: S) -> S:

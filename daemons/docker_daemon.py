@@ -53,6 +53,7 @@ from draas_actors.errors import ConfigError
 from draas_actors.model import Status, is_alive
 
 from . import daemon_env
+from .daemon_env import Variable
 from .docker_mapping import (
     EngineTime,
     Skip,
@@ -65,7 +66,7 @@ from .docker_mapping import (
 from .outbox import Outbox
 from .push_client import PushClient, retry_delays
 from .reported import note_pushed, take_news
-from .runner import run_daemon
+from .runner import run_daemon, usage
 from .updates import StatusUpdate
 
 __all__ = ["DaemonSettings", "DaemonStats", "DockerDaemon", "load_settings", "main"]
@@ -379,10 +380,24 @@ def _close_quietly(events: Any) -> None:
 # -- the command ------------------------------------------------------------------------------------
 
 
+VARIABLES = (
+    Variable("DRAAS_LABEL_FILTER", "labels a container must have to be reported (key=value or key, comma-separated); "
+             "each also needs draas.instanceId", "label_filter"),
+    Variable("DOCKER_HOST", "the engine's API (default: the local socket); with DOCKER_TLS_VERIFY, DOCKER_CERT_PATH"),
+)
+HELP = usage(
+    "draas-docker-daemon",
+    "Reports the statuses of labelled Docker containers to the draas control plane: lists them, then follows the "
+    "engine's events.",
+    DaemonSettings,
+    VARIABLES,
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Exit 0 after SIGTERM/SIGINT, 2 on a configuration error, 1 if the daemon's loop failed."""
-    del argv  # configured through the environment only
-    return run_daemon("draas-docker-daemon", load_settings, DockerDaemon)
+    """Exit 0 after SIGTERM/SIGINT and for --help, 2 on a configuration error, 1 if the daemon's loop failed."""
+    arguments = sys.argv[1:] if argv is None else argv
+    return run_daemon("draas-docker-daemon", load_settings, DockerDaemon, argv=arguments, help_text=HELP)
 
 
 if __name__ == "__main__":
