@@ -150,6 +150,8 @@ class InstanceActor(WatchedActor):
     def _on_report(self, report: StatusReport) -> None:
         record = self.record
         last = record.last_observed.get(report.source)
+        if report.observed_at == last:
+            return  # the very report this source last made, again (a daemon's resync): it changes nothing
         if last is not None and report.observed_at < last:
             # Older than what this source already told us: a replay or a reordered push.
             self._update(source=report.source, stale_dropped=record.stale_dropped + 1)

@@ -128,3 +128,21 @@ def test_an_operator_stop_gives_the_container_the_configured_stop_timeout(
     finally:
         plane.stop(timeout=5.0)
     assert engine.stopped == [("c1", engine_timeout)]
+
+
+def test_a_daemons_resync_repeating_its_last_report_changes_nothing_while_a_stop_is_under_way(
+    cp: ControlPlane, engine: RecordingEngine
+) -> None:
+    register(cp)
+    running_at = time.time()
+    cp.submit((report(Status.RUNNING, running_at),))
+    wait_until(lambda: cp.get_instance("web").status is Status.RUNNING, 5.0, 0.01, "web is running")
+    cp.act("web", "stop")
+    wait_until(lambda: engine.stopped, 5.0, 0.01, "the engine is asked to stop the container")
+    before = cp.get_instance("web")
+
+    cp.submit((report(Status.RUNNING, running_at),))  # the periodic resync: the same report, same observedAt
+
+    holds_for(lambda: cp.get_instance("web").status is Status.STOPPING, 0.3, 0.02, "still stopping")
+    after = cp.get_instance("web")
+    assert (after.version, after.stale_dropped) == (before.version, before.stale_dropped)  # not even a write
