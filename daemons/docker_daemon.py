@@ -21,8 +21,8 @@ and forgets them when it restarts (the resync after a reconnect covers that).
 
 What was last pushed per instance is kept on disk beside the spool, in ``<spool path>.reported``
 (``daemons.reported``), and read back at start: with a new file every instance is pushed at the first resync; a
-restarted daemon pushes only what changed while it was not running, and ``Removed`` for instances whose containers
-were removed meanwhile (from memory alone it could not tell those from containers it never saw). "Changed" is
+restarted daemon's listing pushes only what changed while it was not running, and ``Removed`` for instances whose
+containers were removed meanwhile (from memory alone it could not tell those from containers it never saw). "Changed" is
 ``same_container_state``: another container, status or exit code. Events are all pushed, each one being news (a
 ``restart`` after a ``start`` says Running twice, yet it happened).
 

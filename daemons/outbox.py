@@ -10,9 +10,10 @@ pushed with, so that none of them can overtake a newer update of the same instan
   store than the last answer did, the snapshot is spooled at once, on the push client's thread, before the new
   ``storeId`` is written down (a crash in between costs a second snapshot, never a missed one). A daemon that
   remembers no ``storeId`` (its first run) just writes it down.
-- **a periodic resync** every ``resync_interval`` (``DRAAS_RESYNC_INTERVAL``, like an informer's resync), for a store
-  that kept its ``storeId`` but not its content (a backup). Skipped while the control plane does not answer: the
-  spool is already holding what it has missed.
+- **a resync** at start and then every ``resync_interval`` (``DRAAS_RESYNC_INTERVAL``, like an informer's resync),
+  for a store that kept its ``storeId`` but not its content (a backup), and so that a restarted daemon refills a
+  control plane that lost its state even if nothing changes. A periodic one is skipped while the control plane
+  does not answer: the spool is already holding what it has missed.
 
 The control plane applies such a snapshot idempotently: an update it already has changes no status (and an exit
 it has handled is not taken for a new one). A daemon that pushes nothing notices another store at its next push,
@@ -48,10 +49,14 @@ class Outbox:
         self.push.on_store_id = self._on_store_id
         self._stopping = threading.Event()
         self._resyncer: threading.Thread | None = None
-        self.snapshots = 0  # full snapshots spooled (another store, or the periodic resync)
+        self.snapshots = 0  # snapshots that spooled anything (at start, another store, or the periodic resync)
 
     def start(self) -> None:
-        """Start the push client's sender and the periodic resync (once)."""
+        """Resync, then start the push client's sender and the periodic resync (once)."""
+        if self._resyncer is None:
+            count = self._snapshot()
+            if count:
+                self._log.info("resync at start: pushing the %d instance(s) last reported again", count)
         self.push.start()
         if self._resyncer is None:
             self._resyncer = threading.Thread(target=self._resync_periodically, name="outbox-resync", daemon=True)
@@ -106,5 +111,5 @@ class Outbox:
         updates = list(self._state.load().values())
         if updates:
             self.push.submit([update.to_wire() for update in updates])
-        self.snapshots += 1
+            self.snapshots += 1
         return len(updates)
