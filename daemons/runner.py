@@ -55,7 +55,8 @@ def usage(program: str, summary: str, settings_class: type[CommonSettings], vari
     width = max(len(variable.name) for variable in everything)
     lines = [f"usage: {program} [--help]", "", summary, "", "Configured through the environment only:"]
     for variable in everything:
-        shown = f" (default: {_shown(defaults[variable.field])})" if variable.field in defaults else ""
+        default = dataclasses.MISSING if variable.field is None else defaults.get(variable.field, dataclasses.MISSING)
+        shown = "" if default is dataclasses.MISSING else f" (default: {_shown(default)})"
         lines.append(f"  {variable.name:<{width}}  {variable.help}{shown}")
     lines += [
         "",
