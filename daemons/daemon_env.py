@@ -19,12 +19,15 @@ from draas_actors.errors import ConfigError
 from .push_client import PushSettings
 
 __all__ = [
+    "COMMON_VARIABLES",
     "LOG_LEVELS",
     "CommonSettings",
+    "Variable",
     "api_key",
     "control_plane_url",
     "log_level",
     "number",
+    "positive",
     "read_common",
     "required",
     "tls_files",
@@ -47,6 +50,7 @@ class CommonSettings:
     reconnect_initial: float = 0.5
     reconnect_max: float = 30.0
     shutdown_flush: float = 5.0  # at most this long on SIGTERM to deliver what is spooled
+    resync_interval: float = 600.0  # DRAAS_RESYNC_INTERVAL: push everything again this often (daemons.outbox)
     log_level: str = "INFO"
     client_cert: Path | None = None  # DRAAS_CLIENT_CERT, for a TLS proxy that asks for one (mTLS)
     client_key: Path | None = None  # DRAAS_CLIENT_KEY
@@ -62,6 +66,33 @@ class CommonSettings:
             client_key=self.client_key,
             ca_bundle=self.ca_bundle,
         )
+
+
+@dataclass(frozen=True)
+class Variable:
+    """An environment variable as ``--help`` lists it; its default is read from the settings ``field``."""
+
+    name: str
+    help: str
+    field: str | None = None  # the settings field it sets, whose default --help shows; None: no default to show
+
+
+COMMON_VARIABLES = (
+    Variable("CONTROL_PLANE_URL", "required: the control plane's base URL, http(s)://host[:port]"),
+    Variable("DRAAS_API_KEY", "required unless DRAAS_CLIENT_CERT is set: the control plane's daemon key"),
+    Variable("DRAAS_CLIENT_CERT", "PEM client certificate for a TLS proxy (https:// only; with DRAAS_CLIENT_KEY)"),
+    Variable("DRAAS_CLIENT_KEY", "its PEM private key, not encrypted"),
+    Variable("DRAAS_CA_BUNDLE", "PEM CA certificate(s) to check the proxy's certificate with (else the system's)"),
+    Variable("DRAAS_SPOOL_PATH", "the durable spool of pending updates; <path>.reported beside it", "spool_path"),
+    Variable("DRAAS_SPOOL_MAX_ITEMS", "pending updates kept at most; past it the oldest are dropped",
+             "spool_max_items"),
+    Variable("DRAAS_SHUTDOWN_FLUSH_SECONDS", "on SIGTERM/SIGINT, how long to keep delivering the spool",
+             "shutdown_flush"),
+    Variable("DRAAS_RECONNECT_MAX_SECONDS", "the cap of the backoff between reconnects", "reconnect_max"),
+    Variable("DRAAS_RESYNC_INTERVAL", "seconds (above 0) between two pushes of every instance's last update",
+             "resync_interval"),
+    Variable("DRAAS_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "log_level"),
+)
 
 
 def read_common(environ: Mapping[str, str], settings: S) -> S:
@@ -80,6 +111,7 @@ def read_common(environ: Mapping[str, str], settings: S) -> S:
         spool_max_items=int(number(environ, "DRAAS_SPOOL_MAX_ITEMS", settings.spool_max_items, 1, integer=True)),
         reconnect_max=number(environ, "DRAAS_RECONNECT_MAX_SECONDS", settings.reconnect_max, 0.01),
         shutdown_flush=number(environ, "DRAAS_SHUTDOWN_FLUSH_SECONDS", settings.shutdown_flush, 0.0),
+        resync_interval=positive(environ, "DRAAS_RESYNC_INTERVAL", settings.resync_interval),
         log_level=log_level(environ, "DRAAS_LOG_LEVEL", settings.log_level),
     )
 
@@ -166,6 +198,14 @@ def number(environ: Mapping[str, str], name: str, default: float, low: float, *,
         raise ConfigError(f"{name}: expected {expected}, got {text!r}", field=name) from None
     if not math.isfinite(value) or value < low:
         raise ConfigError(f"{name}: must be at least {low:g}, got {text!r}", field=name)
+    return value
+
+
+def positive(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A finite number of seconds above zero."""
+    value = number(environ, name, default, 0.0)
+    if value <= 0:
+        raise ConfigError(f"{name}: must be more than 0, got {environ.get(name, '').strip()!r}", field=name)
     return value
 
 

@@ -21,10 +21,12 @@ and forgets them when it restarts (the resync after a reconnect covers that).
 
 What was last pushed per instance is kept on disk beside the spool, in ``<spool path>.reported``
 (``daemons.reported``), and read back at start: with a new file every instance is pushed at the first resync; a
-restarted daemon pushes only what changed while it was not running, and ``Removed`` for instances whose containers
-were removed meanwhile (from memory alone it could not tell those from containers it never saw). "Changed" is
+restarted daemon's listing pushes only what changed while it was not running, and ``Removed`` for instances whose
+containers were removed meanwhile (from memory alone it could not tell those from containers it never saw). "Changed" is
 ``same_container_state``: another container, status or exit code. Events are all pushed, each one being news (a
 ``restart`` after a ``start`` says Running twice, yet it happened).
+
+Every answer's ``storeId`` and a periodic resync refill a control plane that lost its state (``daemons.outbox``).
 
 One instance can move to a new container (``docker compose`` creates the new one before it removes the old one).
 While both exist, a listing reports the instance by its newest container. The old one's removal is not ``Removed``:
@@ -51,6 +53,7 @@ from draas_actors.errors import ConfigError
 from draas_actors.model import Status, is_alive
 
 from . import daemon_env
+from .daemon_env import Variable
 from .docker_mapping import (
     EngineTime,
     Skip,
@@ -63,7 +66,7 @@ from .docker_mapping import (
 from .outbox import Outbox
 from .push_client import PushClient, retry_delays
 from .reported import note_pushed, take_news
-from .runner import run_daemon
+from .runner import run_daemon, usage
 from .updates import StatusUpdate
 
 __all__ = ["DaemonSettings", "DaemonStats", "DockerDaemon", "load_settings", "main"]
@@ -116,7 +119,9 @@ class DaemonStats:
     events: int = 0
     pushed: int = 0
     ignored_actions: int = 0  # events with an action we do not map (and listed containers in an unknown state)
-    skipped_no_instance_id: int = 0  # containers without a usable instance id (none, or one the API refuses)
+    # containers without a usable instance id (none, or one the API refuses), each counted (and logged) once
+    # however many events and listings show it
+    skipped_no_instance_id: int = 0
     vanished: int = 0  # instances reported before (by this run or an earlier one) that no container listed at a
     # resync carries any more, pushed as Removed
     unchanged: int = 0  # instances listed at a resync as they were last reported, so not pushed again
@@ -171,7 +176,7 @@ class DockerDaemon:
         self._events: Any = None  # the open CancellableStream
         self._known: dict[str, _Known] = {}  # container id -> instance, from the last listing and the events since
         self._reported = self._outbox.reported  # instance id -> the last update pushed for it (this run or earlier)
-        self._warned: set[str] = set()
+        self._warned: set[str] = set()  # ids of the skipped containers known now: each is counted and logged once
         self._stats = DaemonStats()
 
     @property
@@ -182,7 +187,7 @@ class DockerDaemon:
 
     def run(self) -> None:
         """Until ``stop``: resync, stream; on a break, back off and do it again. Flushes the pushes at the end."""
-        self.push.start()
+        self._outbox.start()
         delays: Iterator[float] | None = None
         down_since: float | None = None
         try:
@@ -228,6 +233,7 @@ class DockerDaemon:
         rows = client.api.containers(all=True, filters={"label": list(self.settings.label_filter)})
         listed: dict[str, _Known] = {}
         current: dict[str, _Listed] = {}  # instance id -> its representative container's update
+        self._warned &= {str(row.get("Id", "")) for row in rows}  # forget containers gone while we were away
         for row in rows:
             update = map_listing(row, since.seconds)
             if isinstance(update, Skip):
@@ -322,9 +328,9 @@ class DockerDaemon:
 
     def _skipped(self, reason: Skip, container_id: str, name: Any) -> None:
         if reason in (Skip.NO_INSTANCE_ID, Skip.INVALID_INSTANCE_ID):
-            self._stats.skipped_no_instance_id += 1
             if container_id not in self._warned:
                 self._warned.add(container_id)
+                self._stats.skipped_no_instance_id += 1
                 log.warning("container %s (%s) matches %s but has %s; skipped",
                             container_id[:12], name, ",".join(self.settings.label_filter), reason.value)
         else:
@@ -374,10 +380,24 @@ def _close_quietly(events: Any) -> None:
 # -- the command ------------------------------------------------------------------------------------
 
 
+VARIABLES = (
+    Variable("DRAAS_LABEL_FILTER", "labels a container must have to be reported (key=value or key, comma-separated); "
+             "each also needs draas.instanceId", "label_filter"),
+    Variable("DOCKER_HOST", "the engine's API (default: the local socket); with DOCKER_TLS_VERIFY, DOCKER_CERT_PATH"),
+)
+HELP = usage(
+    "draas-docker-daemon",
+    "Reports the statuses of labelled Docker containers to the draas control plane: lists them, then follows the "
+    "engine's events.",
+    DaemonSettings,
+    VARIABLES,
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Exit 0 after SIGTERM/SIGINT, 2 on a configuration error, 1 if the daemon's loop failed."""
-    del argv  # configured through the environment only
-    return run_daemon("draas-docker-daemon", load_settings, DockerDaemon)
+    """Exit 0 after SIGTERM/SIGINT and for --help, 2 on a configuration error, 1 if the daemon's loop failed."""
+    arguments = sys.argv[1:] if argv is None else argv
+    return run_daemon("draas-docker-daemon", load_settings, DockerDaemon, argv=arguments, help_text=HELP)
 
 
 if __name__ == "__main__":

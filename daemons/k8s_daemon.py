@@ -15,6 +15,8 @@
    connection (``ProtocolError``, read timeout, refused) or another error -> the same after a backoff, which a
    stream that delivers anything resets; a ``410 Gone`` (an ``ERROR`` event, or an ``ApiException`` 410) -> go to 1.
 
+Every answer's ``storeId`` and a periodic resync refill a control plane that lost its state (``daemons.outbox``).
+
 Lists and watch events are read as raw JSON (``_preload_content=False``) and mapped as dicts: the client's models
 would cost more than everything else together, and the ``Watch`` helper cannot be stopped reliably from another
 thread before its request is made. Events are stamped with this daemon's clock when it reads them.
@@ -48,6 +50,7 @@ from kubernetes.watch.watch import iter_resp_lines
 from draas_actors.errors import ConfigError
 
 from . import daemon_env
+from .daemon_env import Variable
 from .k8s_mapping import (
     MalformedPod,
     PodReport,
@@ -61,7 +64,7 @@ from .k8s_mapping import (
 from .outbox import Outbox
 from .push_client import PushClient, retry_delays
 from .reported import take_news
-from .runner import run_daemon
+from .runner import run_daemon, usage
 from .updates import StatusUpdate
 
 __all__ = ["DaemonSettings", "DaemonStats", "KubernetesDaemon", "kube_configuration", "load_settings", "main"]
@@ -268,7 +271,7 @@ class KubernetesDaemon:
 
     def run(self) -> None:
         """Until ``stop``: list when needed, watch; after a break back off and resume. Flushes pushes at the end."""
-        self.push.start()
+        self._outbox.start()
         try:
             while not self._stopping.is_set():
                 try:
@@ -598,10 +601,29 @@ def _interrupt(response: Any) -> None:
 # -- the command ------------------------------------------------------------------------------------
 
 
+VARIABLES = (
+    Variable("WATCH_NAMESPACE", "one namespace; empty, * or all for every namespace (the default)"),
+    Variable("DRAAS_LABEL_SELECTOR", "a label selector for the pods to report; each also needs draas.instanceId",
+             "label_selector"),
+    Variable("DRAAS_NODE_NAME", "only the pods of this node (the DaemonSet variant); empty: every node"),
+    Variable("DRAAS_WATCH_TIMEOUT_SECONDS", "the watch's server-side timeout, whole seconds", "watch_timeout"),
+    Variable("DRAAS_REQUEST_TIMEOUT_SECONDS", "the client's read timeout; above the watch timeout "
+             "(default: the watch timeout + 30)"),
+    Variable("KUBECONFIG", "the kubeconfig file(s) outside a cluster (default: ~/.kube/config)"),
+    Variable("KUBERNETES_SERVICE_HOST", "set by Kubernetes in a pod: the service account is used instead"),
+)
+HELP = usage(
+    "draas-k8s-daemon",
+    "Reports the statuses of labelled Kubernetes pods to the draas control plane: lists them, then watches them.",
+    DaemonSettings,
+    VARIABLES,
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Exit 0 after SIGTERM/SIGINT, 2 on a configuration error, 1 if the daemon's loop failed."""
-    del argv  # configured through the environment only
-    return run_daemon("draas-k8s-daemon", load_settings, KubernetesDaemon)
+    """Exit 0 after SIGTERM/SIGINT and for --help, 2 on a configuration error, 1 if the daemon's loop failed."""
+    arguments = sys.argv[1:] if argv is None else argv
+    return run_daemon("draas-k8s-daemon", load_settings, KubernetesDaemon, argv=arguments, help_text=HELP)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,29 @@
 """Where a daemon's updates go: the push client (with its durable spool) and, beside the spool, what was last pushed
-per instance (``daemons.reported``), which a daemon compares its first listing with after a restart."""
+per instance (``daemons.reported``), which a daemon compares its first listing with after a restart.
+
+A daemon pushes only news, so a control plane that lost its state (restored from a backup, rebuilt on an empty
+data dir, replaced at the same URL) would never learn the statuses of quiet workloads. Two things refill it, both
+by pushing again every update last pushed (the reported state, read from disk, each with the ``observedAt`` it was
+pushed with, so that none of them can overtake a newer update of the same instance on its way):
+
+- **another store**: every push answer carries the ``storeId`` of the control plane's store. When one names another
+  store than the last answer did, the snapshot is spooled at once, on the push client's thread, before the new
+  ``storeId`` is written down (a crash in between costs a second snapshot, never a missed one). A daemon that
+  remembers no ``storeId`` (its first run) just writes it down.
+- **a resync** at start and then every ``resync_interval`` (``DRAAS_RESYNC_INTERVAL``, like an informer's resync),
+  for a store that kept its ``storeId`` but not its content (a backup), and so that a restarted daemon refills a
+  control plane that lost its state even if nothing changes. A periodic one is skipped while the control plane
+  does not answer: the spool is already holding what it has missed.
+
+The control plane applies such a snapshot idempotently: an update it already has changes no status (and an exit
+it has handled is not taken for a new one). A daemon that pushes nothing notices another store at its next push,
+or at the latest at its next periodic resync.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from .daemon_env import CommonSettings
@@ -25,6 +45,22 @@ class Outbox:
         # After the push client: its lock on the spool keeps a second daemon away from this file too.
         self._state = ReportedState(Path(f"{settings.spool_path}.reported"))
         self.reported = self._state.load()
+        self._store_id = self._state.store_id()  # only the push client's sender thread uses it from now on
+        self.push.on_store_id = self._on_store_id
+        self._stopping = threading.Event()
+        self._resyncer: threading.Thread | None = None
+        self.snapshots = 0  # snapshots that spooled anything (at start, another store, or the periodic resync)
+
+    def start(self) -> None:
+        """Resync, then start the push client's sender and the periodic resync (once)."""
+        if self._resyncer is None:
+            count = self._snapshot()
+            if count:
+                self._log.info("resync at start: pushing the %d instance(s) last reported again", count)
+        self.push.start()
+        if self._resyncer is None:
+            self._resyncer = threading.Thread(target=self._resync_periodically, name="outbox-resync", daemon=True)
+            self._resyncer.start()
 
     def send(self, updates: list[StatusUpdate]) -> None:
         if updates:
@@ -34,9 +70,46 @@ class Outbox:
 
     def close(self) -> None:
         """Deliver what is spooled within ``shutdown_flush``; what is not stays in the spool for the next run."""
-        self._state.close()
+        self._stopping.set()
+        if self._resyncer is not None:
+            self._resyncer.join(5.0)  # a snapshot in progress is a read and an append: quick
         self.push.close(timeout=self.settings.shutdown_flush)
+        self._state.close()
         pending = self.push.stats.pending
         if pending:
             self._log.warning("stopped with %d update(s) not yet delivered; they stay in %s",
-                        pending, self.settings.spool_path)
+                              pending, self.settings.spool_path)
+
+    # -- snapshots ----------------------------------------------------------------------------------
+
+    def _on_store_id(self, store_id: str) -> None:
+        """On the push client's sender thread, after each answer that names its store."""
+        before = self._store_id
+        if store_id == before:
+            return
+        if before is not None:
+            count = self._snapshot()
+            self._log.warning("the control plane at %s answers from another store (storeId %s, was %s): pushed "
+                              "all %d instance(s) again", self.settings.control_plane_url, store_id, before, count)
+        self._state.set_store_id(store_id)
+        self._store_id = store_id
+
+    def _resync_periodically(self) -> None:
+        while not self._stopping.wait(self.settings.resync_interval):
+            if not self.push.answering:
+                self._log.info("periodic resync skipped: the control plane does not answer")
+                continue
+            try:
+                count = self._snapshot()
+            except Exception:  # the next period tries again; the daemon's own pushes go on meanwhile
+                self._log.exception("periodic resync failed")
+                continue
+            self._log.info("periodic resync: pushed all %d instance(s) again", count)
+
+    def _snapshot(self) -> int:
+        """Spool every update last pushed (from disk: consistent, and safe from any thread); returns how many."""
+        updates = list(self._state.load().values())
+        if updates:
+            self.push.submit([update.to_wire() for update in updates])
+            self.snapshots += 1
+        return len(updates)

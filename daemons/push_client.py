@@ -7,6 +7,7 @@ to ``batch_max`` items when there is a backlog. Items leave the spool only once 
 
 - 2xx: acknowledged. A batch answered 202 may still refuse some items (``results[i].status == "rejected"``):
   those are logged with the body sent and dropped, never retried (sending them again cannot make them valid).
+  The answer's ``storeId`` (which store took them) goes to ``on_store_id``: see ``daemons.outbox``.
 - connection errors, timeouts, 408, 429 and 5xx: the same head of the spool is sent again after a delay, the
   ``Retry-After`` the server asked for (seconds or HTTP-date, capped at ``retry_after_max``) or else
   exponential backoff with full jitter from the ``backoff`` library. Nothing behind the head overtakes it.
@@ -170,9 +171,21 @@ class _Throttle:
 class PushClient:
     """Durable, ordered, retrying pushes. ``submit`` from any thread; one sender thread of its own."""
 
-    def __init__(self, settings: PushSettings, *, session: requests.Session | None = None) -> None:
-        """Opens (or creates) the spool; raises ``daemons.spool.SpoolLocked`` if another client holds it."""
+    def __init__(
+        self,
+        settings: PushSettings,
+        *,
+        session: requests.Session | None = None,
+        on_store_id: Callable[[str], None] | None = None,
+    ) -> None:
+        """Opens (or creates) the spool; raises ``daemons.spool.SpoolLocked`` if another client holds it.
+
+        ``on_store_id`` (also settable as an attribute before ``start``) is called on the sender thread with the
+        ``storeId`` of every 2xx answer that carries one, after its items have left the spool; what it raises is
+        logged and changes nothing else.
+        """
         self.settings = settings
+        self.on_store_id = on_store_id
         self._spool = Spool(settings.spool_path, max_items=settings.spool_max_items)
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()  # keeps connections alive
@@ -256,6 +269,11 @@ class PushClient:
             log.warning("push client closed with %d update(s) still spooled in %s", left, self.settings.spool_path)
 
     @property
+    def answering(self) -> bool:
+        """Whether the control plane answered the last attempt (True before any); False while retrying."""
+        return self._delays is None
+
+    @property
     def stats(self) -> PushStats:
         with self._counts_lock:
             counts = dict(self._counts)
@@ -328,9 +346,8 @@ class PushClient:
 
     def _settle(self, items: list[SpoolItem], response: requests.Response) -> None:
         """2xx: acknowledge, except the items a batch answer says were rejected."""
-        rejected: dict[int, Any] = {}
-        if len(items) > 1:
-            rejected = _rejected_results(response, len(items))
+        body = _json_object(response)
+        rejected = _rejected_results(body, len(items)) if len(items) > 1 else {}
         for index, result in rejected.items():
             log.warning(
                 "control plane rejected an update (dropped, not retried): %s; sent: %s",
@@ -338,6 +355,12 @@ class PushClient:
                 _short(items[index].body),
             )
         self._remove(items, rejected=set(rejected))
+        store_id = body.get("storeId")
+        if isinstance(store_id, str) and store_id and self.on_store_id is not None:
+            try:
+                self.on_store_id(store_id)
+            except Exception:  # the items are acknowledged whatever the listener does
+                log.exception("push client: the storeId listener failed")
 
     def _refused(self, items: list[SpoolItem], response: requests.Response) -> None:
         status = response.status_code
@@ -351,7 +374,7 @@ class PushClient:
                 _short(response.text),
             )
         else:
-            results = _rejected_results(response, len(items)) if len(items) > 1 else {}
+            results = _rejected_results(_json_object(response), len(items)) if len(items) > 1 else {}
             if results:  # a batch with nothing accepted (422) still says why for each item
                 for index, result in results.items():
                     log.warning(
@@ -404,12 +427,18 @@ class PushClient:
             )
 
 
-def _rejected_results(response: requests.Response, size: int) -> dict[int, Any]:
-    """index -> result for the items a batch answer marks rejected; {} when the answer is not a batch result."""
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    """The answer's JSON object; {} when it is not one."""
     try:
-        results = response.json().get("results")
-    except (ValueError, AttributeError):
+        body = response.json()
+    except ValueError:
         return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _rejected_results(body: Mapping[str, Any], size: int) -> dict[int, Any]:
+    """index -> result for the items a batch answer marks rejected; {} when the answer is not a batch result."""
+    results = body.get("results")
     if not isinstance(results, list):
         return {}
     return {

@@ -1,5 +1,8 @@
 """What a daemon last pushed for each instance, kept on disk beside its spool (SQLite, one row per instance).
 
+It also keeps the ``storeId`` of the control plane's store they were pushed to (``daemons.outbox`` pushes them
+all again when an answer names another store).
+
 A daemon that starts again reads it back, so that its first listing is compared with what it had reported: it
 pushes only what changed while it was not running, and ``Removed`` for the instances whose workloads went away in
 the meantime (a daemon with an empty memory could not tell those from instances it never saw).
@@ -77,6 +80,8 @@ class ReportedState:
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS reported (instance_id TEXT PRIMARY KEY, body TEXT NOT NULL)"
             )
+            self._conn.execute("CREATE TABLE IF NOT EXISTS store (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                               "store_id TEXT NOT NULL)")
         except BaseException:
             self._conn.close()
             raise
@@ -106,6 +111,16 @@ class ReportedState:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    def store_id(self) -> str | None:
+        """The ``storeId`` of the control plane's store these updates were last pushed to; None before any."""
+        with self._lock:
+            row = self._conn.execute("SELECT store_id FROM store").fetchone()
+        return None if row is None else str(row[0])
+
+    def set_store_id(self, store_id: str) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO store (id, store_id) VALUES (1, ?)", (store_id,))
 
     def close(self) -> None:
         with self._lock:

@@ -1,11 +1,14 @@
 """A daemon's ``main``: settings from the environment, the loop in a worker thread, SIGTERM/SIGINT to stop it.
 
-Exit status: 0 after a signal, 2 for a configuration error (the message names the variable), 1 when the loop
-failed or did not end within its bound after a signal.
+Exit status: 0 after a signal (and for ``--help``, which prints the usage and the environment variables without
+reading them or connecting to anything), 2 for a configuration error (the message names the variable) or an
+argument (the daemons take none but ``--help``), 1 when the loop failed or did not end within its bound after a
+signal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -13,14 +16,15 @@ import sqlite3
 import sys
 import threading
 from types import FrameType
-from typing import Any, Callable, Mapping, Protocol, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
 
 from draas_actors.errors import ConfigError
 
-from .daemon_env import CommonSettings
+from .daemon_env import COMMON_VARIABLES, CommonSettings, Variable
 from .spool import SpoolLocked
 
-__all__ = ["STOP_MARGIN", "Daemon", "run_daemon"]
+__all__ = ["STOP_MARGIN", "Daemon", "run_daemon", "usage"]
 
 log = logging.getLogger("draas.daemon")
 
@@ -40,13 +44,57 @@ class Daemon(Protocol):
     def stats(self) -> Any: ...
 
 
+def usage(program: str, summary: str, settings_class: type[CommonSettings], variables: Sequence[Variable]) -> str:
+    """``--help``: what the daemon does, and every environment variable it reads with its default."""
+    defaults = {
+        field.name: field.default
+        for field in dataclasses.fields(settings_class)
+        if field.default is not dataclasses.MISSING
+    }
+    everything = [*COMMON_VARIABLES[:2], *variables, *COMMON_VARIABLES[2:]]
+    width = max(len(variable.name) for variable in everything)
+    lines = [f"usage: {program} [--help]", "", summary, "", "Configured through the environment only:"]
+    for variable in everything:
+        default = dataclasses.MISSING if variable.field is None else defaults.get(variable.field, dataclasses.MISSING)
+        shown = "" if default is dataclasses.MISSING else f" (default: {_shown(default)})"
+        lines.append(f"  {variable.name:<{width}}  {variable.help}{shown}")
+    lines += [
+        "",
+        "Exit status: 0 after SIGTERM or SIGINT (what is not delivered stays spooled), 2 for a configuration error",
+        "naming the variable, 1 if the daemon's loop failed.",
+    ]
+    return "\n".join(lines)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value) if not isinstance(value, Path) else value.as_posix()
+
+
 def run_daemon(
     program: str,
     load_settings: Callable[[Mapping[str, str]], S],
     make_daemon: Callable[[S], Daemon],
     environ: Mapping[str, str] = os.environ,
+    *,
+    argv: Sequence[str] = (),
+    help_text: str = "",
 ) -> int:
-    """Load the settings, make the daemon, run it until a signal; returns the exit status."""
+    """Load the settings, make the daemon, run it until a signal; returns the exit status.
+
+    ``argv`` (the arguments, without the program): ``-h``/``--help`` prints ``help_text`` and returns 0 before
+    anything is read or connected to; any other argument is a usage error (2).
+    """
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(help_text)
+        return 0
+    if argv:
+        print(f"{program}: unexpected argument {argv[0]!r}: configured through the environment only "
+              f"(see {program} --help)", file=sys.stderr)
+        return 2
     try:
         settings = load_settings(environ)
     except ConfigError as error:

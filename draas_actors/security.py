@@ -162,7 +162,8 @@ class LimitSettings:
     max_metadata_value_length: int = 1024
     max_clock_skew: float = 300.0  # seconds a reported observedAt may be ahead of the control plane's clock
     push_rate: float = 200.0  # updates per second (a batch counts its items) ...
-    push_burst: int = 400  # ... and how many at once: sized for a resync batch
+    # ... and how many at once: a resync of 1,000 instances (two batches of 500) leaves 1,000 for the events after it
+    push_burst: int = 2000
     push_request_burst: int = 10  # requests at once, whatever their size (the request rate follows the rate)
     operator_rate: float = 200.0  # operators: one token per request, a separate and generous bucket
     operator_burst: int = 1000

@@ -26,6 +26,7 @@ from .actors.supervisor import SupervisionSettings
 from .api.server import ServerLimits
 from .errors import ConfigError, DraasError
 from .model import Platform
+from .platforms.docker import DockerSettings
 from .platforms.kubernetes import KubernetesSettings
 from .records import InstanceRecord
 from .security import (
@@ -158,6 +159,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {"stopProcesses": {"type": "boolean"}, "timeout": _SECONDS},
         },
+        "docker": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"stopTimeout": {"type": "number", "minimum": 0, "maximum": 3600}},
+        },
         "kubernetes": {
             "type": "object",
             "additionalProperties": False,
@@ -185,6 +191,7 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "DRAAS_AUTO_CREATE": ("supervisor", "autoCreate", bool),
     "DRAAS_AUTO_CREATE_CAP": ("supervisor", "autoCreateCap", int),
     "DRAAS_STOP_PROCESSES_ON_EXIT": ("shutdown", "stopProcesses", bool),
+    "DRAAS_DOCKER_STOP_TIMEOUT": ("docker", "stopTimeout", float),
     "DRAAS_KUBECONFIG": ("kubernetes", "kubeconfig", str),
     "DRAAS_KUBE_CONTEXT": ("kubernetes", "context", str),
 }
@@ -284,6 +291,7 @@ def load_settings(
             sweep_interval=raw.get("monitor", {}).get("sweepInterval", 5.0),
             ask_timeout=sup.get("askTimeout", SupervisionSettings.ask_timeout),
             kubernetes=kubernetes,
+            docker=DockerSettings(stop_timeout=raw.get("docker", {}).get("stopTimeout", DockerSettings.stop_timeout)),
         ),
     )
 

@@ -51,7 +51,7 @@ from .messages import (
     Unsubscribe,
 )
 from .model import InstanceId, Platform, Status
-from .platforms.docker import DockerPlatform
+from .platforms.docker import DockerPlatform, DockerSettings
 from .platforms.kubernetes import KubernetesPlatform, KubernetesSettings
 from .platforms.process import ProcessPlatform
 from .policy import RestartPolicy
@@ -75,6 +75,7 @@ class SystemSettings:
     sweep_interval: float = 5.0
     ask_timeout: float = 5.0
     kubernetes: KubernetesSettings = KubernetesSettings()
+    docker: DockerSettings = DockerSettings()
 
 
 class ControlPlane:
@@ -92,7 +93,7 @@ class ControlPlane:
         self.scheduler = Scheduler()
         self.subscriptions = Subscriptions()
         self.processes = processes or ProcessPlatform(settings.data_dir / "logs")
-        self.docker = docker or DockerPlatform()
+        self.docker = docker or DockerPlatform(settings.docker)
         # Its client is made on the first delete, so a control plane without Kubernetes starts and works.
         self.kubernetes = kubernetes or KubernetesPlatform(settings.kubernetes)
         self.services = InstanceServices(

@@ -59,7 +59,6 @@ POLICY = "restart-policy"
 OPERATOR = "operator"
 CONTROL_PLANE = "control-plane"
 OPERATOR_STOP = "stopped by operator"
-DOCKER_STOP_TIMEOUT = 10.0  # Docker's own default for `docker stop`
 SHUTDOWN_STOP = "stopped at control-plane shutdown"
 DELETED_PODS_KEPT = 8  # pods this actor deleted, remembered so that their last reports are not taken as exits
 
@@ -159,6 +158,10 @@ class InstanceActor(WatchedActor):
             return self._on_configuration_change(report)
         record = self.record
         last = record.last_observed.get(report.source)
+        if report.observed_at == last:
+            # The very report this source last made, again (a daemon's resync, or a push sent again after a 503): it
+            # changes nothing, and its answer still waits (Sync) for the commit of what the first one did.
+            return Outcome.APPLIED
         if last is not None and report.observed_at < last:
             # Older than what this source already told us: a replay or a reordered push.
             self._update(source=report.source, stale_dropped=record.stale_dropped + 1)
@@ -404,7 +407,7 @@ class InstanceActor(WatchedActor):
         """SIGTERM now, SIGKILL after the stop timeout unless the exit arrives first."""
         if self.record.platform is Platform.DOCKER:
             assert self.s.docker is not None and self.record.workload_id is not None
-            self.s.docker.stop(self.record.workload_id, DOCKER_STOP_TIMEOUT, self._report_failure)
+            self.s.docker.stop(self.record.workload_id, self._report_failure)  # after [docker] stopTimeout
             return
         assert runtime is not None and self.record.process is not None
         self.s.processes.signal(runtime, signal.SIGTERM)

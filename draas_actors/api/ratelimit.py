@@ -1,8 +1,9 @@
 """Rate limits: token buckets per identity; excess -> 429 with ``Retry-After``.
 
 A daemon has two buckets. The update bucket (``rate``/``burst``, or ``[limits] pushRate``/``pushBurst``) counts
-updates: a batch costs one token per item, and its burst is sized for a resync batch. The request bucket counts
-requests whatever their size: ``requestRate`` (by default twice the update rate) with a small burst
+updates: a batch costs one token per item, and its default burst (2,000) lets a resync of 1,000 instances
+through with room for the events right after it (docs/security.md, "The burst covers a resync"). The request
+bucket counts requests whatever their size: ``requestRate`` (by default twice the update rate) with a small burst
 (``requestBurst``, or ``[limits] pushRequestBurst``, 10). Most of what an update costs the control plane is the
 request around it (waitress, the app, a supervisor round trip), so hundreds of single-update requests at once
 would hold the interpreter for a quarter of a second while other daemons' pushes wait; the same updates in one

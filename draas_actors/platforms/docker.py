@@ -7,6 +7,8 @@ long as the container's stop timeout; a failure is handed back to the caller's c
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import docker
@@ -15,8 +17,24 @@ import docker.errors
 from .actions import ActionPool, OnError
 
 
+@dataclass(frozen=True, kw_only=True)
+class DockerSettings:
+    """``[docker]`` in the control plane's settings."""
+
+    # Seconds between the engine's SIGTERM and its SIGKILL when the control plane stops a container (Docker's own
+    # default for `docker stop`); the Engine API takes whole seconds, so a fraction is rounded up.
+    stop_timeout: float = 10.0
+
+
 class DockerPlatform:
-    def __init__(self, *, client_factory: Callable[[], Any] = docker.from_env, workers: int = 4) -> None:
+    def __init__(
+        self,
+        settings: DockerSettings = DockerSettings(),
+        *,
+        client_factory: Callable[[], Any] = docker.from_env,
+        workers: int = 4,
+    ) -> None:
+        self.settings = settings
         # DOCKER_HOST or the local socket, on first use.
         self._actions: ActionPool[Any] = ActionPool(
             "docker",
@@ -29,10 +47,10 @@ class DockerPlatform:
     def start(self, container_id: str, on_error: OnError) -> None:
         self._actions.submit("start", on_error, lambda client: client.api.start(container_id))
 
-    def stop(self, container_id: str, timeout: float, on_error: OnError) -> None:
-        self._actions.submit(
-            "stop", on_error, lambda client: client.api.stop(container_id, timeout=int(max(0, timeout)))
-        )
+    def stop(self, container_id: str, on_error: OnError) -> None:
+        """SIGTERM, then SIGKILL after ``settings.stop_timeout`` (the engine does both)."""
+        timeout = math.ceil(self.settings.stop_timeout)
+        self._actions.submit("stop", on_error, lambda client: client.api.stop(container_id, timeout=timeout))
 
     def close(self) -> None:
         self._actions.close()

@@ -443,6 +443,95 @@ def test_updates_made_while_the_control_plane_is_down_are_replayed_and_none_ackn
     assert views["outage-1"]["lastExitCode"] == 1
 
 
+# -- a control plane that lost its state ---------------------------------------------------------------
+
+
+REFILL_PODS = 40
+
+
+def _refill_cluster(api: FakeApiServer) -> dict[str, str]:
+    """40 pods, one of them Failed with an exit code: instance id -> the status the control plane must show."""
+    expected = {}
+    for index in range(REFILL_PODS):
+        name = f"refill-{index}"
+        if index == 7:
+            api.create_pod(make_pod(name, phase="Failed", terminated_exit_code=3))
+            expected[name] = "Failed"
+        else:
+            api.create_pod(make_pod(name, ready=index % 5 != 0))
+            expected[name] = "Running" if index % 5 else "Unhealthy"
+    return expected
+
+
+@contextlib.contextmanager
+def _replaced_control_plane(
+    api: FakeApiServer, tmp_path: Path, expected: dict[str, str], **overrides: Any
+) -> Iterator[tuple[GatedDaemon, RunningControlPlane]]:
+    """The daemon reports ``expected`` to control plane A; A is stopped, and B (a new, empty store with its own
+    storeId) is started on the same port; yields the daemon, still running, and B."""
+    port = free_port()
+    keys = secrets.token_hex(16), secrets.token_hex(16)
+    base_url = f"http://127.0.0.1:{port}"
+    with contextlib.ExitStack() as keep_daemon:  # the daemon outlives control plane A
+        with control_plane_on(tmp_path / "a", port, *keys) as (first, first_cp):
+            daemon = keep_daemon.enter_context(
+                running_daemon(api, base_url, keys[0], tmp_path / "spool", **overrides)
+            )
+            wait_for_statuses(first, expected, timeout=10.0)
+            wait_until(lambda: daemon.push.stats.pending == 0, 5.0, 0.01, "everything is acknowledged by A")
+            store_a = first_cp.store_id
+        with control_plane_on(tmp_path / "b", port, *keys) as (second, second_cp):
+            assert second_cp.store_id != store_a
+            assert k8s_views(second) == {}
+            yield daemon, second
+
+
+def test_a_fresh_control_plane_at_the_same_url_gets_every_status_within_10_s_of_the_next_push(
+    api: FakeApiServer, tmp_path: Path
+) -> None:
+    expected = _refill_cluster(api)
+    with _replaced_control_plane(api, tmp_path, expected) as (daemon, second):
+        pushed_before = daemon.stats.pushed
+        # One change: its answer names another store, so the daemon pushes everything it knows again.
+        api.patch_pod_status(NS, "refill-1", ready=False)
+        expected["refill-1"] = "Unhealthy"
+        views = wait_for_statuses(second, expected, timeout=10.0)
+        assert daemon.stats.pushed == pushed_before + 1  # the snapshot is the outbox's, not new observations
+        assert views["refill-7"]["lastExitCode"] == 3
+        # Only the one snapshot: B's later answers name the store it has already seen.
+        api.patch_pod_status(NS, "refill-2", ready=False)
+        wait_for_view(second, "refill-2", "Unhealthy")
+        assert daemon.push.stats.acknowledged <= 2 * REFILL_PODS + 2, daemon.push.stats
+        assert statuses_reported(second, "refill-7") == ["Failed"]  # B took the exit once, restarting nothing
+
+
+def test_a_quiet_daemon_refills_a_fresh_control_plane_at_its_periodic_resync(
+    api: FakeApiServer, tmp_path: Path
+) -> None:
+    expected = _refill_cluster(api)
+    with _replaced_control_plane(api, tmp_path, expected, resync_interval=1.0) as (daemon, second):
+        # No pod changes: only the resync (DRAAS_RESYNC_INTERVAL) pushes, and B gets everything from it.
+        wait_for_statuses(second, expected, timeout=10.0)
+        assert (daemon.stats.events, daemon.stats.pushed) == (0, REFILL_PODS), daemon.stats
+
+
+def test_a_restarted_daemon_refills_a_fresh_control_plane_though_nothing_changed(
+    api: FakeApiServer, tmp_path: Path
+) -> None:
+    expected = _refill_cluster(api)
+    port = free_port()
+    keys = secrets.token_hex(16), secrets.token_hex(16)
+    base_url = f"http://127.0.0.1:{port}"
+    with control_plane_on(tmp_path / "a", port, *keys) as (first, _):
+        with running_daemon(api, base_url, keys[0], tmp_path / "spool") as daemon:
+            wait_for_statuses(first, expected, timeout=10.0)
+            wait_until(lambda: daemon.push.stats.pending == 0, 5.0, 0.01, "everything is acknowledged by A")
+    with control_plane_on(tmp_path / "b", port, *keys) as (second, _):
+        with running_daemon(api, base_url, keys[0], tmp_path / "spool") as again:
+            wait_for_statuses(second, expected, timeout=10.0)
+            assert again.stats.pushed == 0  # its listing found nothing new: the resync at start did it
+
+
 # -- which pods ------------------------------------------------------------------------------------
 
 

@@ -381,3 +381,18 @@ def test_a_client_that_stops_sending_mid_request_is_disconnected(tmp_path: Path,
             assert closed == b""
             assert 0.9 <= time.monotonic() - started < 5
         wait_until(lambda: plane.get("/healthz").status_code == 200, 5.0, message="the server still answers")
+
+
+@pytest.mark.parametrize("batches", [1, 2], ids=["one batch of 1000", "two of 500, as the push client sends it"])
+def test_with_the_default_limits_a_resync_of_1000_updates_does_not_delay_the_next_update(
+    plane: RunningControlPlane, batches: int
+) -> None:
+    resync = [{**UPDATE, "instanceId": f"pod-{i}", "metadata": {"podName": f"pod-{i}-6d5f8"}} for i in range(1000)]
+    size = len(resync) // batches
+    for start in range(0, len(resync), size):
+        assert plane.push(resync[start:start + size]).status_code == 202
+
+    started = time.monotonic()
+    response = plane.push({**UPDATE, "instanceId": "pod-7", "status": "Unhealthy"})
+    assert response.status_code == 202, response.text  # not a 429 asking to come back in a second or more
+    assert time.monotonic() - started < 0.5

@@ -20,8 +20,12 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from daemons.daemon_env import CommonSettings
+from daemons.outbox import Outbox
 from daemons.push_client import PushClient, PushSettings, PushStats
 from daemons.spool import Spool
+from daemons.updates import StatusUpdate
+from draas_actors.model import Platform, Status
 from tests.helpers import RunningControlPlane, wait_until
 
 KEY = "daemon-key-for-tests"
@@ -59,6 +63,7 @@ class FakeControlPlane:
         self.seen: list[Seen] = []
         self.script: deque[Answer] = deque()
         self.reject: Callable[[Any], bool] = lambda item: False
+        self.store_id: str | None = None  # the storeId of its 2xx answers, if any
         self.port = 0
         self.lock = threading.Lock()
         self.release = threading.Event()
@@ -103,11 +108,19 @@ class FakeControlPlane:
             return list(self.seen)
 
     def respond(self, body: Any) -> tuple[Answer, Any]:
-        """Record the request body and choose the answer (called by the handler)."""
+        """Choose the answer (called by the handler)."""
         with self.lock:
             answer = self.script.popleft() if self.script else Answer()
+            store_id = self.store_id
         if answer.body is not None or answer.status != 202:
             return answer, answer.body
+        answer, reply = self._accept(answer, body)
+        if store_id is not None and answer.status == 202:
+            reply["storeId"] = store_id
+        return answer, reply
+
+    def _accept(self, answer: Answer, body: Any) -> tuple[Answer, dict[str, Any]]:
+        """What the real control plane says to a good push."""
         if not isinstance(body, list):
             return answer, {"status": "accepted", "instanceId": body.get("instanceId")}
         results = [
@@ -444,6 +457,84 @@ def test_what_submit_returned_for_survives_a_crash_of_the_daemon(tmp_path: Path)
         assert [json.loads(i.body)["instanceId"] for i in spool.peek(100)] == [f"web-{i}" for i in range(20)]
     finally:
         spool.close()
+
+
+# -- the outbox: another store, and the periodic resync ------------------------------------------------
+
+
+def daemon_update(instance_id: str, status: Status, observed_at: float, **metadata: str | int) -> StatusUpdate:
+    return StatusUpdate(
+        instance_id=instance_id, workload_id=f"c-{instance_id}", status=status, observed_at=observed_at,
+        source="DockerDaemon", platform=Platform.DOCKER, metadata=metadata,
+    )
+
+
+@contextlib.contextmanager
+def running_outbox(url: str, spool: Path, *, resync_interval: float = 3600.0) -> Iterator[Outbox]:
+    settings = CommonSettings(control_plane_url=url, api_key=KEY, spool_path=spool, resync_interval=resync_interval,
+                              shutdown_flush=1.0)
+    push = PushClient(PushSettings(url=url, api_key=KEY, spool_path=spool, **FAST))
+    outbox = Outbox(settings, logging.getLogger("test-outbox"), push)
+    try:
+        outbox.start()
+        yield outbox
+    finally:
+        outbox.close()
+
+
+def test_an_answer_from_another_store_makes_the_outbox_push_every_last_update_again_once(
+    fake: FakeControlPlane, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool" / "push.db"
+    web, db = daemon_update("web", Status.RUNNING, 100.0), daemon_update("db", Status.FAILED, 101.0, exitCode=3)
+    gone = daemon_update("gone", Status.REMOVED, 102.0)
+    fake.store_id = "store-a"
+    with running_outbox(fake.url, spool) as outbox:
+        outbox.send([web, db, daemon_update("gone", Status.RUNNING, 99.0)])
+        outbox.send([gone])
+        assert outbox.push.flush(5.0)
+        assert (len(fake.items()), outbox.snapshots) == (4, 0)  # the first store ever seen is only written down
+
+        fake.store_id = "store-b"  # a new, empty control plane at the same URL
+        newer = daemon_update("web", Status.UNHEALTHY, 103.0)
+        outbox.send([newer])
+        wait_until(lambda: len(fake.items()) >= 7, 5.0, 0.01, "the snapshot reaches store B")
+        assert outbox.push.flush(5.0)
+        outbox.send([daemon_update("db", Status.FAILED, 104.0, exitCode=3)])
+        assert outbox.push.flush(5.0)
+        snapshots = outbox.snapshots
+    # What B got: the update that met it, then every last update, each as first observed; nothing for "gone".
+    items = fake.items()
+    assert items[4] == newer.to_wire()
+    assert sorted(items[5:7], key=lambda i: i["instanceId"]) == [db.to_wire(), newer.to_wire()]
+    assert (len(items), snapshots) == (8, 1)
+
+    # A restarted daemon resyncs once at start, and remembers store B: B's answers make no other snapshot; a third
+    # store does.
+    with running_outbox(fake.url, spool) as outbox:
+        assert outbox.snapshots == 1
+        outbox.send([daemon_update("web", Status.RUNNING, 105.0)])
+        assert outbox.push.flush(5.0)
+        assert outbox.snapshots == 1
+        fake.store_id = "store-c"
+        outbox.send([daemon_update("web", Status.UNHEALTHY, 106.0)])
+        wait_until(lambda: outbox.snapshots == 2, 5.0, 0.01, "a snapshot for store C")
+        assert outbox.push.flush(5.0)
+    assert len(fake.items()) == 8 + 2 + 1 + 1 + 2
+
+
+def test_the_outbox_pushes_every_last_update_again_each_resync_interval(
+    fake: FakeControlPlane, tmp_path: Path
+) -> None:
+    web, db = daemon_update("web", Status.RUNNING, 100.0), daemon_update("db", Status.STOPPED, 101.0, exitCode=0)
+    with running_outbox(fake.url, tmp_path / "spool" / "push.db", resync_interval=0.1) as outbox:
+        outbox.send([web, db])
+        wait_until(lambda: outbox.snapshots >= 3, 5.0, 0.01, "three periodic resyncs")
+        assert outbox.push.flush(5.0)
+    items = fake.items()
+    assert items[:2] == [web.to_wire(), db.to_wire()]
+    assert len(items) >= 2 + 2 * 3
+    assert all(item in (web.to_wire(), db.to_wire()) for item in items)  # the same updates, as first observed
 
 
 # -- the real control plane -------------------------------------------------------------------------

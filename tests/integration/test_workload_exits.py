@@ -6,6 +6,7 @@ test controls exactly which reports arrive and in what order (the real engine is
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from draas_actors.messages import StatusReport
 from draas_actors.model import InstanceId, Platform, Status
-from draas_actors.platforms.docker import DockerPlatform
+from draas_actors.platforms.docker import DockerPlatform, DockerSettings
 from draas_actors.policy import RestartPolicy
 from draas_actors.records import InstanceRecord
 from draas_actors.system import ControlPlane, SystemSettings
@@ -29,6 +30,7 @@ class RecordingEngine:
 
     def __init__(self) -> None:
         self.started: list[str] = []
+        self.stopped: list[tuple[str, int]] = []  # container, stop timeout
         self._lock = threading.Lock()
         self.api = self
 
@@ -37,7 +39,8 @@ class RecordingEngine:
             self.started.append(container_id)
 
     def stop(self, container_id: str, timeout: int) -> None:
-        del container_id, timeout
+        with self._lock:
+            self.stopped.append((container_id, timeout))
 
     def close(self) -> None:
         pass
@@ -105,3 +108,41 @@ def test_an_exit_after_the_container_ran_again_is_a_new_exit(cp: ControlPlane, e
     wait_until(lambda: len(engine.started) == 2, 5.0, 0.01, "the second exit restarts it again")
     record = cp.get_instance("web")
     assert (record.restart_count, record.last_exit_code) == (2, 2)
+
+
+@pytest.mark.parametrize(("stop_timeout", "engine_timeout"), [(None, 10), (2.5, 3), (0.0, 0)])
+def test_an_operator_stop_gives_the_container_the_configured_stop_timeout(
+    tmp_path: Path, engine: RecordingEngine, stop_timeout: float | None, engine_timeout: int
+) -> None:
+    settings = SystemSettings(data_dir=tmp_path, sweep_interval=60.0)
+    if stop_timeout is not None:
+        settings = dataclasses.replace(settings, docker=DockerSettings(stop_timeout=stop_timeout))
+    plane = ControlPlane(settings, docker=DockerPlatform(settings.docker, client_factory=lambda: engine))
+    plane.start()
+    try:
+        register(plane)
+        plane.submit((report(Status.RUNNING, time.time()),))
+        wait_until(lambda: plane.get_instance("web").status is Status.RUNNING, 5.0, 0.01, "web is running")
+        plane.act("web", "stop")
+        wait_until(lambda: engine.stopped, 5.0, 0.01, "the engine is asked to stop the container")
+    finally:
+        plane.stop(timeout=5.0)
+    assert engine.stopped == [("c1", engine_timeout)]
+
+
+def test_a_daemons_resync_repeating_its_last_report_changes_nothing_while_a_stop_is_under_way(
+    cp: ControlPlane, engine: RecordingEngine
+) -> None:
+    register(cp)
+    running_at = time.time()
+    cp.submit((report(Status.RUNNING, running_at),))
+    wait_until(lambda: cp.get_instance("web").status is Status.RUNNING, 5.0, 0.01, "web is running")
+    cp.act("web", "stop")
+    wait_until(lambda: engine.stopped, 5.0, 0.01, "the engine is asked to stop the container")
+    before = cp.get_instance("web")
+
+    cp.submit((report(Status.RUNNING, running_at),))  # the periodic resync: the same report, same observedAt
+
+    holds_for(lambda: cp.get_instance("web").status is Status.STOPPING, 0.3, 0.02, "still stopping")
+    after = cp.get_instance("web")
+    assert (after.version, after.stale_dropped) == (before.version, before.stale_dropped)  # not even a write

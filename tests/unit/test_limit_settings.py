@@ -23,7 +23,7 @@ def test_without_the_tables_the_defaults_apply(tmp_path: Path) -> None:
 
     assert settings.security.limits == LimitSettings()
     assert settings.server_limits == ServerLimits()
-    assert (LimitSettings().push_rate, LimitSettings().push_burst) == (200.0, 400)
+    assert (LimitSettings().push_rate, LimitSettings().push_burst) == (200.0, 2000)
     assert LimitSettings().push_request_burst == 10
 
 

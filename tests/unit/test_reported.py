@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sqlite3
 from pathlib import Path
+from typing import Any, Iterator
 
+import pytest
+
+from daemons.daemon_env import CommonSettings
+from daemons.outbox import Outbox
 from daemons.reported import ReportedState, take_news
 from daemons.updates import StatusUpdate
 from draas_actors.model import Platform, Status
+from tests.helpers import wait_until
 
 
 def update(instance_id: str, status: Status, **metadata: str | int) -> StatusUpdate:
@@ -80,3 +87,73 @@ def test_take_news_asks_the_daemon_what_counts_as_the_same_state() -> None:
     reported = {"db": update("db", Status.FAILED, exitCode=3, reason="from an event")}
     assert not take_news(reported, update("db", Status.FAILED, exitCode=3, reason="from a listing"), same_status)
     assert reported["db"].metadata["reason"] == "from an event"  # what was pushed stays what was pushed
+
+
+def test_the_store_last_pushed_to_is_remembered_by_the_next_run(tmp_path: Path) -> None:
+    state = ReportedState(tmp_path / "spool.reported")
+    assert state.store_id() is None  # a first run: no store seen yet
+    state.set_store_id("store-a")
+    state.set_store_id("store-b")
+    state.close()
+
+    again = ReportedState(tmp_path / "spool.reported")
+    try:
+        assert again.store_id() == "store-b"
+    finally:
+        again.close()
+
+
+# -- the outbox's snapshots -------------------------------------------------------------------------
+
+NOWHERE = "http://127.0.0.1:9"  # nothing listens there: a control plane that does not answer
+
+
+@pytest.fixture
+def make_outbox(tmp_path: Path) -> Iterator[Any]:
+    made: list[Outbox] = []
+
+    def make(**overrides: Any) -> Outbox:
+        settings = CommonSettings(
+            control_plane_url=NOWHERE, api_key="k", spool_path=tmp_path / "spool", shutdown_flush=0.0, **overrides
+        )
+        outbox = Outbox(settings, logging.getLogger("test-outbox"))
+        made.append(outbox)
+        return outbox
+
+    try:
+        yield make
+    finally:
+        for outbox in made:
+            outbox.close()
+
+
+def test_the_outbox_spools_every_last_update_again_when_the_store_changes_not_when_it_is_first_seen(
+    make_outbox: Any,
+) -> None:
+    outbox = make_outbox()
+    outbox.send([update("web", Status.RUNNING), update("db", Status.FAILED, exitCode=3)])
+    outbox.send([update("db", Status.REMOVED)])
+    on_store_id = outbox.push.on_store_id
+    on_store_id("store-a")  # the first answer ever: written down only
+    on_store_id("store-a")
+    assert (outbox.push.stats.pending, outbox.snapshots) == (3, 0)
+    on_store_id("store-b")
+    assert (outbox.push.stats.pending, outbox.snapshots) == (4, 1)  # web again; db was last pushed Removed
+    outbox.close()
+
+    again = make_outbox()  # the next run remembers store B
+    again.push.on_store_id("store-b")
+    assert (again.push.stats.pending, again.snapshots) == (4, 0)
+
+
+def test_the_periodic_resync_waits_while_the_control_plane_does_not_answer(
+    make_outbox: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = make_outbox(resync_interval=0.05)
+    outbox.send([update("web", Status.RUNNING)])
+    with caplog.at_level(logging.INFO, logger="test-outbox"):
+        outbox.start()  # resyncs once at start, whether the control plane answers or not
+        wait_until(lambda: any("periodic resync skipped" in r.getMessage() for r in caplog.records), 5.0, 0.01,
+                   "a resync is skipped")
+    assert outbox.snapshots == 1
+    assert outbox.push.stats.pending == 2  # the spool already holds what the control plane has not had

@@ -343,3 +343,18 @@ def test_a_context_the_kubeconfig_does_not_have_is_named_with_the_ones_it_has(tm
 )
 def test_a_bad_kubernetes_setting_names_the_field(tmp_path: Path, text: str, field: str) -> None:
     assert _config_error(_config(tmp_path, text)).field == field
+
+
+def test_the_container_stop_timeout_is_10_s_unless_docker_stop_timeout_says(tmp_path: Path) -> None:
+    assert load_settings(None, environ={}).system.docker.stop_timeout == 10.0
+    path = tmp_path / "draas.toml"
+    path.write_text("[docker]\nstopTimeout = 2.5\n")
+    assert load_settings(path, environ={}).system.docker.stop_timeout == 2.5
+    assert load_settings(path, environ={"DRAAS_DOCKER_STOP_TIMEOUT": "30"}).system.docker.stop_timeout == 30.0
+
+
+@pytest.mark.parametrize("text", ["-1", "3601", "inf"])
+def test_a_container_stop_timeout_out_of_range_is_named(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "draas.toml"
+    path.write_text(f"[docker]\nstopTimeout = {text}\n")
+    assert _config_error(path, {}).field == "docker.stopTimeout"
