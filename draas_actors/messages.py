@@ -209,6 +209,7 @@ class Health:
     core_alive: Mapping[str, bool]
     escalated: tuple[str, ...]
     instances: int
+    actor_restarts: int = 0  # of any child, since the supervisor started
 
 
 # -- status bus -------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .actors.store import Retention
+from .actors.store import Durability, Retention
 from .actors.supervisor import SupervisionSettings
 from .api.server import ServerLimits
 from .errors import ConfigError, DraasError
@@ -133,6 +133,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "path": {"type": "string", "minLength": 1},
+                "durability": {"enum": [d.value for d in Durability]},
                 "maxChanges": {"type": "integer", "minimum": 1},
                 "maxAge": _SECONDS,
                 "pruneInterval": {"type": "number", "exclusiveMinimum": 0},
@@ -185,6 +186,7 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "DRAAS_HOST": ("server", "host", str),
     "DRAAS_PORT": ("server", "port", int),
     "DRAAS_STORE_PATH": ("store", "path", str),
+    "DRAAS_STORE_DURABILITY": ("store", "durability", str),
     "DRAAS_STORE_MAX_CHANGES": ("store", "maxChanges", int),
     "DRAAS_STORE_MAX_AGE": ("store", "maxAge", float),
     "DRAAS_SWEEP_INTERVAL": ("monitor", "sweepInterval", float),
@@ -276,6 +278,7 @@ def load_settings(
         system=SystemSettings(
             data_dir=data_dir,
             store_path=store.get("path"),
+            durability=Durability(store.get("durability", SystemSettings.durability.value)),
             retention=Retention(
                 max_changes=store.get("maxChanges", Retention.max_changes),
                 max_age=store.get("maxAge", Retention.max_age),

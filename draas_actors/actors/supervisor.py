@@ -123,7 +123,7 @@ class SupervisorActor(WatchedActor):
             case GetHealth():
                 core = {name: ref is not None and ref.is_alive() for name, ref in self.refs.core().items()}
                 core["supervisor"] = True
-                return Health(core, tuple(sorted(self.escalated)), len(self.instances))
+                return Health(core, tuple(sorted(self.escalated)), len(self.instances), self.actor_restarts)
             case _:
                 return super().on_receive(message)
         return None

@@ -358,6 +358,24 @@ def test_an_upstream_shaped_push_is_accepted_with_a_warning_per_unknown_property
     api.wait_status("web-1", "Stopped")
 
 
+def test_a_batch_answer_says_which_items_were_applied_and_which_were_ignored_and_why(api: Api) -> None:
+    now = time.time()
+    result = api.push([
+        {"instanceId": "web-1", "status": "Stopped", "source": "DockerDaemon", "observedAt": now - 10},
+        {"instanceId": "web-1", "status": "Stopping", "source": "DockerDaemon", "observedAt": now - 9},
+        {"instanceId": "web-1", "status": "Running", "source": "DockerDaemon", "observedAt": now - 20},
+        {"instanceId": "web-2", "status": "Running", "source": "DockerDaemon", "observedAt": now - 10},
+    ])
+    assert result.status_code == 202
+    assert [(r["status"], r["outcome"]) for r in result.json["results"]] == [
+        ("accepted", "applied"), ("accepted", "invalidTransition"), ("accepted", "stale"), ("accepted", "applied"),
+    ]
+    assert (result.json["accepted"], result.json["applied"], result.json["ignored"], result.json["rejected"]) == (
+        4, 2, 2, 0)
+    single = api.push({"instanceId": "web-2", "status": "Running", "source": "DockerDaemon", "observedAt": now - 30})
+    assert single.status_code == 202 and single.json["outcome"] == "stale"
+
+
 def test_a_batch_lists_the_warnings_of_each_item(api: Api) -> None:
     result = api.push([
         {"instanceId": "web-1", "status": 1, "source": "DockerDaemon", "colour": "blue"},

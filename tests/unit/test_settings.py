@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from draas_actors.actors.store import Durability
 from draas_actors.errors import ConfigError
 from draas_actors.model import Platform
 from draas_actors.policy import RestartMode
@@ -123,6 +124,15 @@ def test_a_short_api_key_from_the_environment_is_refused() -> None:
     assert "short" not in error.message  # a key, even a bad one, is never echoed
 
 
+def test_durability_defaults_to_a_process_crash_and_power_loss_is_a_setting(tmp_path: Path) -> None:
+    assert load_settings(SHIPPED, environ={}).system.durability is Durability.PROCESS_CRASH
+    assert load_settings(None, environ={}).system.durability is Durability.PROCESS_CRASH
+    strict = load_settings(_config(tmp_path, "[store]\ndurability = 'power-loss'\n"), environ={})
+    assert strict.system.durability is Durability.POWER_LOSS
+    from_env = load_settings(None, environ={"DRAAS_STORE_DURABILITY": "power-loss"})
+    assert from_env.system.durability is Durability.POWER_LOSS
+
+
 # -- errors in the file -------------------------------------------------------------------------------
 
 
@@ -131,6 +141,7 @@ def test_a_short_api_key_from_the_environment_is_refused() -> None:
     [
         ("[server]\ncolour = 'blue'\n", "server.colour"),
         ("[store]\nretention = 5\n", "store.retention"),
+        ("[store]\ndurability = 'forever'\n", "store.durability"),
         ("unknownTopLevel = 1\n", "unknownTopLevel"),
         ("[server]\nport = 'eighty'\n", "server.port"),
         ("[server]\nport = 99999\n", "server.port"),

@@ -1,0 +1,80 @@
+"""A full disk, for real: the control plane's data dir on a small tmpfs that a test fills up.
+
+While the store cannot commit, pushes get 503 with Retry-After (nothing acknowledged) and /readyz says why; no actor
+is restarted; when space comes back the store commits again by itself, and every update that got a 202, before or
+after, is in the change log after a restart.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import running_control_plane, wait_until
+from tests.mounts import fill, tmpfs
+
+
+def _flip(seq: int, instance: str) -> dict[str, Any]:
+    return {
+        "instanceId": instance, "status": "Running" if seq % 2 else "Stopped", "source": "disk-test",
+        "platform": "docker", "observedAt": time.time(), "metadata": {"seq": str(seq), "pad": "x" * 400},
+    }
+
+
+def _logged_seqs(changes: list[dict[str, Any]], instance: str) -> set[int]:
+    return {int(c["metadata"]["seq"]) for c in changes if c["instanceId"] == instance and "seq" in c["metadata"]}
+
+
+def test_a_full_disk_refuses_writes_with_503_and_recovers_by_itself_losing_nothing(tmp_path: Path) -> None:
+    acknowledged: set[int] = set()
+    seq = 0
+    with tmpfs(tmp_path / "data", size="6m") as data_dir:
+        with running_control_plane(data_dir) as running:
+            for _ in range(10):
+                seq += 1
+                assert running.push(_flip(seq, "disk-1")).status_code == 202
+                acknowledged.add(seq)
+            filler = fill(data_dir)
+
+            refused = None
+            for _ in range(2000):  # the WAL's last free pages take a few commits; bounded
+                seq += 1
+                answer = running.push(_flip(seq, "disk-1"))
+                if answer.status_code == 202:
+                    acknowledged.add(seq)
+                    continue
+                if answer.status_code == 429:  # the daemon's request rate: back off as a push client does
+                    seq -= 1
+                    time.sleep(0.1)
+                    continue
+                refused = answer
+                break
+            assert refused is not None, "the disk never filled up"
+            assert refused.status_code == 503, refused.text
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert "nothing was acknowledged" in refused.json()["detail"]
+
+            ready = running.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["storeWritable"] is False and "full" in ready.json()["storeError"]
+            again = running.push(_flip(seq, "disk-1"))
+            assert again.status_code == 503 and "Retry-After" in again.headers
+            assert running.post("/api/instances", json={
+                "instanceId": "new-one", "platform": "docker"}).status_code == 503
+
+            filler.unlink()
+            wait_until(lambda: running.get("/readyz").status_code == 200, timeout=20, interval=0.1,
+                       message="the store commits again once the disk has room")
+            for _ in range(5):
+                seq += 1
+                answer = running.push(_flip(seq, "disk-1"))
+                assert answer.status_code == 202, answer.text
+                acknowledged.add(seq)
+            health = running.cp.health()
+            assert all(health.core_alive.values()) and not health.escalated
+            assert health.actor_restarts == 0  # the store retried inside itself
+
+        with running_control_plane(data_dir) as restarted:
+            changes = restarted.get("/api/status/changes", params={"limit": "1000"}).json()["changes"]
+            assert acknowledged <= _logged_seqs(changes, "disk-1"), sorted(acknowledged - _logged_seqs(changes, "disk-1"))
