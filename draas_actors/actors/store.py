@@ -205,8 +205,8 @@ class StoreActor(WatchedActor):
             case DeleteRecord(instance_id, created_at):
                 tombstone = max(created_at, self.tombstones.get(instance_id, -math.inf))
                 self.tombstones[instance_id] = tombstone
-                buffered = self.records.get(instance_id)
-                if buffered is not None and buffered.created_at <= tombstone:
+                unsaved = self.records.get(instance_id)
+                if unsaved is not None and unsaved.created_at <= tombstone:
                     del self.records[instance_id]
                 self.deletions[instance_id] = tombstone
                 self._schedule_flush()
