@@ -262,9 +262,7 @@ class StoreActor(WatchedActor):
                 self._flush()
                 if self.failure is None:
                     try:
-                        self._db().execute(
-                            "INSERT OR REPLACE INTO meta (key, value) VALUES ('heartbeat', ?)", (str(time.time()),)
-                        )
+                        self._heartbeat()
                     except sqlite3.Error as error:
                         self._enter_failure(error)
                 return self.failure
@@ -286,20 +284,23 @@ class StoreActor(WatchedActor):
         timer (``retry``) tries again: a reader gets what is committed, without waiting on a disk that is full."""
         if self.failure is not None and not retry:
             return
-        if not self.records and not self.changes and not self.audit and not self.deletions:
-            self._settle()
-            return
         try:
-            self._commit()
+            if self.records or self.changes or self.audit or self.deletions:
+                self._commit()
+                self.commits += 1
+            elif self.failure is not None:
+                self._heartbeat()  # nothing held back: a write of our own says whether the disk takes writes again
         except sqlite3.Error as error:
             self._enter_failure(error)
             return
-        self.commits += 1
         self._settle()
         if self.failure is not None:
             log.warning("store commits again after: %s", self.failure)
             self.health.failure = None
             self.health.retry_in = RETRY_FIRST
+
+    def _heartbeat(self) -> None:
+        self._db().execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('heartbeat', ?)", (str(time.time()),))
 
     def _settle(self) -> None:
         acks, self.acks = self.acks, []
