@@ -19,7 +19,8 @@ from tests.helpers import wait_until
 from tests.mounts import tmpfs
 
 CLIENTS = 4
-ROUNDS = 10
+ROUNDS = 15
+BATCH = 50  # one of the clients pushes batches
 
 
 def run_py_once(data_dir: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -74,33 +75,41 @@ def test_a_read_only_data_dir_stops_run_py_in_one_line_naming_it(tmp_path: Path)
 
 
 class Pusher(threading.Thread):
-    """Pushes status flips for its own instance, each with a sequence number, and remembers what got a 202."""
+    """Pushes status flips for its own instance, each with a sequence number, and remembers what got a 202;
+    with ``batch`` > 1 it sends that many flips per request, as a daemon drains its spool."""
 
-    def __init__(self, url: str, key: str, name: str, stop: threading.Event) -> None:
+    def __init__(self, url: str, key: str, name: str, stop: threading.Event, batch: int = 1) -> None:
         super().__init__(daemon=True)
-        self.url, self.key, self.name, self.stop = url, key, name, stop
+        self.url, self.key, self.name, self.stop, self.batch = url, key, name, stop, batch
         self.acknowledged: list[int] = []
         self.outcomes: dict[int, str] = {}
+
+    def _update(self, seq: int) -> dict[str, Any]:
+        return {
+            "instanceId": self.name, "status": "Running" if seq % 2 else "Stopped", "source": "e2e",
+            "platform": "docker", "observedAt": time.time() + seq * 1e-6, "metadata": {"seq": str(seq)},
+        }
 
     def run(self) -> None:
         session = requests.Session()
         for _ in range(100_000):  # bounded; the control plane is killed long before
             if self.stop.is_set():
                 return
-            # The next flip only once the last one was acknowledged (a 429 or 503 is sent again), so that every
+            # The next flips only once the last ones were acknowledged (a 429 or 503 is sent again), so that every
             # acknowledged update is a change of status, and so in the change log.
-            seq = len(self.acknowledged) + 1
-            status = "Running" if seq % 2 else "Stopped"
+            seqs = [len(self.acknowledged) + 1 + i for i in range(self.batch)]
+            body: Any = [self._update(seq) for seq in seqs] if self.batch > 1 else self._update(seqs[0])
             try:
-                answer = session.post(f"{self.url}/api/status/updates", headers={"X-API-Key": self.key}, json={
-                    "instanceId": self.name, "status": status, "source": "e2e", "platform": "docker",
-                    "observedAt": time.time(), "metadata": {"seq": str(seq)},
-                }, timeout=5)
+                answer = session.post(
+                    f"{self.url}/api/status/updates", headers={"X-API-Key": self.key}, json=body, timeout=5
+                )
             except requests.RequestException:
                 return  # killed under us
             if answer.status_code == 202:
-                self.acknowledged.append(seq)
-                self.outcomes[seq] = answer.json()["outcome"]
+                results = answer.json()["results"] if self.batch > 1 else [answer.json()]
+                for seq, result in zip(seqs, results, strict=True):
+                    self.acknowledged.append(seq)
+                    self.outcomes[seq] = result["outcome"]
 
 
 def _logged_seqs(control_plane: ControlPlaneProcess) -> dict[str, set[int]]:
@@ -129,7 +138,8 @@ def test_every_acknowledged_update_survives_a_sigkill_at_a_random_moment(
         control_plane = run_py.start(config=config, data_dir=data_dir)
         stop = threading.Event()
         pushers = [
-            Pusher(control_plane.url, control_plane.daemon_key, f"r{round_}-c{i}", stop) for i in range(CLIENTS)
+            Pusher(control_plane.url, control_plane.daemon_key, f"r{round_}-c{i}", stop, batch=BATCH if i == 0 else 1)
+            for i in range(CLIENTS)
         ]
         for pusher in pushers:
             pusher.start()
