@@ -51,6 +51,9 @@ class CommonSettings:
     reconnect_max: float = 30.0
     shutdown_flush: float = 5.0  # at most this long on SIGTERM to deliver what is spooled
     resync_interval: float = 600.0  # DRAAS_RESYNC_INTERVAL: push everything again this often (daemons.outbox)
+    # DRAAS_STORE_CHECK_INTERVAL: while no push has been answered for this long, ask /healthz which store answers
+    # (daemons.outbox), so that a quiet daemon refills a new control plane within about this long.
+    store_check_interval: float = 5.0
     log_level: str = "INFO"
     client_cert: Path | None = None  # DRAAS_CLIENT_CERT, for a TLS proxy that asks for one (mTLS)
     client_key: Path | None = None  # DRAAS_CLIENT_KEY
@@ -91,6 +94,8 @@ COMMON_VARIABLES = (
     Variable("DRAAS_RECONNECT_MAX_SECONDS", "the cap of the backoff between reconnects", "reconnect_max"),
     Variable("DRAAS_RESYNC_INTERVAL", "seconds (above 0) between two pushes of every instance's last update",
              "resync_interval"),
+    Variable("DRAAS_STORE_CHECK_INTERVAL", "seconds (above 0) without an answered push after which the daemon "
+             "asks /healthz whether another store answers", "store_check_interval"),
     Variable("DRAAS_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "log_level"),
 )
 
@@ -112,6 +117,7 @@ def read_common(environ: Mapping[str, str], settings: S) -> S:
         reconnect_max=number(environ, "DRAAS_RECONNECT_MAX_SECONDS", settings.reconnect_max, 0.01),
         shutdown_flush=number(environ, "DRAAS_SHUTDOWN_FLUSH_SECONDS", settings.shutdown_flush, 0.0),
         resync_interval=positive(environ, "DRAAS_RESYNC_INTERVAL", settings.resync_interval),
+        store_check_interval=positive(environ, "DRAAS_STORE_CHECK_INTERVAL", settings.store_check_interval),
         log_level=log_level(environ, "DRAAS_LOG_LEVEL", settings.log_level),
     )
 

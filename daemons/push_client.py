@@ -7,7 +7,8 @@ to ``batch_max`` items when there is a backlog. Items leave the spool only once 
 
 - 2xx: acknowledged. A batch answered 202 may still refuse some items (``results[i].status == "rejected"``):
   those are logged with the body sent and dropped, never retried (sending them again cannot make them valid).
-  The answer's ``storeId`` (which store took them) goes to ``on_store_id``: see ``daemons.outbox``.
+  The answer's ``storeId`` (which store took them) goes to ``on_store_id``: see ``daemons.outbox``, which also
+  asks ``fetch_store_id`` (``GET /healthz``, with this client's session and TLS settings) while no push is answered.
 - connection errors, timeouts, 408, 429 and 5xx: the same head of the spool is sent again after a delay, the
   ``Retry-After`` the server asked for (seconds or HTTP-date, capped at ``retry_after_max``) or else
   exponential backoff with full jitter from the ``backoff`` library. Nothing behind the head overtakes it.
@@ -57,6 +58,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 UPDATES_PATH = "/api/status/updates"
+HEALTHZ_PATH = "/healthz"
 RETRYABLE_STATUSES = frozenset({408, 429})  # and every 5xx
 _LOGGED_BODY_CHARS = 2000  # a refused body is logged, but one huge body must not flood the log
 
@@ -190,6 +192,7 @@ class PushClient:
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()  # keeps connections alive
         self._url = settings.url.rstrip("/") + UPDATES_PATH
+        self._healthz_url = settings.url.rstrip("/") + HEALTHZ_PATH
         self._headers = {"Content-Type": "application/json"}
         if settings.api_key:
             self._headers["X-API-Key"] = settings.api_key
@@ -204,6 +207,7 @@ class PushClient:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._delays: Iterator[float] | None = None  # the current run of retries; None after a final answer
+        self._answered_at = time.monotonic()  # of the last 2xx answer (or of this client's making, before any)
         self._full_log = _Throttle(settings.log_interval)
         self._down_log = _Throttle(settings.log_interval)
         self._report_full(self._spool.trim())
@@ -274,6 +278,28 @@ class PushClient:
         return self._delays is None
 
     @property
+    def answered_at(self) -> float:
+        """``time.monotonic()`` when the last 2xx answer arrived (when this client was made, before any)."""
+        return self._answered_at
+
+    def fetch_store_id(self, timeout: float) -> str | None:
+        """The ``storeId`` the control plane's ``GET /healthz`` names; None when its answer names none (a control
+        plane older than store identities). Raises ``requests.RequestException`` when it does not answer 200.
+
+        Safe beside the sender thread: the session's connection pool is thread-safe, and a request that finds
+        the kept-alive connection busy opens another one. Never retried here: the caller asks again later.
+        """
+        response = self._session.get(
+            self._healthz_url, timeout=(min(timeout, self.settings.connect_timeout), timeout),
+            allow_redirects=False, **self._tls,
+        )
+        response.raise_for_status()
+        if response.status_code != 200:
+            raise requests.HTTPError(f"HTTP {response.status_code} from {self._healthz_url}", response=response)
+        store_id = _json_object(response).get("storeId")
+        return store_id if isinstance(store_id, str) and store_id else None
+
+    @property
     def stats(self) -> PushStats:
         with self._counts_lock:
             counts = dict(self._counts)
@@ -318,6 +344,7 @@ class PushClient:
             log.info("control plane %s answers again (HTTP %d)", self.settings.url, response.status_code)
             self._delays = None
         if 200 <= response.status_code <= 299:
+            self._answered_at = time.monotonic()  # first: the outbox compares it around a /healthz check
             self._settle(items, response)
         else:
             self._refused(items, response)

@@ -44,7 +44,7 @@ def routes(cp: ControlPlane, clock: Callable[[], float], security: SecuritySetti
             for action in ("start", "stop", "restart")
         ),
         Route("/api/audit", r.Audit(cp), {"GET": ADMIN}),
-        Route("/healthz", r.Healthz(), {"GET": PUBLIC}),
+        Route("/healthz", r.Healthz(cp), {"GET": PUBLIC}),
         Route("/readyz", r.Readyz(cp), {"GET": PUBLIC}),
     ]
 

@@ -162,7 +162,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         ],
         "responses": {"200": _json("entries"), "422": _ERROR_REF},
     },
-    ("/healthz", "get"): {"summary": "Liveness", "responses": {"200": _json("alive")}},
+    ("/healthz", "get"): {
+        "summary": "Liveness, and the storeId of the store that answers (a random identifier, not a secret)",
+        "responses": {"200": _json("alive", {
+            "type": "object",
+            "required": ["status", "storeId"],
+            "properties": {"status": {"type": "string", "enum": ["alive"]}, "storeId": {"type": "string"}},
+        })},
+    },
     ("/readyz", "get"): {
         "summary": "Readiness: core actors alive, nothing escalated, store writable",
         "responses": {"200": _json("ready"), "503": _json("not ready")},

@@ -278,8 +278,16 @@ class InstanceAction:
 
 
 class Healthz:
+    """Liveness, and which store answers: a daemon that pushes nothing asks here whether the control plane at its
+    URL is still the one it filled (``daemons.outbox``). The ``storeId`` is a random identifier, not a secret, so
+    it is public like the rest of this answer. Read as a plain attribute, with no ask of any actor: a liveness
+    probe stays cheap and answers while the actors are busy."""
+
+    def __init__(self, control_plane: ControlPlane) -> None:
+        self.cp = control_plane
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"status": "alive"}
+        resp.media = {"status": "alive", "storeId": self.cp.store_id}
 
 
 class Readyz:

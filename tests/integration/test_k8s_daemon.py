@@ -14,6 +14,7 @@ import logging
 import random
 import secrets
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -505,11 +506,29 @@ def test_a_fresh_control_plane_at_the_same_url_gets_every_status_within_10_s_of_
         assert statuses_reported(second, "refill-7") == ["Failed"]  # B took the exit once, restarting nothing
 
 
+def test_a_quiet_daemon_refills_a_fresh_control_plane_within_10_s_though_nothing_changes(
+    api: FakeApiServer, tmp_path: Path
+) -> None:
+    expected = _refill_cluster(api)
+    with _replaced_control_plane(api, tmp_path, expected, store_check_interval=1.0) as (daemon, second):
+        started = time.monotonic()
+        # No pod changes, and no resync for 10 minutes: the store check (GET /healthz) finds B's storeId.
+        views = wait_for_statuses(second, expected, timeout=10.0)
+        took = time.monotonic() - started
+        assert (daemon.stats.events, daemon.stats.pushed) == (0, REFILL_PODS), daemon.stats
+        assert daemon.settings.resync_interval == 600.0 and took < 10.0
+        assert views["refill-7"]["lastExitCode"] == 3
+        assert statuses_reported(second, "refill-7") == ["Failed"]
+
+
 def test_a_quiet_daemon_refills_a_fresh_control_plane_at_its_periodic_resync(
     api: FakeApiServer, tmp_path: Path
 ) -> None:
     expected = _refill_cluster(api)
-    with _replaced_control_plane(api, tmp_path, expected, resync_interval=1.0) as (daemon, second):
+    # The store check is off in effect (an hour): only the resync is left to find B.
+    with _replaced_control_plane(api, tmp_path, expected, resync_interval=1.0, store_check_interval=3600.0) as (
+        daemon, second
+    ):
         # No pod changes: only the resync (DRAAS_RESYNC_INTERVAL) pushes, and B gets everything from it.
         wait_for_statuses(second, expected, timeout=10.0)
         assert (daemon.stats.events, daemon.stats.pushed) == (0, REFILL_PODS), daemon.stats

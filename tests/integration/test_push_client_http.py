@@ -63,7 +63,9 @@ class FakeControlPlane:
         self.seen: list[Seen] = []
         self.script: deque[Answer] = deque()
         self.reject: Callable[[Any], bool] = lambda item: False
-        self.store_id: str | None = None  # the storeId of its 2xx answers, if any
+        self.store_id: str | None = None  # the storeId of its 2xx answers and of /healthz, if any
+        self.healthz: list[float] = []  # time.monotonic() of each GET /healthz
+        self.healthz_status = 200
         self.port = 0
         self.lock = threading.Lock()
         self.release = threading.Event()
@@ -179,6 +181,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(answer.status)
             for name, value in answer.headers.items():
                 self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        fake = self.server.fake
+        with fake.lock:
+            if self.path == "/healthz":
+                fake.healthz.append(time.monotonic())
+            status, store_id = fake.healthz_status, fake.store_id
+        answer: dict[str, Any] = {"status": "alive"} if store_id is None else {"status": "alive", "storeId": store_id}
+        data = json.dumps(answer if self.path == "/healthz" and status == 200 else {"error": "no"}).encode()
+        with contextlib.suppress(OSError):
+            self.send_response(status if self.path == "/healthz" else 404)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -470,9 +487,11 @@ def daemon_update(instance_id: str, status: Status, observed_at: float, **metada
 
 
 @contextlib.contextmanager
-def running_outbox(url: str, spool: Path, *, resync_interval: float = 3600.0) -> Iterator[Outbox]:
+def running_outbox(
+    url: str, spool: Path, *, resync_interval: float = 3600.0, store_check_interval: float = 3600.0
+) -> Iterator[Outbox]:
     settings = CommonSettings(control_plane_url=url, api_key=KEY, spool_path=spool, resync_interval=resync_interval,
-                              shutdown_flush=1.0)
+                              store_check_interval=store_check_interval, shutdown_flush=1.0)
     push = PushClient(PushSettings(url=url, api_key=KEY, spool_path=spool, **FAST))
     outbox = Outbox(settings, logging.getLogger("test-outbox"), push)
     try:
@@ -535,6 +554,52 @@ def test_the_outbox_pushes_every_last_update_again_each_resync_interval(
     assert items[:2] == [web.to_wire(), db.to_wire()]
     assert len(items) >= 2 + 2 * 3
     assert all(item in (web.to_wire(), db.to_wire()) for item in items)  # the same updates, as first observed
+
+
+def test_a_quiet_outbox_asks_healthz_which_store_answers_and_refills_another_one(
+    fake: FakeControlPlane, tmp_path: Path
+) -> None:
+    web, db = daemon_update("web", Status.RUNNING, 100.0), daemon_update("db", Status.STOPPED, 101.0, exitCode=0)
+    fake.store_id = "store-a"
+    with running_outbox(fake.url, tmp_path / "spool" / "push.db", store_check_interval=0.5) as outbox:
+        # Busy: a push answered every 0.05 s or so, so no store check.
+        for index in range(16):
+            outbox.send([daemon_update("web", Status.RUNNING, 100.0 + index)])
+            assert outbox.push.flush(5.0)
+            time.sleep(0.05)  # the pace of a busy daemon, not a synchronisation
+        assert fake.healthz == []
+        last_push = time.monotonic()  # its answer comes after this
+        outbox.send([web, db])
+        assert outbox.push.flush(5.0)
+        # Quiet: one check per interval, none before one interval has passed since the last answer.
+        wait_until(lambda: len(fake.healthz) >= 2, 5.0, 0.01, "two store checks")
+        assert fake.healthz[0] >= last_push + 0.5
+        assert (outbox.snapshots, len(fake.items())) == (0, 18)  # store A all along: nothing pushed again
+
+        fake.store_id = "store-b"  # a new, empty control plane at the same URL; the daemon has nothing new
+        wait_until(lambda: len(fake.items()) >= 20, 5.0, 0.01, "the snapshot reaches store B")
+        assert outbox.push.flush(5.0)
+        assert outbox.snapshots == 1
+        assert sorted(fake.items()[18:], key=lambda i: i["instanceId"]) == [db.to_wire(), web.to_wire()]
+        checks = len(fake.healthz)
+        wait_until(lambda: len(fake.healthz) >= checks + 2, 5.0, 0.01, "two more store checks")
+        assert (outbox.snapshots, len(fake.items())) == (1, 20)  # store B now: once only
+    assert not [t for t in threading.enumerate() if t.name == "outbox-resync"]  # nothing outlives the close
+
+
+def test_a_failed_store_check_changes_nothing_and_pushes_go_on(fake: FakeControlPlane, tmp_path: Path) -> None:
+    fake.store_id = "store-a"
+    with running_outbox(fake.url, tmp_path / "spool" / "push.db", store_check_interval=0.1) as outbox:
+        outbox.send([daemon_update("web", Status.RUNNING, 100.0)])
+        assert outbox.push.flush(5.0)
+        fake.store_id = "store-b"  # only /healthz could tell, and it fails
+        fake.healthz_status = 503
+        wait_until(lambda: len(fake.healthz) >= 3, 5.0, 0.01, "three failed store checks")
+        assert (outbox.snapshots, outbox.store_checks, len(fake.items())) == (0, 0, 1)
+        outbox.send([daemon_update("web", Status.UNHEALTHY, 101.0)])  # a push still goes, and meets store B
+        wait_until(lambda: outbox.snapshots == 1, 5.0, 0.01, "the push's answer names store B")
+        assert outbox.push.flush(5.0)
+    assert outbox.store_checks == 0
 
 
 # -- the real control plane -------------------------------------------------------------------------

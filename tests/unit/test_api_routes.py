@@ -223,8 +223,9 @@ def test_public_routes_need_no_key(api: Api, path: str) -> None:
     assert api.get(path, key=None).status_code == 200
 
 
-def test_healthz_says_alive(api: Api) -> None:
-    assert api.get("/healthz", key=None).json == {"status": "alive"}
+def test_healthz_says_alive_and_names_the_store_that_answers(api: Api) -> None:
+    assert len(api.cp.store_id) >= 16
+    assert api.get("/healthz", key=None).json == {"status": "alive", "storeId": api.cp.store_id}
 
 
 def test_readyz_lists_the_core_actors_and_the_store(api: Api) -> None:

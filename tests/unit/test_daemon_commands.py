@@ -50,9 +50,10 @@ def test_the_console_script_answers_help_with_every_variable_it_reads_and_exits_
     assert out.startswith("usage: draas-")
     listed = set(re.findall(r"^  ([A-Z][A-Z0-9_]+)  ", out, re.MULTILINE))
     read = variables_read(module)
-    assert {"CONTROL_PLANE_URL", "DRAAS_API_KEY", "DRAAS_RESYNC_INTERVAL"} <= read
+    assert {"CONTROL_PLANE_URL", "DRAAS_API_KEY", "DRAAS_RESYNC_INTERVAL", "DRAAS_STORE_CHECK_INTERVAL"} <= read
     assert read <= listed, read - listed
     assert "DRAAS_RESYNC_INTERVAL" in out and "(default: 600)" in out
+    assert re.search(r"DRAAS_STORE_CHECK_INTERVAL .*\(default: 5\)", " ".join(out.split())), out
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -39,6 +39,7 @@ def test_settings_have_defaults_for_all_but_the_url_and_key() -> None:
     assert (settings.watch_timeout, settings.request_timeout) == (300, 330.0)
     assert (settings.shutdown_flush, settings.reconnect_max, settings.log_level) == (5.0, 30.0, "INFO")
     assert settings.resync_interval == 600.0  # ten minutes
+    assert settings.store_check_interval == 5.0  # a quiet daemon meets a new store within 10 s
     push = settings.push_settings()
     assert (push.url, push.api_key, push.spool_path) == ("http://127.0.0.1:8088", "k" * 32, settings.spool_path)
 
@@ -89,9 +90,10 @@ def test_the_shared_settings_are_read_as_for_the_docker_daemon() -> None:
             "DRAAS_RECONNECT_MAX_SECONDS": "2.5",
             "DRAAS_LOG_LEVEL": "debug",
             "DRAAS_RESYNC_INTERVAL": "0.5",
+            "DRAAS_STORE_CHECK_INTERVAL": " 1.5 ",
         }
     )
-    assert settings.resync_interval == 0.5
+    assert (settings.resync_interval, settings.store_check_interval) == (0.5, 1.5)
     assert settings.spool_path == Path("/var/lib/draas/k8s.spool")
     assert (settings.spool_max_items, settings.shutdown_flush, settings.reconnect_max) == (10, 0.0, 2.5)
     assert settings.log_level == "DEBUG"
@@ -124,6 +126,8 @@ def test_the_shared_settings_are_read_as_for_the_docker_daemon() -> None:
         ({"DRAAS_RECONNECT_MAX_SECONDS": "inf"}, "DRAAS_RECONNECT_MAX_SECONDS"),
         ({"DRAAS_LOG_LEVEL": "LOUD"}, "DRAAS_LOG_LEVEL"),
         *(({"DRAAS_RESYNC_INTERVAL": text}, "DRAAS_RESYNC_INTERVAL") for text in ("0", "-5", "inf", "nan", "often")),
+        *(({"DRAAS_STORE_CHECK_INTERVAL": text}, "DRAAS_STORE_CHECK_INTERVAL")
+          for text in ("0", "-1", "inf", "nan", "5s")),
     ],
 )
 def test_a_bad_setting_is_refused_naming_its_variable(override: dict[str, str], variable: str) -> None:

@@ -157,3 +157,49 @@ def test_the_periodic_resync_waits_while_the_control_plane_does_not_answer(
                    "a resync is skipped")
     assert outbox.snapshots == 1
     assert outbox.push.stats.pending == 2  # the spool already holds what the control plane has not had
+
+
+def test_a_store_check_that_fails_changes_nothing_and_is_tried_again(
+    make_outbox: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = make_outbox(store_check_interval=0.05)  # nothing listens at its URL
+    outbox.push.on_store_id("store-a")
+    with caplog.at_level(logging.DEBUG, logger="test-outbox"):
+        outbox.start()  # nothing to push: the push client stays "answering", so the checks are made
+        wait_until(lambda: sum("store check" in r.getMessage() for r in caplog.records) >= 2, 5.0, 0.01,
+                   "two failed store checks")
+    assert {r.levelno for r in caplog.records if "store check" in r.getMessage()} == {logging.DEBUG}
+    assert (outbox.snapshots, outbox.store_checks, outbox.push.stats.pending) == (0, 0, 0)
+    outbox.close()
+    state = ReportedState(Path(f"{outbox.settings.spool_path}.reported"))
+    try:
+        assert state.store_id() == "store-a"
+    finally:
+        state.close()
+
+
+def test_a_store_check_is_made_only_while_pushes_are_answered_and_yields_to_one_answered_meanwhile(
+    make_outbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outbox = make_outbox()
+    outbox.send([update("web", Status.RUNNING)])
+    outbox.push.on_store_id("store-a")
+    asked: list[float] = []
+
+    def healthz_meanwhile_answered(timeout: float) -> str:
+        asked.append(timeout)
+        monkeypatch.setattr(outbox.push, "_answered_at", outbox.push.answered_at + 1.0)  # a push's answer came
+        return "store-b"
+
+    monkeypatch.setattr(outbox.push, "fetch_store_id", healthz_meanwhile_answered)
+    outbox.check_store()
+    assert asked and (outbox.snapshots, outbox.store_checks) == (0, 0)  # the push's answer is the newer word
+
+    monkeypatch.setattr(outbox.push, "fetch_store_id", lambda timeout: "store-b")
+    outbox.check_store()
+    assert (outbox.snapshots, outbox.store_checks, outbox.push.stats.pending) == (1, 1, 2)
+
+    monkeypatch.setattr(type(outbox.push), "answering", property(lambda self: False))  # pushes being retried
+    monkeypatch.setattr(outbox.push, "fetch_store_id", lambda timeout: "store-c")
+    outbox.check_store()
+    assert (outbox.snapshots, outbox.store_checks) == (1, 1)
