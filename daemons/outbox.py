@@ -15,10 +15,11 @@ pushed with, so that none of them can overtake a newer update of the same instan
   ``storeId`` as a push answer's. So a daemon with nothing to push meets a new control plane within about that
   interval, not at its next push. A check that fails changes nothing (logged at debug, asked again one interval
   later); none is made while pushes are being retried, since their answer will name the store.
-- **a resync** at start and then every ``resync_interval`` (``DRAAS_RESYNC_INTERVAL``, like an informer's resync),
-  for a store that kept its ``storeId`` but not its content (a backup), and so that a restarted daemon refills a
-  control plane that lost its state even if nothing changes. A periodic one is skipped while the control plane
-  does not answer: the spool is already holding what it has missed.
+- **a resync** every ``resync_interval`` (``DRAAS_RESYNC_INTERVAL``, like an informer's resync),
+  for a store that kept its ``storeId`` but not its content (a whole data dir restored from a backup, marker and
+  all). One is skipped while the control plane does not answer: the spool is already holding what it has missed.
+  None is made at start: a restarted daemon pushes only what changed, and its first store check or push answer
+  tells it whether the control plane still has the rest.
 
 The control plane applies such a snapshot idempotently: an update it already has changes no status (and an exit
 it has handled is not taken for a new one). The resync and the store check share one timer thread.
@@ -62,16 +63,13 @@ class Outbox:
         self.push.on_store_id = self._on_store_id
         self._stopping = threading.Event()
         self._resyncer: threading.Thread | None = None
-        self.snapshots = 0  # snapshots that spooled anything (at start, another store, or the periodic resync)
+        self.snapshots = 0  # snapshots that spooled anything (another store, or the periodic resync)
         self.store_checks = 0  # /healthz answers that named a store
 
     def start(self) -> None:
-        """Resync, then start the push client's sender and the timer of the periodic resync and the store check
-        (once)."""
-        if self._resyncer is None:
-            count = self._snapshot()
-            if count:
-                self._log.info("resync at start: pushing the %d instance(s) last reported again", count)
+        """Start the push client's sender and the timer of the periodic resync and the store check (once). No
+        resync at start: a restarted daemon pushes only what changed, and its first store check (or push answer)
+        tells it whether the control plane still has the rest."""
         self.push.start()
         if self._resyncer is None:
             self._resyncer = threading.Thread(target=self._run_timer, name="outbox-resync", daemon=True)
