@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import psutil
 import pytest
@@ -287,19 +287,26 @@ def test_an_operator_restart_gives_a_new_process_and_counts_it(plane: RunningCon
 # -- adopted PIDs -----------------------------------------------------------------------------------
 
 
-def start_orphan(janitor: ProcessJanitor) -> int:
-    """A sleep whose parent shell has exited: reparented away from this process, so never our child."""
+@pytest.fixture
+def grandchild(janitor: ProcessJanitor) -> Iterator[int]:
+    """A sleep whose parent shell stays alive to reap it: never our child. (An orphan would be: the control plane
+    is a child subreaper, so the orphans of this test process come back to it.)"""
     shell = subprocess.Popen(
-        ["sh", "-c", "sleep 60 </dev/null >/dev/null 2>&1 & echo $!"], stdout=subprocess.PIPE, text=True
+        ["sh", "-c", "sleep 60 </dev/null >/dev/null 2>&1 & echo $!; wait"], stdout=subprocess.PIPE, text=True
     )
-    out, _ = shell.communicate(timeout=5)
-    return janitor.track(int(out.strip()))
+    janitor.track(shell.pid)
+    try:
+        assert shell.stdout is not None
+        yield janitor.track(int(shell.stdout.readline().strip()))
+    finally:
+        janitor.kill_all()
+        shell.communicate(timeout=5)
 
 
 def test_an_adopted_pid_that_is_not_our_child_is_detected_when_it_exits(
-    plane: RunningControlPlane, janitor: ProcessJanitor
+    plane: RunningControlPlane, grandchild: int
 ) -> None:
-    pid = start_orphan(janitor)
+    pid = grandchild
     assert psutil.Process(pid).ppid() != os.getpid()
 
     view = plane.register({"instanceId": "adopted", "platform": "process", "process": {"pid": pid}})
