@@ -11,8 +11,9 @@ Defaults, compared with the peers an operator already knows:
 We restart on failure (``on-failure``), the first restart of a series at once (a crash after a long healthy run
 should not wait), then Docker's doubling from 100 ms, capped at 30 s, with +/-20 % jitter so that many instances
 crashing together do not restart in lock-step. A series resets after 10 s of running (Docker's figure). A crash
-loop gives up after 10 restarts within 5 minutes, which the doubling reaches after about 80 s: long enough to ride
-out a dependency's brief outage, short enough that an operator is told within minutes that something is broken.
+loop gives up after 10 restarts within 5 minutes, which the doubling reaches after about 51 s (0.1 + 0.2 + ... +
+25.6 s, each delay +/-20 %): long enough to ride out a dependency's brief outage, short enough that an operator is
+told within a minute that something is broken.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import dataclasses
 import enum
 import math
 from dataclasses import dataclass
+
+
+BUDGET_EXHAUSTED = "restart budget exhausted"  # the reason a policy gives up with, at the end of lastReason
 
 
 class RestartMode(str, enum.Enum):
@@ -123,7 +127,7 @@ def plan_restart(
     series = 0 if ran_for >= policy.reset_after else history.series
     if len(recent) >= policy.max_restarts:
         return GiveUp(
-            "restart budget exhausted",
+            BUDGET_EXHAUSTED,
             dataclasses.replace(history, restart_times=recent, series=series),
         )
     series += 1

@@ -96,6 +96,8 @@ class ProcessPlatform:
             return
         name = spec.command[0]
         cmd_field = f"{field}.command"
+        if not name or "\0" in name:
+            raise InvalidInput(f"{cmd_field}: {name!r} cannot be executed", field=cmd_field)
         if "/" in name:
             # exec resolves a path with a slash against the working directory the child has then: cwd.
             path = os.path.join(spec.cwd or os.getcwd(), name)
@@ -106,7 +108,7 @@ class ProcessPlatform:
             return
         # A bare name is looked up on the PATH of the child's environment, as subprocess does.
         search = os.pathsep.join(os.get_exec_path({**os.environ, **spec.env}))
-        if not name or shutil.which(name, path=search) is None:
+        if shutil.which(name, path=search) is None:
             raise InvalidInput(
                 f"{cmd_field}: {name!r} was not found as an executable on PATH", field=cmd_field
             )
