@@ -47,6 +47,14 @@ class RestartPolicy:
     window: float = 300.0
 
     def __post_init__(self) -> None:
+        # Infinity would pass the range checks below (NaN fails them all): refused here for every source of a policy.
+        numbers = {
+            "initialBackoff": self.initial_backoff, "multiplier": self.multiplier, "maxBackoff": self.max_backoff,
+            "jitter": self.jitter, "resetAfter": self.reset_after, "window": self.window,
+        }
+        for field, number in numbers.items():
+            if not math.isfinite(number):
+                raise ValueError(f"restartPolicy.{field} is out of range")
         checks = {
             "initialBackoff": self.initial_backoff >= 0,
             "multiplier": self.multiplier >= 1,

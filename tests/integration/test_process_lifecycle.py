@@ -17,6 +17,7 @@ import psutil
 import pytest
 import requests
 
+from draas_actors.wire import MAX_SECONDS
 from tests.helpers import (
     ProcessJanitor,
     RunningControlPlane,
@@ -282,8 +283,9 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_stop_timeout(
 def test_an_enormous_stop_timeout_stops_and_deregisters_without_killing_a_thread(
     plane: RunningControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Found by probing the API: stopTimeout 1e300 is valid, and a timer asked to wait that long dies of
+    # Found by probing the API: stopTimeout 1e300 was valid, and a timer asked to wait that long dies of
     # OverflowError (the SIGKILL timer of a deregistered process here; the scheduler's in test_scheduler.py).
+    # The schema now stops at MAX_SECONDS: the largest stop timeout it takes must work all the same.
     errors: list[str] = []
     original = threading.excepthook
 
@@ -296,7 +298,7 @@ def test_an_enormous_stop_timeout_stops_and_deregisters_without_killing_a_thread
 
     monkeypatch.setattr(threading, "excepthook", hook)
     pids = [
-        plane.register(process_body(name, sleeper(), {"mode": "never"}, stopTimeout=1e300))["runtime"]["pid"]
+        plane.register(process_body(name, sleeper(), {"mode": "never"}, stopTimeout=MAX_SECONDS))["runtime"]["pid"]
         for name in ("stopped", "deregistered")
     ]
 
