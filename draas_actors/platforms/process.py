@@ -80,6 +80,7 @@ class ProcessPlatform:
             )
             self._children[popen.pid] = popen
             self._groups.add(popen.pid)
+        _wait_for_exec(popen.pid)
         try:
             create_time = psutil.Process(popen.pid).create_time()
         except psutil.NoSuchProcess:
@@ -171,12 +172,14 @@ class ProcessPlatform:
             return None
         self._kill_group(pid)
         try:
-            return popen.wait(timeout=1.0)
+            code = popen.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
             log.warning("PID %d reported ended but is not reapable yet", pid)
             with self._lock:
                 self._children[pid] = popen
             return None
+        self.reap_leftovers()  # and forget the group at once if nothing is left of it
+        return code
 
     def leftovers(self) -> list[int]:
         """Our children that are not main processes but belong to a group or session we started: descendants of
@@ -206,7 +209,9 @@ class ProcessPlatform:
         if not self._groups:
             return found
         for pid in _own_children():
-            if pid in self._children:
+            # A group's ID is its leader's PID: our main process, or (once the group is gone and before we forget
+            # it) a new process that reused the PID, which is not ours.
+            if pid in self._children or pid in self._groups:
                 continue
             stat = _stat(pid)
             if stat is not None and (stat.group in self._groups or stat.session in self._groups):
@@ -253,6 +258,27 @@ def _stat(pid: int) -> _Stat | None:
         return None
     fields = text[text.rindex(b")") + 2 :].split()  # the command name may hold spaces and parentheses
     return _Stat(fields[0].decode(), int(fields[2]), int(fields[3]))
+
+
+def _wait_for_exec(pid: int, timeout: float = 0.1) -> None:
+    """Wait, briefly, until the new program's arguments show in ``/proc``.
+
+    ``Popen`` returns once the exec cannot fail any more, while the kernel may still be loading the program: for that
+    moment ``/proc/<pid>/cmdline`` is empty, and a client that reads the PID we answer with would not find the command
+    there (more often since the monitor's work at each exit competes for the CPU with a restart's exec).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as file:
+                if file.read(1):
+                    return
+        except OSError:
+            return  # gone
+        stat = _stat(pid)
+        if stat is None or stat.state in ("Z", "X") or time.monotonic() >= deadline:
+            return  # a zombie's arguments stay empty
+        time.sleep(0.0005)
 
 
 def _own_children() -> set[int]:
