@@ -7,7 +7,7 @@ The periodic sweep catches what the kernel cannot tell us through a pidfd: a PID
 
 Every child is reaped, told about or not: a process whose instance was deleted stays watched without an owner until
 it ends, and so do the leftovers of an instance's process group (``ProcessPlatform.leftovers``) once its main process
-has ended. The sweep reaps any leftover that was missed.
+has ended. The sweep reaps any released child or leftover that was missed.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class ProcessMonitorActor(WatchedActor):
                 watch = self.watches.get(pid)
                 if watch is not None and watch.instance_id == instance_id:
                     self._forget(watch)
-                    if self.platform.is_child(pid):
+                    if self.platform.release(pid):
                         self._watch(instance_id, pid, watch.create_time, None)  # ours to reap when it ends
             case PidfdReady(token):
                 watch = self.by_token.get(token)
@@ -125,6 +125,8 @@ class ProcessMonitorActor(WatchedActor):
                 gone = True
             if gone:
                 self._report_exit(watch, "process ended (found by sweep)")
+        # What no watch covers any more (a monitor restarted since, or a watch that could not be opened).
+        self.platform.reap_released()
         self.platform.reap_leftovers()
 
     def _report_exit(self, watch: _Watch, reason: str) -> None:

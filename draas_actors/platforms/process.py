@@ -54,6 +54,7 @@ class ProcessPlatform:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         # The sessions (= process groups) we started, kept while any process may still be in them.
         self._groups: set[int] = set()
+        self._released: set[int] = set()  # children nobody is told about any more (deleted instances'), still ours
         self._lock = threading.Lock()
         self.subreaper = become_subreaper()
 
@@ -135,6 +136,23 @@ class ProcessPlatform:
         with self._lock:
             return pid in self._children
 
+    def release(self, pid: int) -> bool:
+        """Nobody is to be told when our child ``pid`` ends (its instance is gone): it is reaped all the same, by
+        ``reap_released`` if nothing else does. False when it is not our child."""
+        with self._lock:
+            if pid not in self._children:
+                return False
+            self._released.add(pid)
+            return True
+
+    def reap_released(self) -> int:
+        """Reap each released child that has ended (the sweep's safety net); how many."""
+        with self._lock:
+            ended = [pid for pid in self._released if (stat := _stat(pid)) is None or stat.state == "Z"]
+        for pid in ended:
+            self.reap(pid)
+        return len(ended)
+
     def is_same_process(self, runtime: Runtime) -> bool:
         """Alive, not a zombie, and not a different process that reused the PID."""
         try:
@@ -167,6 +185,7 @@ class ProcessPlatform:
         """
         with self._lock:
             popen = self._children.pop(pid, None)
+            self._released.discard(pid)
         if popen is None:
             self.reap_leftovers()
             return None
@@ -177,6 +196,7 @@ class ProcessPlatform:
             log.warning("PID %d reported ended but is not reapable yet", pid)
             with self._lock:
                 self._children[pid] = popen
+                self._released.add(pid)  # not told to anybody now: the sweep tries again
             return None
         self.reap_leftovers()  # and forget the group at once if nothing is left of it
         return code

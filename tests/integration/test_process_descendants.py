@@ -5,13 +5,16 @@ DELETE or a restart. Each command writes the PIDs of the children it forks to a 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import psutil
 import requests
 
-from tests.helpers import RunningControlPlane, wait_until
+from draas_actors.platforms.process import ProcessPlatform
+from draas_actors.records import ProcessSpec
+from tests.helpers import ProcessJanitor, RunningControlPlane, wait_until
 
 # A child that survives its shell's SIGTERM (the ignored signal is inherited through exec), so that only a kill of
 # what is left of the group after the main process ended can end it.
@@ -125,3 +128,35 @@ def test_the_control_plane_is_left_with_no_zombie_child(plane: RunningControlPla
         if child.pid in children and child.status() == psutil.STATUS_ZOMBIE
     ]
     assert zombies == []
+
+
+def is_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_the_sweep_reaps_a_released_child_and_the_leftovers_that_no_watch_covers(
+    tmp_path: Path, janitor: ProcessJanitor
+) -> None:
+    # No monitor here: what its sweep calls when a watch was lost (a monitor restarted after a DELETE).
+    platform = ProcessPlatform(tmp_path / "logs")
+    pids_file = tmp_path / "pids"
+    sleeper = platform.spawn("released", ProcessSpec(command=("sleep", "300")))
+    forks = platform.spawn("forks", ProcessSpec(command=("sh", "-c", f"sleep 300 & echo $! > {pids_file}; exit 0")))
+    janitor.track(sleeper.pid)
+    janitor.track(forks.pid)
+    assert platform.release(sleeper.pid)
+    os.kill(sleeper.pid, signal.SIGKILL)
+    wait_until(lambda: is_zombie(sleeper.pid) and is_zombie(forks.pid), 5.0, 0.01, "both ended, not reaped")
+    child = int(wait_until(lambda: pids_file.exists() and pids_file.read_text().strip(), 5.0, 0.01, "child PID"))
+    janitor.track(child)
+
+    assert platform.reap_released() == 1
+    assert platform.reap(forks.pid) == 0  # kills what is left of its group: the sleep, now ours
+    wait_until(lambda: is_zombie(child), 5.0, 0.01, "the child killed, and a zombie of ours")
+    assert platform.reap_leftovers() == 1
+
+    assert all(gone(pid) for pid in (sleeper.pid, forks.pid, child))
+    assert platform.leftovers() == []
