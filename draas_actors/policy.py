@@ -11,8 +11,9 @@ Defaults, compared with the peers an operator already knows:
 We restart on failure (``on-failure``), the first restart of a series at once (a crash after a long healthy run
 should not wait), then Docker's doubling from 100 ms, capped at 30 s, with +/-20 % jitter so that many instances
 crashing together do not restart in lock-step. A series resets after 10 s of running (Docker's figure). A crash
-loop gives up after 10 restarts within 5 minutes, which the doubling reaches after about 80 s: long enough to ride
-out a dependency's brief outage, short enough that an operator is told within minutes that something is broken.
+loop gives up after 10 restarts within 5 minutes, which the doubling reaches after about 51 s (0.1 + 0.2 + ... +
+25.6 s, each delay +/-20 %): long enough to ride out a dependency's brief outage, short enough that an operator is
+told within a minute that something is broken.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import dataclasses
 import enum
 import math
 from dataclasses import dataclass
+
+
+BUDGET_EXHAUSTED = "restart budget exhausted"  # the reason a policy gives up with, at the end of lastReason
 
 
 class RestartMode(str, enum.Enum):
@@ -43,6 +47,14 @@ class RestartPolicy:
     window: float = 300.0
 
     def __post_init__(self) -> None:
+        # Infinity would pass the range checks below (NaN fails them all): refused here for every source of a policy.
+        numbers = {
+            "initialBackoff": self.initial_backoff, "multiplier": self.multiplier, "maxBackoff": self.max_backoff,
+            "jitter": self.jitter, "resetAfter": self.reset_after, "window": self.window,
+        }
+        for field, number in numbers.items():
+            if not math.isfinite(number):
+                raise ValueError(f"restartPolicy.{field} is out of range")
         checks = {
             "initialBackoff": self.initial_backoff >= 0,
             "multiplier": self.multiplier >= 1,
@@ -123,7 +135,7 @@ def plan_restart(
     series = 0 if ran_for >= policy.reset_after else history.series
     if len(recent) >= policy.max_restarts:
         return GiveUp(
-            "restart budget exhausted",
+            BUDGET_EXHAUSTED,
             dataclasses.replace(history, restart_times=recent, series=series),
         )
     series += 1

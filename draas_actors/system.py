@@ -223,9 +223,12 @@ class ControlPlane:
 
     def register(self, record: InstanceRecord) -> InstanceRecord:
         self._refuse_while_store_fails()
-        if record.process is not None and record.process.adopt_pid is not None:
-            # A PID that is not there is the caller's mistake (422 naming process.pid), not an instance to keep.
-            self.processes.adopt(record.process.adopt_pid)
+        if record.process is not None:
+            # A command that cannot run (422 naming process.command), or a PID that is not there (process.pid), is
+            # the caller's mistake, not an instance to keep failing.
+            self.processes.check_command(record.process)
+            if record.process.adopt_pid is not None:
+                self.processes.adopt(record.process.adopt_pid)
         now = time.time()
         record = record.replace(created_at=now, status_since=now, updated_at=now)
         self._ask(self.refs.supervisor, RegisterInstance(record, start=False))

@@ -44,7 +44,14 @@ _ID: dict[str, Any] = {
     PATTERN_MESSAGE: "is not an instance id: a letter or digit, then letters, digits, '.', '_', ':', '@' or '-'",
 }
 _SCALAR = {"type": ["string", "number", "boolean", "null"]}
-_SECONDS = {"type": "number", "minimum": 0}
+# Every number a policy or a process spec holds has an upper bound: json.loads reads 1e999 as infinity (which a
+# view would echo as a bare Infinity, not JSON), and a wait no timer can hold is no setting anybody needs.
+MAX_SECONDS = 1e9  # about 31.7 years: within what a timer and a datetime hold, longer than any real wait
+MAX_MULTIPLIER = 1000.0
+MAX_RESTARTS = 1000  # each restart of the window is kept (and saved) with the instance
+MAX_PID = 4_194_304  # PID_MAX_LIMIT on 64-bit Linux
+_SECONDS = {"type": "number", "minimum": 0, "maximum": MAX_SECONDS}
+_EXIT_CODE = {"type": "integer", "minimum": -255, "maximum": 255}  # negative: killed by that signal
 
 # As upstream's ASP.NET binding reads a push: property names in any case, unknown properties ignored (each named in
 # the 202's "warnings"), an enum as its name in any case or its integer, null metadata as none.
@@ -81,14 +88,14 @@ RESTART_POLICY_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "mode": {"enum": [m.value for m in RestartMode]},
-        "successExitCodes": {"type": "array", "items": {"type": "integer"}, "maxItems": 256},
+        "successExitCodes": {"type": "array", "items": _EXIT_CODE, "maxItems": 256},
         "initialBackoff": _SECONDS,
-        "multiplier": {"type": "number", "minimum": 1},
+        "multiplier": {"type": "number", "minimum": 1, "maximum": MAX_MULTIPLIER},
         "maxBackoff": _SECONDS,
         "jitter": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         "resetAfter": _SECONDS,
-        "maxRestarts": {"type": "integer", "minimum": 0},
-        "window": {"type": "number", "exclusiveMinimum": 0},
+        "maxRestarts": {"type": "integer", "minimum": 0, "maximum": MAX_RESTARTS},
+        "window": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS},
     },
 }
 
@@ -99,7 +106,7 @@ PROCESS_SCHEMA: dict[str, Any] = {
         "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "cwd": {"type": "string", "minLength": 1},
         "env": {"type": "object", "additionalProperties": {"type": "string"}},
-        "pid": {"type": "integer", "minimum": 1},
+        "pid": {"type": "integer", "minimum": 1, "maximum": MAX_PID},
         "stopTimeout": _SECONDS,
     },
 }

@@ -46,7 +46,15 @@ from ..model import ChangeKind, Platform, Status, can_transition, is_alive
 from ..platforms.docker import DockerPlatform
 from ..platforms.kubernetes import TAKES_OVER, KubernetesPlatform, PodVerdict, judge_pod_report, pod_key
 from ..platforms.process import ProcessPlatform
-from ..policy import GiveUp, RestartHistory, is_failure, plan_restart, starts_with_control_plane, wants_restart
+from ..policy import (
+    BUDGET_EXHAUSTED,
+    GiveUp,
+    RestartHistory,
+    is_failure,
+    plan_restart,
+    starts_with_control_plane,
+    wants_restart,
+)
 from ..records import InstanceRecord, Runtime
 from ..scheduler import Scheduler
 from .refs import CoreRefs
@@ -325,7 +333,8 @@ class InstanceActor(WatchedActor):
         self._update(status=status, last_reason=reason, **fields)
         self._apply_policy(max(0.0, ran_for))
 
-    def _apply_policy(self, ran_for: float) -> None:
+    def _apply_policy(self, ran_for: float, *, cause: str | None = None) -> None:
+        """Plan the restart the policy wants; ``cause``, a failure to start, is kept in the reason if it gives up."""
         record = self.record
         policy = record.restart_policy
         if not wants_restart(policy, exit_code=record.last_exit_code, operator_stopped=record.operator_stopped):
@@ -337,15 +346,19 @@ class InstanceActor(WatchedActor):
         now = self.s.clock()
         decision = plan_restart(policy, record.history, now=now, ran_for=ran_for, rand=self.s.rand())
         if isinstance(decision, GiveUp):
-            log.error("instance %s: %s", record.instance_id, decision.reason)
+            # A spawn failure has no exit code to tell it by: without its cause the reason would hide it.
+            reason = decision.reason if cause is None else f"{cause}; {decision.reason}"
+            log.error("instance %s: %s", record.instance_id, reason)
             self._update(
                 status=Status.FAILED,
                 source=POLICY,
                 history=decision.history,
-                last_reason=decision.reason,
+                last_reason=reason,
                 next_restart_at=None,
-                metadata={"reason": decision.reason},
+                metadata={"reason": reason},
             )
+            if record.status is Status.FAILED:
+                self._publish_unchanged(POLICY, {"reason": reason})
             return
         self._update(
             status=Status.RESTARTING,
@@ -355,6 +368,16 @@ class InstanceActor(WatchedActor):
             metadata={"attempt": str(decision.history.series), "delay": f"{decision.delay:.3f}"},
         )
         self._restart_in(decision.delay)
+
+    def _publish_unchanged(self, source: str, metadata: Mapping[str, str]) -> None:
+        """A change that leaves the status as it was (Failed, then Failed for good): subscribers and the change feed
+        are told, which ``_update`` does only when the status changes."""
+        status = self.record.status
+        change = StatusChanged(
+            instance_id=self.record.instance_id, platform=self.record.platform, old_status=status,
+            new_status=status, source=source, timestamp=self.s.clock(), metadata=dict(metadata),
+        )
+        self._tell("bus", Publish(change=change, record=self.record))
 
     def _restart_in(self, delay: float) -> None:
         """Make the planned restart after ``delay`` seconds; at once, with no timer hop, when it is due (a crash
@@ -515,7 +538,7 @@ class InstanceActor(WatchedActor):
         elif (
             control_plane_start
             and record.status in (Status.STOPPED, Status.FAILED)
-            and record.last_reason != "restart budget exhausted"
+            and not (record.last_reason or "").endswith(BUDGET_EXHAUSTED)
             and self._can_spawn()
             and starts_with_control_plane(record.restart_policy, operator_stopped=record.operator_stopped)
         ):
@@ -563,11 +586,14 @@ class InstanceActor(WatchedActor):
         try:
             runtime = self.s.processes.spawn(self.record.instance_id, spec)
         except (OSError, ValueError) as error:  # ValueError: a NUL byte or an unencodable character for exec
+            reason = f"spawn failed: {error}"
             self._update(
                 status=Status.FAILED, source=source, runtime=None, last_exit_code=None,
-                next_restart_at=None, last_reason=f"spawn failed: {error}", metadata={"reason": str(error)},
+                next_restart_at=None, last_reason=reason, metadata={"reason": str(error)},
+                # An attempt is a restart, as it is one in the policy's budget, though nothing started.
+                restart_count=self.record.restart_count + (1 if restart else 0),
             )
-            self._apply_policy(ran_for=0.0)
+            self._apply_policy(ran_for=0.0, cause=reason)
             return
         self._update(
             status=Status.RUNNING,

@@ -4,6 +4,10 @@ One selector thread waits on a pidfd per process (``os.pidfd_open``): a pidfd be
 process ends, child or not, so an exit is seen within microseconds with no polling and no thread per process.
 The periodic sweep catches what the kernel cannot tell us through a pidfd: a PID we could not open
 (already gone), and a PID reused by another process while we were not looking (create time differs).
+
+Every child is reaped, told about or not: a process whose instance was deleted stays watched without an owner until
+it ends, and so do the leftovers of an instance's process group (``ProcessPlatform.leftovers``) once its main process
+has ended. The sweep reaps any released child or leftover that was missed.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class _Watch:
     instance_id: InstanceId
     pid: int
     create_time: float
-    owner: pykka.ActorRef[Any]
+    owner: pykka.ActorRef[Any] | None  # None: nobody is told, the process is only reaped when it ends
     token: int  # names this watch to the selector thread, which owns the pidfd
 
 
@@ -78,6 +82,8 @@ class ProcessMonitorActor(WatchedActor):
                 watch = self.watches.get(pid)
                 if watch is not None and watch.instance_id == instance_id:
                     self._forget(watch)
+                    if self.platform.release(pid):
+                        self._watch(instance_id, pid, watch.create_time, None)  # ours to reap when it ends
             case PidfdReady(token):
                 watch = self.by_token.get(token)
                 if watch is not None:
@@ -90,7 +96,7 @@ class ProcessMonitorActor(WatchedActor):
         return None
 
     def _watch(
-        self, instance_id: InstanceId, pid: int, create_time: float, owner: pykka.ActorRef[Any]
+        self, instance_id: InstanceId, pid: int, create_time: float, owner: pykka.ActorRef[Any] | None
     ) -> None:
         previous = self.watches.get(pid)
         if previous is not None:
@@ -119,18 +125,26 @@ class ProcessMonitorActor(WatchedActor):
                 gone = True
             if gone:
                 self._report_exit(watch, "process ended (found by sweep)")
+        # What no watch covers any more (a monitor restarted since, or a watch that could not be opened).
+        self.platform.reap_released()
+        self.platform.reap_leftovers()
 
     def _report_exit(self, watch: _Watch, reason: str) -> None:
         observed_at = time.time()
         self._forget(watch)
         exit_code = self.platform.reap(watch.pid)
-        self.exits_seen += 1
-        try:
-            watch.owner.tell(
-                ProcessExited(watch.instance_id, watch.pid, exit_code, observed_at, _describe(exit_code, reason))
-            )
-        except pykka.ActorDeadError:
-            log.warning("instance %s ended while its actor was down", watch.instance_id)
+        if watch.owner is not None:
+            self.exits_seen += 1
+            try:
+                watch.owner.tell(
+                    ProcessExited(watch.instance_id, watch.pid, exit_code, observed_at, _describe(exit_code, reason))
+                )
+            except pykka.ActorDeadError:
+                log.warning("instance %s ended while its actor was down", watch.instance_id)
+        # After the owner is told, so that a restart does not wait for it: what the group left is ours to reap.
+        for pid in self.platform.leftovers():
+            if pid not in self.watches:
+                self._watch(watch.instance_id, pid, 0.0, None)
 
     def _forget(self, watch: _Watch) -> None:
         if self.watches.get(watch.pid) is watch:

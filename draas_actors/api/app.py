@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -79,6 +81,11 @@ def create_app(
         ],
     )
     app.req_options.strip_url_path_trailing_slash = True
+    # json.dumps writes NaN and Infinity by default, which no JSON parser takes: a non-finite number that got past
+    # the input checks is a 500 to fix, never an answer that clients choke on.
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(
+        dumps=functools.partial(json.dumps, ensure_ascii=False, allow_nan=False)
+    )
     for route in table:
         app.add_route(route.template, route.resource)
     app.add_error_handler(DraasError, handle_domain_error)

@@ -84,23 +84,46 @@ def read_json(req: falcon.Request) -> Any:
 def parse_json(raw: bytes, *, max_depth: int) -> Any:
     if not raw.strip():
         raise MalformedInput("the request body is empty; send JSON", field="body")
+    # Not json.loads(bytes), which guesses UTF-16 and UTF-32 too: a JSON body is UTF-8 (RFC 8259, section 8.1).
+    # A NUL byte is valid UTF-8 but never in JSON text, and is what UTF-16 or UTF-32 of ASCII looks like.
+    if b"\x00" in raw:
+        raise MalformedInput(
+            "the request body holds NUL bytes, so it is not UTF-8 (UTF-16 or UTF-32?): send JSON encoded as UTF-8",
+            field="body",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise MalformedInput(
+            f"the request body is not UTF-8 (byte {error.start}): send JSON encoded as UTF-8", field="body"
+        ) from None
     if json_depth_exceeds(raw, max_depth):
         try:
-            json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as error:
+            _loads(text)
+        except ValueError as error:
             raise MalformedInput(f"the request body is not valid JSON: {error}", field="body") from None
         except RecursionError:
             pass  # nested far deeper than any limit: the depth error below says why
         raise InvalidInput(f"body: JSON nested deeper than {max_depth} levels", field="body")
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+        value = _loads(text)
+    except ValueError as error:
         raise MalformedInput(f"the request body is not valid JSON: {error}", field="body") from None
-    # json.loads lets a lone surrogate through (an escape like \ud800, its UTF-8 bytes, or UTF-16); stored or echoed
-    # it cannot be encoded, and the store actor died of it. Only a body that could hold one pays for the check.
-    if (b"\\u" in raw or b"\xed" in raw or b"\x00" in raw) and _has_lone_surrogate(value):
+    # json.loads lets a lone surrogate through as an escape like \ud800 (its UTF-8 bytes fail the decoding above);
+    # stored or echoed it cannot be encoded, and the store actor died of it. Only a body with an escape pays.
+    if b"\\u" in raw and _has_lone_surrogate(value):
         raise MalformedInput("the request body is not valid JSON: a string holds a lone surrogate", field="body")
     return value
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json takes NaN, Infinity and -Infinity, which are not JSON; a number too big for a float (1e999)
+    # still parses, as infinity, and the schema's maximum for that field refuses it by name.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _has_lone_surrogate(value: Any) -> bool:

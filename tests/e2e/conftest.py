@@ -7,11 +7,13 @@ left alone).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -221,6 +223,7 @@ class RunPy:
                     self._kill(process)
         for managed in self.managed:
             kill_if_same(managed.pid, managed.create_time)
+        reap_orphaned_groups({managed.pid for managed in self.managed})
 
     def _track_children(self, pid: int) -> None:
         """Also remember what run.py started but no API answer showed (e.g. it stopped answering)."""
@@ -239,6 +242,33 @@ class RunPy:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
+
+
+def reap_orphaned_groups(groups: set[int], timeout: float = 5.0) -> None:
+    """Reap the processes of ``groups`` that came back to this process after run.py ended.
+
+    An in-process control plane earlier in the run made this test process a child subreaper, so what a run.py
+    spawned is re-parented here, not to init, once that run.py is gone. They are nobody's ``Popen``: without this
+    wait each stays a zombie until the test run ends. Only members of the managed processes' own groups are killed
+    and waited for, never another child of this process.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        members = []
+        for child in psutil.Process().children():
+            try:
+                if os.getpgid(child.pid) in groups:
+                    members.append(child.pid)
+            except ProcessLookupError:
+                continue
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # our unreaped child: its PID cannot have been reused
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        if not members:
+            return
+        time.sleep(0.01)
 
 
 @pytest.fixture

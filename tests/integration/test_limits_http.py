@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -396,3 +397,63 @@ def test_with_the_default_limits_a_resync_of_1000_updates_does_not_delay_the_nex
     response = plane.push({**UPDATE, "instanceId": "pod-7", "status": "Unhealthy"})
     assert response.status_code == 202, response.text  # not a 429 asking to come back in a second or more
     assert time.monotonic() - started < 0.5
+
+
+# -- numbers, encodings and PIDs ---------------------------------------------------------------------------
+
+POLICY_NUMBERS = ["initialBackoff", "multiplier", "maxBackoff", "resetAfter", "window", "jitter", "maxRestarts"]
+
+
+@pytest.mark.parametrize("field", POLICY_NUMBERS)
+def test_a_policy_number_too_big_for_a_float_is_a_422_naming_it(small: RunningControlPlane, field: str) -> None:
+    # json.loads reads 1e999 as infinity: a view of the instance would then hold a bare Infinity, which is not JSON.
+    body = ('{"instanceId": "big", "platform": "process", "process": {"command": ["sleep", "60"]}, '
+            f'"restartPolicy": {{"{field}": 1e999}}}}').encode()
+    response = post(small, body, key=small.operator_key, path="/api/instances")
+    assert_error(response, 422, f"restartPolicy.{field}")
+    assert "Infinity" not in response.text
+
+    response = requests.put(
+        small.base_url + "/api/instances/nobody/restart-policy", data=f'{{"{field}": 1e999}}',
+        headers={"X-API-Key": small.operator_key, "Content-Type": "application/json"}, timeout=5,
+    )
+    assert_error(response, 422, field)
+
+
+@pytest.mark.parametrize(("field", "value"), [("stopTimeout", "1e999"), ("stopTimeout", "1e10"), ("pid", "1e30")])
+def test_a_process_number_out_of_bounds_is_a_422_naming_it(small: RunningControlPlane, field: str, value: str) -> None:
+    body = f'{{"instanceId": "big", "platform": "process", "process": {{"command": ["sleep", "60"], "{field}": {value}}}}}'
+    response = post(small, body.encode(), key=small.operator_key, path="/api/instances")
+    assert_error(response, 422, f"process.{field}")
+    assert instance_ids(small) == set()
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(small: RunningControlPlane, constant: str) -> None:
+    body = '{"instanceId": "nan", "platform": "process", "process": {"command": ["sleep", "60"]}, '
+    body += f'"restartPolicy": {{"initialBackoff": {constant}}}}}'
+    response = post(small, body.encode(), key=small.operator_key, path="/api/instances")
+    error = assert_error(response, 400, "body")
+    assert constant in error["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [json.dumps(UPDATE).encode("utf-16"), json.dumps(UPDATE).encode("utf-32"), json.dumps(UPDATE).encode("utf-16-le"),
+     b'{"instanceId": "web-1", "status": "Running", "source": "Docker\xff"}'],
+    ids=["utf-16-with-bom", "utf-32-with-bom", "utf-16-le", "invalid-utf-8"],
+)
+def test_a_body_that_is_not_utf_8_is_a_400(small: RunningControlPlane, body: bytes) -> None:
+    # json.loads(bytes) guesses UTF-16 and UTF-32: these were accepted before.
+    error = assert_error(post(small, body), 400, "body")
+    assert "UTF-8" in error["detail"]
+    assert instance_ids(small) == set()
+
+
+@pytest.mark.parametrize("whose", ["init", "the control plane"])
+def test_adopting_init_or_the_control_plane_itself_is_refused(small: RunningControlPlane, whose: str) -> None:
+    pid = 1 if whose == "init" else os.getpid()
+    body = json.dumps({"instanceId": "self", "platform": "process", "process": {"pid": pid}}).encode()
+    error = assert_error(post(small, body, key=small.operator_key, path="/api/instances"), 422, "process.pid")
+    assert whose in error["detail"]
+    assert instance_ids(small) == set()

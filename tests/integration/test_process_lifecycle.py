@@ -11,12 +11,13 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import psutil
 import pytest
 import requests
 
+from draas_actors.wire import MAX_SECONDS
 from tests.helpers import (
     ProcessJanitor,
     RunningControlPlane,
@@ -99,7 +100,9 @@ def test_a_crash_loop_gives_up_when_the_restart_budget_is_exhausted(plane: Runni
         0.3,
         message="no restart after giving up",
     )
-    assert plane.transitions("loop")[-1] == ("Running", "Failed")
+    # Giving up is published, though the status stays Failed: the feed and subscribers learn that it is final.
+    assert plane.transitions("loop")[-2:] == [("Running", "Failed"), ("Failed", "Failed")]
+    assert plane.changes("loop")[-1]["metadata"]["reason"] == "restart budget exhausted"
 
 
 def test_a_pending_delayed_restart_shows_when_it_will_happen(plane: RunningControlPlane) -> None:
@@ -163,7 +166,8 @@ def test_mode_never_does_not_restart_a_failure(plane: RunningControlPlane) -> No
 
 def test_a_command_exec_cannot_take_fails_the_instance_and_not_its_actor(plane: RunningControlPlane) -> None:
     # Found by the API fuzz test: Popen raises ValueError (not OSError) for a NUL byte, and the actor died of it.
-    plane.register(process_body("nul", ["sleep\u0000", "1"], {"mode": "never"}))
+    # (A NUL in the command itself is refused at registration now; one in the environment still reaches Popen.)
+    plane.register(process_body("nul", ["sleep", "1"], {"mode": "never"}, env={"BAD": "a\u0000b"}))
 
     failed = plane.wait_for("nul", lambda v: v["status"] == "Failed")
 
@@ -171,6 +175,65 @@ def test_a_command_exec_cannot_take_fails_the_instance_and_not_its_actor(plane: 
     assert failed["runtime"] is None
     ready, details = plane.cp.ready()
     assert ready and details["escalated"] == []
+
+
+def test_a_command_that_cannot_be_executed_is_refused_at_registration(
+    plane: RunningControlPlane, tmp_path: Path
+) -> None:
+    not_executable = tmp_path / "notes.txt"
+    not_executable.write_text("echo hi\n")
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\nexec sleep 60\n")
+    script.chmod(0o755)
+    cases = [
+        (["no-such-command-draas"], {}, "process.command", "not found"),
+        ([str(tmp_path / "missing")], {}, "process.command", "not a file"),
+        ([str(tmp_path)], {}, "process.command", "not a file"),
+        ([str(not_executable)], {}, "process.command", "not executable"),
+        (["./run.sh"], {}, "process.command", "not a file"),  # relative to the control plane's directory: no
+        (["sleep\u0000"], {}, "process.command", "cannot be executed"),
+        (["sleep", "1"], {"cwd": str(tmp_path / "nowhere")}, "process.cwd", "not a directory"),
+        (["run.sh"], {"env": {"PATH": "/nonexistent"}}, "process.command", "not found"),
+    ]
+    for command, extra, field, words in cases:
+        response = plane.post("/api/instances", json=process_body("bad", command, **extra))
+        assert response.status_code == 422, (command, response.text)
+        assert response.json()["field"] == field, command
+        assert words in response.json()["detail"], (command, response.text)
+    assert plane.get("/api/instances/bad").status_code == 404
+
+    # Resolved as the spawn resolves it: a relative path against the instance's cwd, a name on its env's PATH.
+    view = plane.register(process_body("relative", ["./run.sh"], cwd=str(tmp_path)))
+    assert view["status"] == "Running"
+    view = plane.register(process_body("on-path", ["run.sh"], env={"PATH": str(tmp_path)}))
+    assert view["status"] == "Running"
+
+
+def test_a_spawn_failure_at_a_restart_spends_the_budget_and_keeps_its_cause(
+    plane: RunningControlPlane, tmp_path: Path
+) -> None:
+    script = tmp_path / "server.sh"
+    script.write_text("#!/bin/sh\nexec sleep 60\n")
+    script.chmod(0o755)
+    seen: list[tuple[str, str, str]] = []
+    plane.cp.subscribe(lambda c: seen.append((c.old_status.value, c.new_status.value, c.metadata.get("reason", ""))))
+    policy = {"mode": "on-failure", "maxRestarts": 2, "initialBackoff": 0.01, "window": 60}
+    view = plane.register(process_body("gone", [str(script)], policy))
+    script.unlink()  # removed after its registration: every restart now fails to spawn
+
+    os.kill(view["runtime"]["pid"], signal.SIGKILL)
+
+    final = plane.wait_for("gone", lambda v: v["nextRestartAt"] is None and "budget" in (v["lastReason"] or ""))
+    assert final["status"] == "Failed"
+    assert final["lastReason"].startswith("spawn failed: ")
+    assert "No such file or directory" in final["lastReason"]
+    assert final["lastReason"].endswith("; restart budget exhausted")
+    assert final["restartCount"] == 2  # both attempts count, though neither started
+    holds_for(lambda: plane.instance("gone")["restartCount"] == 2, 0.3, message="no attempt after giving up")
+    last = plane.changes("gone")[-1]
+    assert (last["oldStatus"], last["newStatus"]) == ("Failed", "Failed")
+    assert last["metadata"]["reason"] == final["lastReason"]
+    wait_until(lambda: seen and seen[-1] == ("Failed", "Failed", final["lastReason"]), message="a subscriber told")
 
 
 # -- operator actions -------------------------------------------------------------------------------
@@ -220,8 +283,9 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_stop_timeout(
 def test_an_enormous_stop_timeout_stops_and_deregisters_without_killing_a_thread(
     plane: RunningControlPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Found by probing the API: stopTimeout 1e300 is valid, and a timer asked to wait that long dies of
+    # Found by probing the API: stopTimeout 1e300 was valid, and a timer asked to wait that long dies of
     # OverflowError (the SIGKILL timer of a deregistered process here; the scheduler's in test_scheduler.py).
+    # The schema now stops at MAX_SECONDS: the largest stop timeout it takes must work all the same.
     errors: list[str] = []
     original = threading.excepthook
 
@@ -234,7 +298,7 @@ def test_an_enormous_stop_timeout_stops_and_deregisters_without_killing_a_thread
 
     monkeypatch.setattr(threading, "excepthook", hook)
     pids = [
-        plane.register(process_body(name, sleeper(), {"mode": "never"}, stopTimeout=1e300))["runtime"]["pid"]
+        plane.register(process_body(name, sleeper(), {"mode": "never"}, stopTimeout=MAX_SECONDS))["runtime"]["pid"]
         for name in ("stopped", "deregistered")
     ]
 
@@ -287,19 +351,26 @@ def test_an_operator_restart_gives_a_new_process_and_counts_it(plane: RunningCon
 # -- adopted PIDs -----------------------------------------------------------------------------------
 
 
-def start_orphan(janitor: ProcessJanitor) -> int:
-    """A sleep whose parent shell has exited: reparented away from this process, so never our child."""
+@pytest.fixture
+def grandchild(janitor: ProcessJanitor) -> Iterator[int]:
+    """A sleep whose parent shell stays alive to reap it: never our child. (An orphan would be: the control plane
+    is a child subreaper, so the orphans of this test process come back to it.)"""
     shell = subprocess.Popen(
-        ["sh", "-c", "sleep 60 </dev/null >/dev/null 2>&1 & echo $!"], stdout=subprocess.PIPE, text=True
+        ["sh", "-c", "sleep 60 </dev/null >/dev/null 2>&1 & echo $!; wait"], stdout=subprocess.PIPE, text=True
     )
-    out, _ = shell.communicate(timeout=5)
-    return janitor.track(int(out.strip()))
+    janitor.track(shell.pid)
+    try:
+        assert shell.stdout is not None
+        yield janitor.track(int(shell.stdout.readline().strip()))
+    finally:
+        janitor.kill_all()
+        shell.communicate(timeout=5)
 
 
 def test_an_adopted_pid_that_is_not_our_child_is_detected_when_it_exits(
-    plane: RunningControlPlane, janitor: ProcessJanitor
+    plane: RunningControlPlane, grandchild: int
 ) -> None:
-    pid = start_orphan(janitor)
+    pid = grandchild
     assert psutil.Process(pid).ppid() != os.getpid()
 
     view = plane.register({"instanceId": "adopted", "platform": "process", "process": {"pid": pid}})

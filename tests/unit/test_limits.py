@@ -5,13 +5,17 @@ from __future__ import annotations
 import io
 import json
 import time
+from pathlib import Path
 from typing import Any
 
+import falcon
 import pytest
 
+from draas_actors.api.app import create_app
 from draas_actors.api.limits import json_depth_exceeds, parse_json, read_bounded
 from draas_actors.errors import InvalidInput, MalformedInput
 from draas_actors.wire import UpdateLimits, parse_status_update, parse_status_updates
+from tests.helpers import unstarted_control_plane
 
 UPDATE = {"instanceId": "web-1", "status": "Running", "source": "test"}
 
@@ -92,6 +96,38 @@ def test_a_lone_surrogate_is_malformed(raw: bytes) -> None:
     with pytest.raises(MalformedInput) as caught:
         parse_json(raw, max_depth=8)
     assert caught.value.field == "body"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [json.dumps({"a": "é"}).encode(encoding) for encoding in ("utf-16", "utf-16-le", "utf-16-be", "utf-32")]
+    + [b'{"a": "\xff"}', b'{"a": "\xc3"}', b'["\xed\xa0\x80"]'],
+    ids=["utf-16", "utf-16-le", "utf-16-be", "utf-32", "invalid-byte", "truncated", "encoded-surrogate"],
+)
+def test_a_body_that_is_not_utf_8_is_malformed(raw: bytes) -> None:
+    # json.loads(bytes) guesses UTF-16 and UTF-32 and took all four.
+    with pytest.raises(MalformedInput, match="UTF-8") as caught:
+        parse_json(raw, max_depth=8)
+    assert caught.value.field == "body"
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(constant: str) -> None:
+    with pytest.raises(MalformedInput, match=constant):
+        parse_json(f'{{"x": [1, {constant}]}}'.encode(), max_depth=8)
+
+
+def test_a_number_too_big_for_a_float_parses_as_infinity_for_the_schema_to_name() -> None:
+    assert parse_json(b'{"x": 1e999}', max_depth=8) == {"x": float("inf")}
+
+
+def test_the_json_renderer_never_writes_nan_or_infinity(tmp_path: Path) -> None:
+    with unstarted_control_plane(tmp_path) as cp:
+        handler = create_app(cp).resp_options.media_handlers[falcon.MEDIA_JSON]
+        assert handler.serialize({"x": "é"}, falcon.MEDIA_JSON) == '{"x": "é"}'.encode()
+        for number in (float("nan"), float("inf"), float("-inf")):
+            with pytest.raises(ValueError):
+                handler.serialize({"x": number}, falcon.MEDIA_JSON)
 
 
 def test_a_surrogate_pair_and_other_escapes_are_characters() -> None:

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+import draas_actors.policy
 from draas_actors.policy import (
     GiveUp,
     Restart,
@@ -284,3 +288,31 @@ def test_the_defaults_are_a_valid_policy() -> None:
     policy = RestartPolicy()
     assert policy.mode is RestartMode.ON_FAILURE
     assert policy.success_exit_codes == frozenset({0})
+
+
+# -- what the defaults add up to --------------------------------------------------------------------
+
+
+def crash_loop_seconds(rand: float) -> float:
+    """Seconds from the first crash of a process that dies at once to the give-up, under the default policy."""
+    policy, history, now = RestartPolicy(), RestartHistory(), 0.0
+    for _ in range(policy.max_restarts + 1):
+        decision = plan_restart(policy, history, now=now, ran_for=0.0, rand=rand)
+        if isinstance(decision, GiveUp):
+            return now
+        now += decision.delay
+        history = decision.history
+    raise AssertionError("the default policy never gave up")
+
+
+def test_the_documented_length_of_a_crash_loop_is_what_the_default_policy_does() -> None:
+    middle = crash_loop_seconds(0.5)  # no jitter: 0.1 s doubling to 25.6 s, nine delays
+    assert middle == pytest.approx(51.1)
+    assert crash_loop_seconds(0.0) == pytest.approx(middle * 0.8)
+    assert crash_loop_seconds(1.0 - 1e-12) == pytest.approx(middle * 1.2 - 0.72)  # 25.6 s + 20 % is capped at 30 s
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    docstring = draas_actors.policy.__doc__ or ""
+    for text in (readme, docstring):
+        stated = re.search(r"about (\d+) s", " ".join(text.split()))
+        assert stated is not None
+        assert abs(int(stated.group(1)) - middle) <= 5, stated.group(0)

@@ -356,6 +356,44 @@ def test_a_bad_restart_policy_value_is_named(policy: dict[str, Any], field: str)
     assert _invalid_registration({"instanceId": "d", "platform": "docker", "restartPolicy": policy}).field == field
 
 
+@pytest.mark.parametrize(
+    ("policy", "field"),
+    [
+        ({"initialBackoff": float("inf")}, "restartPolicy.initialBackoff"),
+        ({"maxBackoff": float("inf")}, "restartPolicy.maxBackoff"),
+        ({"resetAfter": float("inf")}, "restartPolicy.resetAfter"),
+        ({"window": float("inf")}, "restartPolicy.window"),
+        ({"multiplier": float("inf")}, "restartPolicy.multiplier"),
+        ({"jitter": float("inf")}, "restartPolicy.jitter"),
+        ({"maxRestarts": float("inf")}, "restartPolicy.maxRestarts"),
+        ({"initialBackoff": float("nan")}, "restartPolicy.initialBackoff"),
+        ({"initialBackoff": 1e10}, "restartPolicy.initialBackoff"),
+        ({"multiplier": 1e4}, "restartPolicy.multiplier"),
+        ({"maxRestarts": 10**6}, "restartPolicy.maxRestarts"),
+        ({"successExitCodes": [10**30]}, "restartPolicy.successExitCodes[0]"),
+    ],
+)
+def test_a_policy_number_out_of_bounds_is_named(policy: dict[str, Any], field: str) -> None:
+    # json.loads reads 1e999 as inf, which a view would echo as a bare Infinity (not JSON).
+    assert _invalid_registration({"instanceId": "d", "platform": "docker", "restartPolicy": policy}).field == field
+
+
+@pytest.mark.parametrize("field", ["initial_backoff", "max_backoff", "reset_after", "window", "multiplier", "jitter"])
+def test_a_policy_refuses_a_non_finite_number_from_any_source(field: str) -> None:
+    # The config loader builds policies too (TOML has inf and nan).
+    for number in (float("inf"), float("nan")):
+        with pytest.raises(ValueError):
+            RestartPolicy(**{field: number})
+
+
+@pytest.mark.parametrize(("process", "field"), [({"stopTimeout": float("inf")}, "process.stopTimeout"),
+                                                ({"stopTimeout": 1e10}, "process.stopTimeout"),
+                                                ({"pid": 10**12}, "process.pid")])
+def test_a_process_number_out_of_bounds_is_named(process: dict[str, Any], field: str) -> None:
+    body = {"instanceId": "p", "platform": "process", "process": {"command": ["true"], **process}}
+    assert _invalid_registration(body).field == field
+
+
 def test_a_policy_error_under_a_prefix_names_the_full_path() -> None:
     body = {"instanceId": "d", "platform": "docker", "restartPolicy": {"initialBackoff": 5, "maxBackoff": 1}}
     error = _invalid_registration(body, prefix="instances[2]")
