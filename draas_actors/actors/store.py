@@ -168,6 +168,9 @@ class StoreActor(WatchedActor):
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.durability]}")
+        # A store restarted while its predecessor was failing has no retry timer of its own: its first commit
+        # finds out afresh whether the disk takes writes.
+        self.health.failure = None
         db.executescript(SCHEMA)
         _add_change_kind(db)
         self.db = db

@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from draas_actors.actors.store import Retention, StoreActor, StoreHealth
+from draas_actors.messages import CheckWritable
+from draas_actors.scheduler import Scheduler
 from tests.helpers import running_control_plane, wait_until
 from tests.mounts import fill, tmpfs
 
@@ -92,3 +95,17 @@ def test_a_disk_found_full_by_readyz_alone_is_found_writable_again_by_itself(tmp
             wait_until(lambda: running.get("/readyz").status_code == 200, timeout=20, interval=0.1,
                        message="the store finds it can write again, with nothing of its own to commit")
             assert running.push(_flip(1, "disk-2")).status_code == 202
+
+
+def test_a_store_actor_started_after_a_failing_one_does_not_inherit_its_refusal(tmp_path: Path) -> None:
+    health = StoreHealth()
+    health.failure = "the store cannot commit: database or disk is full"
+    scheduler = Scheduler()
+    store = StoreActor.start(path=str(tmp_path / "s.sqlite3"), retention=Retention(), scheduler=scheduler,
+                             health=health)
+    try:
+        assert store.ask(CheckWritable(), timeout=5) is None
+        assert health.failure is None and health.refusal() is None
+    finally:
+        store.stop()
+        scheduler.stop()
