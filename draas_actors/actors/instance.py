@@ -356,9 +356,8 @@ class InstanceActor(WatchedActor):
                 last_reason=reason,
                 next_restart_at=None,
                 metadata={"reason": reason},
+                publish=True,  # Failed, then Failed for good: subscribers and the change feed are told too
             )
-            if record.status is Status.FAILED:
-                self._publish_unchanged(POLICY, {"reason": reason})
             return
         self._update(
             status=Status.RESTARTING,
@@ -368,16 +367,6 @@ class InstanceActor(WatchedActor):
             metadata={"attempt": str(decision.history.series), "delay": f"{decision.delay:.3f}"},
         )
         self._restart_in(decision.delay)
-
-    def _publish_unchanged(self, source: str, metadata: Mapping[str, str]) -> None:
-        """A change that leaves the status as it was (Failed, then Failed for good): subscribers and the change feed
-        are told, which ``_update`` does only when the status changes."""
-        status = self.record.status
-        change = StatusChanged(
-            instance_id=self.record.instance_id, platform=self.record.platform, old_status=status,
-            new_status=status, source=source, timestamp=self.s.clock(), metadata=dict(metadata),
-        )
-        self._tell("bus", Publish(change=change, record=self.record))
 
     def _restart_in(self, delay: float) -> None:
         """Make the planned restart after ``delay`` seconds; at once, with no timer hop, when it is due (a crash
@@ -670,10 +659,12 @@ class InstanceActor(WatchedActor):
         status: Status | None = None,
         metadata: Mapping[str, str] | None = None,
         kind: ChangeKind = ChangeKind.STATUS,
+        publish: bool = False,
         **fields: Any,
     ) -> None:
-        """Apply changes to the record; publish a StatusChanged only when the status really changed, or for a
-        configuration change (``kind``: its metadata goes to the change only, the record keeps its status's)."""
+        """Apply changes to the record; publish a StatusChanged only when the status really changed, for a
+        configuration change (``kind``: its metadata goes to the change only, the record keeps its status's), or
+        when asked to (``publish``: a change that leaves the status as it was, such as giving up)."""
         old = self.record
         now = self.s.clock()
         new_status = status if status is not None else old.status
@@ -687,7 +678,7 @@ class InstanceActor(WatchedActor):
             version=old.version + 1,
             **fields,
         )
-        if changed or kind is ChangeKind.CONFIGURATION:
+        if changed or kind is ChangeKind.CONFIGURATION or publish:
             change = StatusChanged(
                 instance_id=old.instance_id,
                 platform=old.platform,
