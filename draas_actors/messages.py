@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 import pykka
 
-from .commit import Ticket
+from .commit import Ack, Ticket
 from .model import ChangeKind, InstanceId, Platform, Status
 from .policy import RestartPolicy
 from .records import InstanceRecord
@@ -221,6 +221,7 @@ class Publish:
 
     change: StatusChanged | None
     record: InstanceRecord
+    ack: Ack | None = None  # settled by the store once this and every write before it are committed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -259,6 +260,7 @@ class Unsubscribe:
 @dataclass(frozen=True)
 class SaveRecord:
     record: InstanceRecord
+    ack: Ack | None = None  # settled by the store once this and every write before it are committed
 
 
 @dataclass(frozen=True)

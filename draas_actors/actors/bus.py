@@ -46,13 +46,13 @@ class BusActor(WatchedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Publish(change=change, record=record):
+            case Publish(change=change, record=record, ack=ack):
                 store = self._store()
                 if change is not None:
                     self.cursor += 1
                     change = dataclasses.replace(change, cursor=self.cursor)
                     store.tell(AppendChange(change))
-                store.tell(SaveRecord(record))
+                store.tell(SaveRecord(record, ack))
                 if change is not None:
                     self.published += 1
                     self.subscriptions.publish(change)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 import pykka
 
-from ..commit import Outcome, Sync
+from ..commit import Outcome, Sync, Ticket
 from ..errors import Conflict, DraasError
 from ..messages import (
     DeleteRecord,
@@ -110,16 +110,18 @@ class InstanceActor(WatchedActor):
         self.stop_reason = OPERATOR_STOP
         self.deleted_pods: collections.deque[str] = collections.deque(maxlen=DELETED_PODS_KEPT)
         self.deleting: tuple[str, Status] | None = None  # the pod of the last delete, and the status before it
+        # The writes of a pushed report being applied, sent once its outcome is known (None: sent at once).
+        self._held: list[tuple[str, Publish | SaveRecord]] | None = None
         # The container or pod whose exit was handled last, until it is seen alive again: a daemon lists an exited
         # workload again at every resync, with a newer observedAt, and that listing is not a new exit.
         self.exited_workload: str | None = None
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case StatusReport(ticket=ticket):
-                outcome = self._on_report(message)
-                if ticket is not None:
-                    self._sync(Sync(ticket.ack(outcome)))
+            case StatusReport(ticket=None):
+                self._on_report(message)
+            case StatusReport(ticket=Ticket() as ticket):
+                self._report_with_ack(message, ticket)
             case Sync():
                 self._sync(message)
             case ProcessExited():
@@ -689,9 +691,38 @@ class InstanceActor(WatchedActor):
                 metadata=dict(metadata or {}),
                 kind=kind,
             )
-            self._tell("bus", Publish(change=change, record=self.record))
+            self._write("bus", Publish(change=change, record=self.record))
         else:
-            self._tell("store", SaveRecord(self.record))
+            self._write("store", SaveRecord(self.record))
+
+    def _report_with_ack(self, report: StatusReport, ticket: Ticket) -> None:
+        """Apply a pushed report, then send its writes with its ack on the last one that is behind all the others
+        in the store's inbox, or a ``Sync`` behind them when none is (a write told to the store directly after one
+        passed through the bus): the ack costs no message of its own in the common cases."""
+        self._held = []
+        try:
+            outcome = self._on_report(report)
+        except BaseException:
+            held, self._held = self._held, None
+            for core, write in held:  # what was written before the failure goes, as it would have at once
+                self._tell(core, write)
+            raise
+        held, self._held = self._held, None
+        ack = ticket.ack(outcome)
+        carrier = held.pop() if held and (held[-1][0] == "bus" or all(core == "store" for core, _ in held)) else None
+        for core, write in held:
+            self._tell(core, write)
+        if carrier is None:
+            self._sync(Sync(ack))
+        elif not self._tell(carrier[0], dataclasses.replace(carrier[1], ack=ack)):
+            ack.failed(f"the {'status bus' if carrier[0] == 'bus' else 'store'} is restarting")
+
+    def _write(self, core: str, message: Publish | SaveRecord) -> None:
+        """Tell the bus or the store, or hold it while a pushed report is applied (``_report_with_ack``)."""
+        if self._held is not None:
+            self._held.append((core, message))
+        else:
+            self._tell(core, message)
 
     def _sync(self, sync: Sync) -> None:
         """Behind our writes, through the bus: both the writes we told the bus and those we told the store

@@ -195,12 +195,14 @@ class StoreActor(WatchedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case SaveRecord(record):
+            case SaveRecord(record, ack):
                 if record.created_at > self.tombstones.get(record.instance_id, -math.inf):
                     current = self.records.get(record.instance_id)
                     if current is None or (record.created_at, record.version) >= (current.created_at, current.version):
                         self.records[record.instance_id] = record
                         self._schedule_flush()
+                if ack is not None:
+                    self._take(ack)
             case AppendChange(change):
                 self.changes.append(change)
                 self.max_cursor = max(self.max_cursor, change.cursor)
@@ -214,11 +216,7 @@ class StoreActor(WatchedActor):
                 self.deletions[instance_id] = tombstone
                 self._schedule_flush()
             case Sync(ack):
-                if self.failure is not None:
-                    ack.failed(self.failure)
-                else:
-                    self.acks.append(ack)
-                    self._schedule_flush()
+                self._take(ack)
             case Flush():
                 self.flush_pending = False
                 self._flush()
@@ -301,6 +299,14 @@ class StoreActor(WatchedActor):
             log.warning("store commits again after: %s", self.failure)
             self.health.failure = None
             self.health.retry_in = RETRY_FIRST
+
+    def _take(self, ack: Ack) -> None:
+        """Settle ``ack`` with the next commit; at once a failure while the store cannot commit."""
+        if self.failure is not None:
+            ack.failed(self.failure)
+        else:
+            self.acks.append(ack)
+            self._schedule_flush()
 
     def _heartbeat(self) -> None:
         self._db().execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('heartbeat', ?)", (str(time.time()),))
