@@ -2,8 +2,9 @@
 
 A request that writes makes one ``Receipt`` for its items and hands each item's ``Ticket`` along with the work.
 Whoever decides what an item did (the instance actor: applied, stale, not a valid transition) turns its ticket
-into an ``Ack``, and the ``Ack`` travels behind the item's writes (instance -> bus -> store, the same FIFO path
-the writes take) until the store settles it after the transaction that holds them commits. A commit that fails
+into an ``Ack``, and the ``Ack`` travels with the item's last write, or in a ``Sync`` behind its writes
+(instance -> bus -> store, the FIFO path the writes take), until the store settles it after the transaction that
+holds them commits. A commit that fails
 fails the acks instead: the data stays buffered for the store's retry, but nothing was acknowledged, so the
 caller answers 503 and its client sends again (a repeated report is applied idempotently).
 """
