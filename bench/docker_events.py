@@ -309,7 +309,7 @@ def measure_side(
             def guarded() -> None:
                 try:
                     body()
-                except BaseException as error:  # noqa: BLE001  (reported after each kill)
+                except BaseException as error:
                     failures.append(error)
 
             thread = threading.Thread(target=guarded, name=f"bench-{side}-daemon", daemon=True)

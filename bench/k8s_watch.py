@@ -381,7 +381,7 @@ def measure_side(side: str, *, changes: int, pods: int, workdir: pathlib.Path, s
             def guarded() -> None:
                 try:
                     runner.run()
-                except BaseException as error:  # noqa: BLE001  (reported below)
+                except BaseException as error:
                     failures.append(error)
 
             thread = threading.Thread(target=guarded, name=f"bench-k8s-{side}", daemon=True)

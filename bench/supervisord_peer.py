@@ -81,7 +81,7 @@ class _Events:
     def _drain(self) -> None:
         """Fold complete lines appended since the last call into running/exited."""
         try:
-            with open(self._path, "r", encoding="ascii") as f:
+            with open(self._path, encoding="ascii") as f:
                 f.seek(self._offset)
                 data = f.read()
                 self._offset = f.tell()

@@ -37,9 +37,10 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import urllib3
 from kubernetes import client as k8s

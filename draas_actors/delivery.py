@@ -10,7 +10,7 @@ import collections
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .messages import StatusChanged, SubscriptionFilter
 

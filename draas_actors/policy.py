@@ -23,7 +23,6 @@ import enum
 import math
 from dataclasses import dataclass
 
-
 BUDGET_EXHAUSTED = "restart budget exhausted"  # the reason a policy gives up with, at the end of lastReason
 
 

@@ -8,7 +8,8 @@ Keys are hashed and compared in constant time with every configured hash; no key
 from __future__ import annotations
 
 import hmac
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import falcon
 

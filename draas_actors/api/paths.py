@@ -7,7 +7,7 @@ a template's fields (instance ids) keep their case, since ids are case-sensitive
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import falcon
 

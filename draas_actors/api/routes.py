@@ -12,20 +12,20 @@ from typing import Any
 
 from ..security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH, SecuritySettings
 from ..system import ControlPlane
+from ..wire import RESTART_POLICY_SCHEMA
 from . import resources as r
 from .schemas import (
     ERROR_REF,
+    HEALTHZ,
     INSTANCE_REF,
     PLATFORM,
     SINCE,
     STATUS,
     STATUS_CHANGE_RECORD,
     STATUS_LIST,
-    HEALTHZ,
     json_body,
     query,
 )
-from ..wire import RESTART_POLICY_SCHEMA
 
 
 @dataclass(frozen=True)

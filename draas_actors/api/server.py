@@ -93,7 +93,7 @@ class HttpServer:
         """Open connections in the general pool and in the reserve, and client addresses (read without a lock)."""
         return admission_of(self._server).counts()
 
-    def start(self) -> "HttpServer":
+    def start(self) -> HttpServer:
         self._thread.start()
         return self
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Collection, Mapping
+from typing import TYPE_CHECKING
 
 import urllib3.exceptions
 

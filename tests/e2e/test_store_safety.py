@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from tests.e2e.conftest import REPO_ROOT, ControlPlaneProcess, RunPy, clean_environment, write_config
+from tests.e2e.conftest import REPO_ROOT, ControlPlaneProcess, RunPy, clean_environment
 from tests.helpers import wait_until
 from tests.mounts import tmpfs
 

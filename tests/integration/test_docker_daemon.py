@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import secrets
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import docker
 import pytest
@@ -28,7 +29,11 @@ from tests.integration.daemon_support import (
     running_in_thread,
     spooled_bodies,
     stop_with_sigterm,
+)
+from tests.integration.daemon_support import (
     wait_for_statuses as wait_for_platform_statuses,
+)
+from tests.integration.daemon_support import (
     wait_for_view as wait_for_instance_view,
 )
 from tests.integration.docker_fixtures import (  # noqa: F401  (fixtures)

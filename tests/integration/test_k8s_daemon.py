@@ -15,8 +15,9 @@ import random
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -35,8 +36,8 @@ from tests.integration.daemon_support import (
     spooled_bodies,
     stop_with_sigterm,
 )
-from tests.integration.daemon_support import wait_for_view as wait_for_instance_view
 from tests.integration.daemon_support import wait_for_statuses as wait_for_platform_statuses
+from tests.integration.daemon_support import wait_for_view as wait_for_instance_view
 from tests.kube.fake_apiserver import FakeApiServer, running_fake_apiserver
 from tests.kube.pods import make_pod
 

@@ -17,10 +17,8 @@ import pytest
 from falcon import testing
 
 from draas_actors.api.app import create_app
-from draas_actors.api.openapi import build_openapi
 from draas_actors.api.routes import ROUTES, Operation, Wiring
-from draas_actors.security import SecuritySettings
-from draas_actors.security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH
+from draas_actors.security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH, SecuritySettings
 from draas_actors.system import ControlPlane
 from tests.helpers import unstarted_control_plane
 
