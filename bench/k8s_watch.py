@@ -44,8 +44,9 @@ Targets (ours), on this 2-core machine when nothing else runs on it:
   write, one HTTP POST on a kept-alive connection, an actor message and the bus: a few milliseconds (measured:
   median 4-5 ms, p99 10 ms). 50 ms leaves room for the fsync's tail and the GIL while staying far under what a
   poller can do at all (half its period plus a typed listing of 500 pods: its median is 0.8-0.9 s here) and
-  under the ~100 ms at which a dashboard stops looking live. With other test suites on the same two cores the p99 reaches ~100 ms (the
-  daemon's read and the spool's fsync wait for CPU and disk): a figure from a busy machine is not a result.
+  under the ~100 ms at which a dashboard stops looking live. With other test suites on the same two cores the p99
+  reaches ~100 ms (the daemon's read and the spool's fsync wait for CPU and disk): a figure from a busy machine is
+  not a result.
 - (2) <= 1.5 s for 500 pods. Measured 0.34-0.42 s idle and up to 0.9 s with other suites running; most of it is
   the control plane taking a 500-item batch (schema checks, 500 instance actors started, their records stored),
   the daemon's own list, mapping and spool write about 0.1 s. 1.5 s is about four times the idle figure and

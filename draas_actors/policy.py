@@ -139,4 +139,4 @@ def plan_restart(
         )
     series += 1
     delay = backoff_delay(policy, series, rand)
-    return Restart(delay, RestartHistory(restart_times=recent + (now + delay,), series=series))
+    return Restart(delay, RestartHistory(restart_times=(*recent, now + delay), series=series))

@@ -523,7 +523,7 @@ def _check_distinct(credentials: list[Credential], auth: Mapping[str, Any], wher
     names: set[str] = set()
     hashes: set[str] = set()
     subjects: set[str] = set()
-    for credential, field in zip(credentials, fields):
+    for credential, field in zip(credentials, fields, strict=True):
         name = credential.identity.name
         if name in names:
             raise ConfigError(f"{where}: {field}.name: duplicate identity name {name!r}", field=f"{field}.name")

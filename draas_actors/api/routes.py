@@ -157,7 +157,9 @@ ROUTES: tuple[Operation, ...] = (
         "GET", "/api/instances", _instances, READ,
         "List instances",
         {"200": json_body("instances"), "422": ERROR_REF},
-        parameters=(query("platform", "process, docker or kubernetes", PLATFORM), query("status", "a status name", STATUS)),
+        parameters=(
+            query("platform", "process, docker or kubernetes", PLATFORM), query("status", "a status name", STATUS),
+        ),
     ),
     Operation(
         "POST", "/api/instances", _instances, ADMIN,
@@ -175,7 +177,9 @@ ROUTES: tuple[Operation, ...] = (
         "Deregister an instance (stops its process unless stop=false)",
         {"204": {"description": "deregistered"}, "400": ERROR_REF, "404": ERROR_REF},
         # falcon reads a blank "stop=" as true.
-        parameters=({**query("stop", "stop the workload (default true)", {"type": "boolean"}), "allowEmptyValue": True},),
+        parameters=(
+            {**query("stop", "stop the workload (default true)", {"type": "boolean"}), "allowEmptyValue": True},
+        ),
     ),
     Operation(
         "PUT", "/api/instances/{instance_id}/restart-policy", _restart_policy, ADMIN,

@@ -188,10 +188,8 @@ class RunPy:
         runtime = view.get("runtime")
         if not runtime:
             return
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             self.managed.add(ManagedPid(runtime["pid"], psutil.Process(runtime["pid"]).create_time()))
-        except psutil.NoSuchProcess:
-            pass
 
     def stop(
         self, control_plane: ControlPlaneProcess, signum: signal.Signals = signal.SIGTERM, timeout: float = STOP_TIMEOUT
@@ -210,10 +208,9 @@ class RunPy:
     def close(self) -> None:
         for control_plane in self.started:
             if control_plane.process.poll() is None:
-                try:  # last chance to learn about processes the test did not look at
+                # Last chance to learn about processes the test did not look at.
+                with contextlib.suppress(requests.RequestException, AssertionError):
                     control_plane.instances()
-                except (requests.RequestException, AssertionError):
-                    pass
         for process in self.processes:
             if process.poll() is None:
                 self._track_children(process.pid)
@@ -233,10 +230,8 @@ class RunPy:
         except psutil.NoSuchProcess:
             return
         for child in children:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 self.managed.add(ManagedPid(child.pid, child.create_time()))
-            except psutil.NoSuchProcess:
-                pass
 
     @staticmethod
     def _kill(process: subprocess.Popen[bytes]) -> None:

@@ -279,7 +279,7 @@ def test_a_starting_daemon_reports_twenty_existing_containers_and_misses_no_chan
     docker_run_id: str,
 ) -> None:
     groups: dict[str, list[tuple[str, Any]]] = {k: [] for k in ("running", "exit0", "exit1", "created", "paused")}
-    for n in range(4):
+    for _ in range(4):
         groups["running"].append(((iid := containers.instance_id("running")), containers.run(iid)))
         groups["exit0"].append(((iid := containers.instance_id("exit0")), containers.exited(iid, 0)))
         groups["exit1"].append(((iid := containers.instance_id("exit1")), containers.exited(iid, 1)))
@@ -569,7 +569,7 @@ def test_updates_made_while_the_control_plane_is_down_are_replayed_and_none_ackn
         events_before, pushed_before = daemon.stats.events, daemon.stats.pushed
         expected: dict[str, str] = dict(witnesses)
         expected_events = 0
-        for index, (iid, handle) in enumerate(zip(ids, handles)):
+        for index, (iid, handle) in enumerate(zip(ids, handles, strict=True)):
             changes, events, expected[iid] = outage_transitions(index, handle)
             for change in changes:
                 change()

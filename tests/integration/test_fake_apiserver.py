@@ -803,11 +803,11 @@ def test_malformed_pods_and_changes_are_refused_naming_the_field(cluster: Cluste
     api = cluster.api
     api.create_pod(make_pod("alpha"))
 
-    with pytest.raises(ValueError, match="pod.metadata.name"):
+    with pytest.raises(ValueError, match=r"pod\.metadata\.name"):
         api.create_pod({"metadata": {}})
     with pytest.raises(ValueError, match="already exists"):
         api.create_pod(make_pod("alpha"))
-    with pytest.raises(ValueError, match="pod.metadata.uid"):
+    with pytest.raises(ValueError, match=r"pod\.metadata\.uid"):
         api.update_pod("default", "alpha", lambda pod: pod["metadata"].update(uid="other"))
     with pytest.raises(ValueError, match="phse"):
         api.patch_pod_status("default", "alpha", phse="Running")

@@ -80,7 +80,8 @@ def test_a_full_disk_refuses_writes_with_503_and_recovers_by_itself_losing_nothi
 
         with running_control_plane(data_dir) as restarted:
             changes = restarted.get("/api/status/changes", params={"limit": "1000"}).json()["changes"]
-            assert acknowledged <= _logged_seqs(changes, "disk-1"), sorted(acknowledged - _logged_seqs(changes, "disk-1"))
+            logged = _logged_seqs(changes, "disk-1")
+            assert acknowledged <= logged, sorted(acknowledged - logged)
 
 
 def test_a_disk_found_full_by_readyz_alone_is_found_writable_again_by_itself(tmp_path: Path) -> None:

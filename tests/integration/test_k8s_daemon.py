@@ -542,14 +542,18 @@ def test_a_restarted_daemon_refills_a_fresh_control_plane_though_nothing_changed
     port = free_port()
     keys = secrets.token_hex(16), secrets.token_hex(16)
     base_url = f"http://127.0.0.1:{port}"
-    with control_plane_on(tmp_path / "a", port, *keys) as (first, _):
-        with running_daemon(api, base_url, keys[0], tmp_path / "spool") as daemon:
-            wait_for_statuses(first, expected, timeout=10.0)
-            wait_until(lambda: daemon.push.stats.pending == 0, 5.0, 0.01, "everything is acknowledged by A")
-    with control_plane_on(tmp_path / "b", port, *keys) as (second, _):
-        with running_daemon(api, base_url, keys[0], tmp_path / "spool") as again:
-            wait_for_statuses(second, expected, timeout=10.0)
-            assert again.stats.pushed == 0  # its listing found nothing new: the resync at start did it
+    with (
+        control_plane_on(tmp_path / "a", port, *keys) as (first, _),
+        running_daemon(api, base_url, keys[0], tmp_path / "spool") as daemon,
+    ):
+        wait_for_statuses(first, expected, timeout=10.0)
+        wait_until(lambda: daemon.push.stats.pending == 0, 5.0, 0.01, "everything is acknowledged by A")
+    with (
+        control_plane_on(tmp_path / "b", port, *keys) as (second, _),
+        running_daemon(api, base_url, keys[0], tmp_path / "spool") as again,
+    ):
+        wait_for_statuses(second, expected, timeout=10.0)
+        assert again.stats.pushed == 0  # its listing found nothing new: the resync at start did it
 
 
 # -- which pods ------------------------------------------------------------------------------------

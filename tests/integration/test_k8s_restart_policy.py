@@ -248,10 +248,12 @@ def test_repeated_failures_back_off_and_end_failed_when_the_budget_is_spent(
     for restarts in range(1, 4):
         failed_at = time.monotonic()
         fail(api, reporter, "crashy", pod)
-        wait_until(lambda: len(api.deletions) == restarts, 5.0, 0.005, f"delete number {restarts}")
+        wait_until(lambda n=restarts: len(api.deletions) == n, 5.0, 0.005, f"delete number {restarts}")
         waited.append(time.monotonic() - failed_at)
         pod = replica_set.wait_for(restarts)
-        plane.wait_for("crashy", lambda v: runs_on(v, pod, restarts), message=f"runs after restart {restarts}")
+        plane.wait_for(
+            "crashy", lambda v, p=pod, n=restarts: runs_on(v, p, n), message=f"runs after restart {restarts}"
+        )
     fail(api, reporter, "crashy", pod)
 
     view = plane.wait_for("crashy", lambda v: v["status"] == "Failed" and v["lastReason"] == "restart budget exhausted")

@@ -74,7 +74,9 @@ def report(status: Status, observed_at: float, **metadata: Any) -> StatusReport:
 
 
 def register(cp: ControlPlane, **policy: Any) -> None:
-    record = InstanceRecord(instance_id=InstanceId("web"), platform=Platform.DOCKER, restart_policy=RestartPolicy(**policy))
+    record = InstanceRecord(
+        instance_id=InstanceId("web"), platform=Platform.DOCKER, restart_policy=RestartPolicy(**policy)
+    )
     cp.register(record)
 
 

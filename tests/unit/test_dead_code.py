@@ -11,9 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = sorted(
-    [*(ROOT / "draas_actors").rglob("*.py"), *(ROOT / "daemons").rglob("*.py"), *(ROOT / "bench").rglob("*.py")]
-) + [ROOT / "run.py"]
+SOURCES = [*sorted(path for package in ("draas_actors", "daemons", "bench") for path in (ROOT / package).rglob("*.py"))]
+SOURCES.append(ROOT / "run.py")
 # Read by a library, not by our code: waitress reads its dispatcher's and channel's counters and calls
 # handler_thread; __version__ is for packaging.
 READ_ELSEWHERE = {"active_count", "current_outbuf_count", "total_outbufs_len", "handler_thread", "__version__"}

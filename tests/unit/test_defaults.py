@@ -61,9 +61,14 @@ def _literal_defaults(function: Any) -> list[str]:
     """Calls ``x.get(key, default)`` whose default is not an empty table or list: a default stated again."""
     found = []
     for node in ast.walk(ast.parse(inspect.getsource(function))):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
-            if len(node.args) == 2 and not isinstance(node.args[1], (ast.Dict, ast.List)):
-                found.append(ast.unparse(node))
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and len(node.args) == 2
+            and not isinstance(node.args[1], (ast.Dict, ast.List))
+        ):
+            found.append(ast.unparse(node))
     return found
 
 

@@ -52,7 +52,11 @@ def _served(control_plane: ControlPlane) -> set[tuple[str, str]]:
     excluded), each path's resource built once."""
     wiring = Wiring(control_plane, time.time, SecuritySettings(), {})
     built = {operation.path: operation.resource(wiring) for operation in ROUTES}
-    return {(path, method.lower()) for path, resource in built.items() for method in falcon.routing.map_http_methods(resource)}
+    return {
+        (path, method.lower())
+        for path, resource in built.items()
+        for method in falcon.routing.map_http_methods(resource)
+    }
 
 
 def _documented(document: dict[str, Any]) -> set[tuple[str, str]]:
