@@ -183,7 +183,7 @@ class PollingPeer:
         now = time.time()
         current: dict[str, StatusUpdate] = {}
         for pod in pods:
-            raw = self._api_client.sanitize_for_serialization(pod)  # type: ignore[no-untyped-call]
+            raw = self._api_client.sanitize_for_serialization(pod)
             try:
                 report = map_pod(raw, observed_at=now)
             except MalformedPod as error:
@@ -210,7 +210,7 @@ class PollingPeer:
                     log.warning("listing pods failed: %s", error)
                 self._stopping.wait(self.interval)
         finally:
-            self._api_client.close()  # type: ignore[no-untyped-call]
+            self._api_client.close()
             self.push.close(timeout=5.0)
 
     def stop(self) -> None:

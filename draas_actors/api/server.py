@@ -83,11 +83,11 @@ class HttpServer:
 
     @property
     def port(self) -> int:
-        return int(self._server.effective_port)  # type: ignore[union-attr]
+        return int(self._server.effective_port)
 
     @property
     def host(self) -> str:
-        return str(self._server.effective_host)  # type: ignore[union-attr]
+        return str(self._server.effective_host)
 
     def connections(self) -> dict[str, int]:
         """Open connections in the general pool and in the reserve, and client addresses (read without a lock)."""

@@ -460,7 +460,7 @@ class FakeApiServer:
                     if filter_.matches(pod):
                         watch.initial.append(event_line("ADDED", dumps(pod)))
             else:
-                since = int(resource_version)  # type: ignore[arg-type]
+                since = int(resource_version)
                 if since < self._floor:
                     return status_object(410, "Expired", f"too old resource version: {since} ({self._floor})")
                 for event in self._history:

@@ -242,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         except SelectorError as error:
             raise HttpError(400, "BadRequest", str(error)) from error
         resource_version = query.get("resourceVersion")
-        if resource_version not in (None, "") and not resource_version.isdigit():  # type: ignore[union-attr]
+        if resource_version not in (None, "") and not resource_version.isdigit():
             raise HttpError(400, "BadRequest", f"resourceVersion: invalid value {resource_version!r}: not a decimal")
         if query.get("watch", "").lower() in ("true", "1"):
             timeout = _optional_int(query, "timeoutSeconds")
@@ -357,6 +357,6 @@ def _optional_int(query: dict[str, str], name: str) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except ValueError as error:
         raise HttpError(400, "BadRequest", f"{name}: invalid value {value!r}: not an integer") from error

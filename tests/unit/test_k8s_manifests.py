@@ -109,7 +109,7 @@ def to_model(api: ApiClient, manifest: Manifest) -> Any:
 
 def lost_in_round_trip(api: ApiClient, manifest: Manifest) -> list[str]:
     """What the manifest says that its model, serialised back the way the client sends it, does not."""
-    serialised = api.sanitize_for_serialization(to_model(api, manifest))  # type: ignore[no-untyped-call]
+    serialised = api.sanitize_for_serialization(to_model(api, manifest))
     return sorted(differences(manifest.data, serialised))
 
 
