@@ -6,6 +6,7 @@ import functools
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import falcon
 import falcon.routing
@@ -52,7 +53,7 @@ def create_app(
     operator_keys: tuple[str, ...] = (),
     clock: Callable[[], float] = time.time,
     table: tuple[Operation, ...] = ROUTES,
-) -> falcon.App:
+) -> falcon.App[falcon.Request, falcon.Response]:
     """The WSGI app. ``daemon_keys``/``operator_keys`` are plain quick-start keys: ``local-daemon`` (any
     platform, any instance) and ``local-admin``, on top of the identities in ``security.auth``."""
     security = security or SecuritySettings()
@@ -61,18 +62,18 @@ def create_app(
     templates = list(resources)
     credentials = (*security.auth.credentials, *quick_start(daemon_keys, operator_keys))
     network = security.network
-    app = falcon.App(
-        # The order of the checks: client address, body limits, who (401), role (403), allowlist (403), rate (429).
-        middleware=[
-            CaseInsensitiveRoutes(templates),  # before routing: /api/Status/updates
-            AuditRejections(control_plane, templates, clock=clock),  # sees every refusal
-            ClientAddress(network.trusted_proxies),
-            BodyLimits(security.limits),
-            Authenticate(roles(table), credentials),
-            PushAllowlist(network.push_allowlist),
-            RateLimit(RateLimiter(security.limits)),
-        ],
-    )
+    # The order of the checks: client address, body limits, who (401), role (403), allowlist (403), rate (429).
+    # Typed Any: falcon's middleware protocols are generic in request and response types it cannot infer here.
+    middleware: list[Any] = [
+        CaseInsensitiveRoutes(templates),  # before routing: /api/Status/updates
+        AuditRejections(control_plane, templates, clock=clock),  # sees every refusal
+        ClientAddress(network.trusted_proxies),
+        BodyLimits(security.limits),
+        Authenticate(roles(table), credentials),
+        PushAllowlist(network.push_allowlist),
+        RateLimit(RateLimiter(security.limits)),
+    ]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     # json.dumps writes NaN and Infinity by default, which no JSON parser takes: a non-finite number that got past
     # the input checks is a 500 to fix, never an answer that clients choke on.

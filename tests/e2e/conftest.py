@@ -96,12 +96,14 @@ class ControlPlaneProcess:
     def instance(self, instance_id: str) -> dict[str, Any]:
         response = self.request("GET", f"/api/instances/{instance_id}")
         assert response.status_code == 200, response.text
-        return response.json()
+        body: dict[str, Any] = response.json()
+        return body
 
     def instances(self) -> list[dict[str, Any]]:
         response = self.request("GET", "/api/instances")
         assert response.status_code == 200, response.text
-        return response.json()["instances"]
+        instances: list[dict[str, Any]] = response.json()["instances"]
+        return instances
 
     def changes_after(self, cursor: int) -> list[dict[str, Any]]:
         """Every change after ``cursor``, following ``nextCursor`` page by page."""

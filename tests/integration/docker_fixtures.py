@@ -160,6 +160,7 @@ class ContainerFactory:
             detach=True,
             **kwargs,
         )
+        assert container.id is not None  # created: the engine gave it an id
         self.ids.append(container.id)
         return container
 

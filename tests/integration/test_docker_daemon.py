@@ -119,10 +119,14 @@ def view_of(plane: RunningControlPlane, instance_id: str) -> dict[str, Any] | No
 
 
 def wait_for_view(
-    plane: RunningControlPlane, instance_id: str, status: str, timeout: float = 5.0, **metadata: str
+    plane: RunningControlPlane, instance_id: str, status: str, timeout: float = 5.0, **metadata: str | None
 ) -> dict[str, Any]:
-    """Poll until the instance has ``status`` and these metadata values (strings, as the control plane keeps them)."""
-    return wait_for_instance_view(lambda iid: view_of(plane, iid), instance_id, status, timeout, metadata)
+    """Poll until the instance has ``status`` and these metadata values (strings, as the control plane keeps them).
+
+    A value may be typed ``str | None`` (docker's ``Container.id``), but must be there."""
+    present = {key: value for key, value in metadata.items() if value is not None}
+    assert len(present) == len(metadata), f"metadata without a value: {metadata}"
+    return wait_for_instance_view(lambda iid: view_of(plane, iid), instance_id, status, timeout, present)
 
 
 def last_change(plane: RunningControlPlane, instance_id: str) -> dict[str, Any]:
@@ -311,7 +315,7 @@ def test_a_starting_daemon_reports_twenty_existing_containers_and_misses_no_chan
                 change_things()
             return rows
 
-        client.api.containers = listing_then_change
+        client.api.containers = listing_then_change  # type: ignore[method-assign]  # one patched listing
         return client
 
     with running_daemon(

@@ -97,6 +97,11 @@ def test_a_disk_found_full_by_readyz_alone_is_found_writable_again_by_itself(tmp
         assert running.push(_flip(1, "disk-2")).status_code == 202
 
 
+def _failure(health: StoreHealth) -> str | None:
+    """Read anew: a direct read after the assignment above is narrowed to str by mypy."""
+    return health.failure
+
+
 def test_a_store_actor_started_after_a_failing_one_does_not_inherit_its_refusal(tmp_path: Path) -> None:
     health = StoreHealth()
     health.failure = "the store cannot commit: database or disk is full"
@@ -105,7 +110,7 @@ def test_a_store_actor_started_after_a_failing_one_does_not_inherit_its_refusal(
                              health=health)
     try:
         assert store.ask(CheckWritable(), timeout=5) is None
-        assert health.failure is None and health.refusal() is None
+        assert _failure(health) is None and health.refusal() is None
     finally:
         store.stop()
         scheduler.stop()

@@ -248,11 +248,12 @@ def test_repeated_failures_back_off_and_end_failed_when_the_budget_is_spent(
     for restarts in range(1, 4):
         failed_at = time.monotonic()
         fail(api, reporter, "crashy", pod)
-        wait_until(lambda n=restarts: len(api.deletions) == n, 5.0, 0.005, f"delete number {restarts}")
+        # Each closure is called within its own iteration, so late binding (B023) cannot bite.
+        wait_until(lambda: len(api.deletions) == restarts, 5.0, 0.005, f"delete number {restarts}")  # noqa: B023
         waited.append(time.monotonic() - failed_at)
         pod = replica_set.wait_for(restarts)
         plane.wait_for(
-            "crashy", lambda v, p=pod, n=restarts: runs_on(v, p, n), message=f"runs after restart {restarts}"
+            "crashy", lambda v: runs_on(v, pod, restarts), message=f"runs after restart {restarts}"  # noqa: B023
         )
     fail(api, reporter, "crashy", pod)
 
