@@ -54,32 +54,21 @@ class Operation:
     request: Mapping[str, Any] | None = None  # the requestBody's JSON schema; None: no body
 
 
+def _of_control_plane(resource: Callable[[ControlPlane], object]) -> ResourceFactory:
+    """The factory of a resource that needs only the control plane."""
+
+    def build(w: Wiring) -> object:
+        return resource(w.control_plane)
+
+    return build
+
+
 def _status_updates(w: Wiring) -> object:
     return r.StatusUpdates(w.control_plane, w.clock, w.security.limits)
 
 
-def _instance_status(w: Wiring) -> object:
-    return r.InstanceStatus(w.control_plane)
-
-
 def _recent_changes(w: Wiring) -> object:
     return r.RecentChanges(w.control_plane, w.clock)
-
-
-def _changes(w: Wiring) -> object:
-    return r.Changes(w.control_plane)
-
-
-def _instances(w: Wiring) -> object:
-    return r.Instances(w.control_plane)
-
-
-def _instance(w: Wiring) -> object:
-    return r.Instance(w.control_plane)
-
-
-def _restart_policy(w: Wiring) -> object:
-    return r.InstanceRestartPolicy(w.control_plane)
 
 
 def _action(action: str) -> ResourceFactory:
@@ -89,21 +78,19 @@ def _action(action: str) -> ResourceFactory:
     return build
 
 
-def _audit(w: Wiring) -> object:
-    return r.Audit(w.control_plane)
-
-
-def _healthz(w: Wiring) -> object:
-    return r.Healthz(w.control_plane)
-
-
-def _readyz(w: Wiring) -> object:
-    return r.Readyz(w.control_plane)
-
-
 def _openapi(w: Wiring) -> object:
     return r.OpenApi(w.document)
 
+
+# One factory per path: the operations on a path name the same one, so falcon gets one resource for it.
+_instance_status = _of_control_plane(r.InstanceStatus)
+_changes = _of_control_plane(r.Changes)
+_instances = _of_control_plane(r.Instances)
+_instance = _of_control_plane(r.Instance)
+_restart_policy = _of_control_plane(r.InstanceRestartPolicy)
+_audit = _of_control_plane(r.Audit)
+_healthz = _of_control_plane(r.Healthz)
+_readyz = _of_control_plane(r.Readyz)
 
 _UPDATE_REF = {"$ref": "#/components/schemas/StatusUpdate"}
 _ACTIONS = (
