@@ -1,0 +1,219 @@
+"""The push path without a single queue: pushes reach instance actors through the directory, not the supervisor;
+the supervisor never waits on another actor; a control plane stops only its own actors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import pykka
+import pytest
+import requests
+
+from draas_actors.actors.instance import InstanceActor
+from draas_actors.actors.store import StoreActor
+from draas_actors.actors.supervisor import SupervisorActor
+from draas_actors.errors import Conflict
+from draas_actors.messages import GetInstance, LoadRecord, RegisterInstances, StatusReport
+from draas_actors.model import InstanceId, Platform, Status
+from draas_actors.policy import RestartMode, RestartPolicy
+from draas_actors.records import InstanceRecord
+from tests.helpers import ProcessJanitor, RunningControlPlane, holds_for, running_control_plane, wait_until
+
+# A push that does not need the supervisor should take milliseconds; this leaves room for a loaded 2-core machine
+# while staying far below the 5 s ask timeout that a push stuck behind the supervisor would wait.
+PROMPT = 1.5
+
+
+def report(instance_id: str, status: str) -> dict[str, str]:
+    return {"instanceId": instance_id, "status": status, "source": "DockerDaemon"}
+
+
+def timed_push(plane: RunningControlPlane, body: Any) -> tuple[requests.Response, float]:
+    began = time.monotonic()
+    response = plane.push(body)
+    return response, time.monotonic() - began
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Keeps the supervisor busy until ``release`` is set (bounded by a timeout)."""
+
+    release: threading.Event
+
+
+@pytest.fixture
+def holdable_supervisor(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = SupervisorActor.on_receive
+
+    def on_receive(self: SupervisorActor, message: Any) -> Any:
+        if isinstance(message, Hold):
+            message.release.wait(10.0)
+            return None
+        return original(self, message)
+
+    monkeypatch.setattr(SupervisorActor, "on_receive", on_receive)
+
+
+def test_pushes_to_known_instances_do_not_wait_for_a_busy_supervisor(
+    holdable_supervisor: None, plane: RunningControlPlane
+) -> None:
+    for name in ("web-1", "web-2"):
+        assert plane.push(report(name, "Running")).status_code == 202
+    supervisor = plane.cp.refs.supervisor
+    assert supervisor is not None
+    release = threading.Event()
+    supervisor.tell(Hold(release))
+    try:
+        for name in ("web-1", "web-2"):
+            response, took = timed_push(plane, report(name, "Stopped"))
+            assert response.status_code == 202, response.text
+            assert took < PROMPT, f"a push to {name} took {took:.2f}s while the supervisor was busy"
+            assert plane.instance(name)["status"] == "Stopped"
+    finally:
+        release.set()
+
+
+def test_a_batch_that_creates_an_instance_keeps_its_reports_in_order(plane: RunningControlPlane) -> None:
+    assert plane.push(report("known", "Running")).status_code == 202
+    # Each with its own observedAt: reports of one source at the same instant would be taken for repeats.
+    now = time.time()
+    batch = [
+        {**report(name, status), "observedAt": now + index / 10}
+        for index, (name, status) in enumerate(
+            [("new", "Running"), ("known", "Stopped"), ("new", "Stopped"), ("new", "Running")]
+        )
+    ]
+
+    response = plane.push(batch)
+
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 4
+    assert plane.transitions("new") == [("Unknown", "Running"), ("Running", "Stopped"), ("Stopped", "Running")]
+    assert plane.instance("known")["status"] == "Stopped"
+
+
+def crash(plane: RunningControlPlane, instance_id: str) -> pykka.ActorRef[Any]:
+    """As in test_supervision: a report whose metadata is not a mapping makes the actor's tell handler raise."""
+    entry = plane.cp.directory.get(instance_id)
+    assert entry is not None
+    record = cast(InstanceRecord, entry.ref.ask(GetInstance(), timeout=5))
+    entry.ref.tell(
+        StatusReport(
+            instance_id=InstanceId(instance_id), status=record.status, source="crash-test", observed_at=time.time(),
+            metadata=(),  # type: ignore[arg-type]
+        )
+    )
+    wait_until(lambda: not entry.ref.is_alive(), message="the instance actor crashed")
+    return entry.ref
+
+
+def test_an_instance_whose_restart_waits_for_its_record_delays_no_other_instance(
+    monkeypatch: pytest.MonkeyPatch, plane: RunningControlPlane
+) -> None:
+    held: list[LoadRecord] = []
+    loaded = threading.Event()  # set: the store answers LoadRecord for "slow" again
+    original = StoreActor.on_receive
+
+    def on_receive(self: StoreActor, message: Any) -> Any:
+        # Holds the supervisor's load of "slow"'s record without blocking the store, which the other pushes need.
+        if isinstance(message, LoadRecord) and message.reply_to is not None and message.instance_id == "slow":
+            if not loaded.is_set():
+                held.append(message)
+                return None
+        return original(self, message)
+
+    monkeypatch.setattr(StoreActor, "on_receive", on_receive)
+    for name in ("slow", "fast-1", "fast-2"):
+        assert plane.push(report(name, "Running")).status_code == 202
+    dead = crash(plane, "slow")
+    wait_until(lambda: held, message="the supervisor asked the store for the record of the crashed actor")
+
+    for name in ("fast-1", "fast-2"):
+        response, took = timed_push(plane, report(name, "Stopped"))
+        assert response.status_code == 202, response.text
+        assert took < PROMPT, f"a push to {name} took {took:.2f}s while another actor's restart was pending"
+    assert plane.cp.health().instances == 3  # the supervisor answers: it is not waiting for the record
+
+    # A push for "slow" is queued for its replacement, and answered once the replacement has applied it.
+    answers: list[requests.Response] = []
+    pusher = threading.Thread(target=lambda: answers.append(plane.push(report("slow", "Stopped"))))
+    pusher.start()
+    try:
+        holds_for(lambda: not answers, 0.3, message="the push for the restarting instance waits for its replacement")
+        loaded.set()
+        store = plane.cp.refs.store
+        assert store is not None
+        store.tell(held[0])
+    finally:
+        pusher.join(10.0)
+    assert answers and answers[0].status_code == 202, answers[0].text if answers else "no answer"
+    entry = plane.cp.directory.get("slow")
+    assert entry is not None and entry.ref is not dead and entry.ref.is_alive()
+    assert plane.instance("slow")["status"] == "Stopped"
+
+
+def test_registering_a_batch_with_an_existing_id_registers_none_of_it(plane: RunningControlPlane) -> None:
+    assert plane.push(report("taken", "Running")).status_code == 202
+    supervisor = plane.cp.refs.supervisor
+    assert supervisor is not None
+    now = time.time()
+    fresh, taken = (
+        InstanceRecord(
+            instance_id=InstanceId(name), platform=Platform.DOCKER, restart_policy=RestartPolicy(mode=RestartMode.NEVER),
+            status=Status.UNKNOWN, created_at=now, status_since=now,
+        )
+        for name in ("fresh", "taken")
+    )
+
+    with pytest.raises(Conflict):
+        supervisor.ask(RegisterInstances((fresh, taken), start=False), timeout=5)
+
+    assert "fresh" not in plane.cp.directory
+    assert plane.get("/api/instances/fresh").status_code == 404
+
+
+@pytest.fixture
+def two_planes(tmp_path: Path, janitor: ProcessJanitor) -> Iterator[tuple[RunningControlPlane, RunningControlPlane]]:
+    with running_control_plane(tmp_path / "a", janitor=janitor) as a, running_control_plane(
+        tmp_path / "b", janitor=janitor
+    ) as b:
+        yield a, b
+
+
+def test_stopping_one_control_plane_leaves_another_in_the_same_process_working(
+    two_planes: tuple[RunningControlPlane, RunningControlPlane],
+) -> None:
+    a, b = two_planes
+    for plane in (a, b):
+        assert plane.push(report("web-1", "Running")).status_code == 202
+    a_instance = a.cp.directory.get("web-1")
+    assert a_instance is not None
+
+    a.server.stop()
+    a.cp.stop(timeout=5.0)
+
+    assert not a_instance.ref.is_alive()
+    assert all(ref is None or not ref.is_alive() for ref in a.cp.refs.core().values())
+    assert all(ref is not None and ref.is_alive() for ref in b.cp.refs.core().values())
+    response = b.push(report("web-1", "Stopped"))
+    assert response.status_code == 202, response.text
+    assert b.instance("web-1")["status"] == "Stopped"
+    assert b.cp.ready()[0]
+
+
+def test_instance_actors_stay_out_of_pykkas_registry_and_stop_with_their_plane(
+    tmp_path: Path, janitor: ProcessJanitor
+) -> None:
+    with running_control_plane(tmp_path / "data", janitor=janitor) as plane:
+        for index in range(3):
+            assert plane.push(report(f"web-{index}", "Running")).status_code == 202
+        refs = [entry.ref for entry in plane.cp.directory.snapshot().values()]
+        assert len(refs) == 3
+        # pykka's registry removes each stopped actor from a list: O(N^2) for N instance actors.
+        assert pykka.ActorRegistry.get_by_class(InstanceActor) == []
+    assert not any(ref.is_alive() for ref in refs)
