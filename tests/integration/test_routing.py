@@ -16,7 +16,7 @@ import requests
 
 from draas_actors.actors.instance import InstanceActor
 from draas_actors.actors.store import StoreActor
-from draas_actors.actors.supervisor import SupervisorActor
+from draas_actors.actors.supervisor import SupervisionSettings, SupervisorActor
 from draas_actors.errors import Conflict
 from draas_actors.messages import GetInstance, LoadRecord, RegisterInstances, StatusReport
 from draas_actors.model import InstanceId, Platform, Status
@@ -217,3 +217,31 @@ def test_instance_actors_stay_out_of_pykkas_registry_and_stop_with_their_plane(
         # pykka's registry removes each stopped actor from a list: O(N^2) for N instance actors.
         assert pykka.ActorRegistry.get_by_class(InstanceActor) == []
     assert not any(ref.is_alive() for ref in refs)
+
+
+def test_a_record_load_lost_on_the_way_is_asked_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                      janitor: ProcessJanitor) -> None:
+    dropped: list[LoadRecord] = []
+    original = StoreActor.on_receive
+
+    def on_receive(self: StoreActor, message: Any) -> Any:
+        # The first load of "slow"'s record vanishes, as it would with a store that crashed on it.
+        if isinstance(message, LoadRecord) and message.reply_to is not None and not dropped:
+            dropped.append(message)
+            return None
+        return original(self, message)
+
+    monkeypatch.setattr(StoreActor, "on_receive", on_receive)
+    supervision = SupervisionSettings(ask_timeout=0.3, check_interval=0.1)
+    with running_control_plane(tmp_path / "data", supervision=supervision, janitor=janitor) as plane:
+        assert plane.push(report("slow", "Running")).status_code == 202
+        dead = crash(plane, "slow")
+
+        def replaced() -> bool:
+            entry = plane.cp.directory.get("slow")
+            return entry is not None and entry.ref is not dead and entry.ref.is_alive()
+
+        wait_until(replaced, message="the supervisor asked for the record again and restarted the actor")
+        assert len(dropped) == 1
+        assert plane.push(report("slow", "Stopped")).status_code == 202
+        assert plane.instance("slow")["status"] == "Stopped"
