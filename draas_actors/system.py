@@ -21,10 +21,10 @@ from .commit import Outcome, Receipt, barrier
 from .delivery import Subscriptions
 from .errors import NotFound, Unavailable
 from .messages import (
+    MAX_REGISTER_BATCH,
     AuditEntry,
     ChangesPage,
     CheckWritable,
-    MAX_REGISTER_BATCH,
     Deregister,
     DeregisterInstance,
     GetHealth,

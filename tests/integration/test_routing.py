@@ -121,10 +121,12 @@ def test_an_instance_whose_restart_waits_for_its_record_delays_no_other_instance
 
     def on_receive(self: StoreActor, message: Any) -> Any:
         # Holds the supervisor's load of "slow"'s record without blocking the store, which the other pushes need.
-        if isinstance(message, LoadRecord) and message.reply_to is not None and message.instance_id == "slow":
-            if not loaded.is_set():
-                held.append(message)
-                return None
+        if (
+            isinstance(message, LoadRecord) and message.reply_to is not None and message.instance_id == "slow"
+            and not loaded.is_set()
+        ):
+            held.append(message)
+            return None
         return original(self, message)
 
     monkeypatch.setattr(StoreActor, "on_receive", on_receive)

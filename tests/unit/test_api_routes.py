@@ -20,7 +20,6 @@ from signal import Signals
 from typing import Any, TypeVar, cast
 
 import psutil
-import pykka
 import pytest
 from falcon import testing
 
@@ -29,7 +28,6 @@ from draas_actors.actors.supervisor import SupervisionSettings
 from draas_actors.api.app import create_app
 from draas_actors.errors import InvalidInput
 from draas_actors.messages import GetInstance, ProcessExited
-from draas_actors.model import InstanceId
 from draas_actors.platforms.process import ProcessPlatform
 from draas_actors.records import InstanceRecord, ProcessSpec, Runtime
 from draas_actors.system import ControlPlane, SystemSettings
