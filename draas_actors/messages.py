@@ -15,6 +15,7 @@ from .commit import Ack, Ticket
 from .model import ChangeKind, InstanceId, Platform, Status
 from .policy import RestartPolicy
 from .records import InstanceRecord
+from .security import Identity
 
 # -- status reports and events --------------------------------------------------------------------
 
@@ -162,9 +163,11 @@ class DeregisterInstance:
 @dataclass(frozen=True)
 class RouteReports:
     """Reports the pushing thread could not deliver itself: for an unknown instance (auto-create), or for one whose
-    actor it found dead. Answered with one ``ACCEPTED`` or ``Rejected`` per report."""
+    actor it found dead. Answered with one ``ACCEPTED`` or ``Rejected`` per report. ``scope``: the pushing daemon,
+    checked again for an instance that another push created after this push's scope check."""
 
     reports: tuple[StatusReport, ...]
+    scope: Identity | None = None
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,7 @@ class ControlPlane:
         tickets = tuple(
             dataclasses.replace(report, ticket=receipt.ticket(i)) for i, report in enumerate(reports)
         )
-        routed = self._route(tickets)
+        routed = self._route(tickets, scope)
         for index, outcome in enumerate(routed):
             if isinstance(outcome, Rejected):
                 receipt.settle(index, None)
@@ -253,7 +253,7 @@ class ControlPlane:
                 return OutOfScope(index, *refusal)
         return None
 
-    def _route(self, reports: tuple[StatusReport, ...]) -> list[str | Rejected]:
+    def _route(self, reports: tuple[StatusReport, ...], scope: Identity | None) -> list[str | Rejected]:
         """Tell each report to its instance actor from this (the caller's) thread. Reports for an unknown instance,
         or for an actor found dead, go to the supervisor in one ``RouteReports``, and so do the later reports for
         the same instance in this push, so that an instance still gets its reports in order."""
@@ -271,7 +271,7 @@ class ControlPlane:
             handed_over.add(report.instance_id)
             via_supervisor.append(index)
         if via_supervisor:
-            answers = self._ask(self.refs.supervisor, RouteReports(tuple(reports[i] for i in via_supervisor)))
+            answers = self._ask(self.refs.supervisor, RouteReports(tuple(reports[i] for i in via_supervisor), scope))
             for index, answer in zip(via_supervisor, answers):
                 routed[index] = answer
         return routed

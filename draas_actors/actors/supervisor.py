@@ -42,6 +42,7 @@ from ..messages import (
 from ..model import InstanceId, Status, guess_platform
 from ..policy import RestartMode, RestartPolicy
 from ..records import InstanceRecord
+from ..security import Identity, scope_refusal
 from .instance import InstanceActor, InstanceServices
 from .refs import CoreRefs, Directory, Entry
 from .watched import WatchedActor
@@ -106,8 +107,8 @@ class SupervisorActor(WatchedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case RouteReports(reports):
-                return tuple(self._route(report) for report in reports)
+            case RouteReports(reports, scope):
+                return tuple(self._route(report, scope) for report in reports)
             case RegisterInstances(records, start):
                 self._register(records, start)
             case DeregisterInstance(instance_id):
@@ -145,12 +146,16 @@ class SupervisorActor(WatchedActor):
         self.escalated.discard(f"instance:{instance_id}")
         return entry.ref if entry is not None else None
 
-    def _route(self, report: StatusReport) -> str | Rejected:
+    def _route(self, report: StatusReport, scope: Identity | None) -> str | Rejected:
+        entry = self.directory.get(report.instance_id)
+        if scope is not None and entry is not None:
+            refusal = scope_refusal(scope, report.instance_id, report.platform, entry.platform, report.source)
+            if refusal is not None:
+                return Rejected(refusal[1], refusal[0])  # created since the push was checked, on another platform
         restart = self.restarting.get(report.instance_id)
         if restart is not None:
             restart.pending.append(report)  # in arrival order, behind what the dead actor still held
             return ACCEPTED
-        entry = self.directory.get(report.instance_id)
         if entry is None:
             return self._auto_create(report)
         try:

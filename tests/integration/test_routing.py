@@ -3,6 +3,7 @@ the supervisor never waits on another actor; a control plane stops only its own 
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +23,9 @@ from draas_actors.messages import GetInstance, LoadRecord, RegisterInstances, St
 from draas_actors.model import InstanceId, Platform, Status
 from draas_actors.policy import RestartMode, RestartPolicy
 from draas_actors.records import InstanceRecord
+from draas_actors.security import AuthSettings, SecuritySettings, daemon_identity
 from tests.helpers import ProcessJanitor, RunningControlPlane, holds_for, running_control_plane, wait_until
+from tests.security_fixtures import credential
 
 # A push that does not need the supervisor should take milliseconds; this leaves room for a loaded 2-core machine
 # while staying far below the 5 s ask timeout that a push stuck behind the supervisor would wait.
@@ -247,3 +250,48 @@ def test_a_record_load_lost_on_the_way_is_asked_again(monkeypatch: pytest.Monkey
         assert len(dropped) == 1
         assert plane.push(report("slow", "Stopped")).status_code == 202
         assert plane.instance("slow")["status"] == "Stopped"
+
+
+def test_a_push_checked_before_its_instance_was_created_on_another_platform_does_not_reach_it(
+    holdable_supervisor: None, tmp_path: Path, janitor: ProcessJanitor
+) -> None:
+    """The scope check reads the directory before routing; if another push creates the instance in between, the
+    supervisor checks again against the platform it was created with."""
+    docker_key = secrets.token_hex(16)
+    security = SecuritySettings(auth=AuthSettings(credentials=(
+        credential(daemon_identity("docker-only", platforms=frozenset({Platform.DOCKER})), docker_key),
+    )))
+    # No liveness check in the supervisor's inbox during the test: the inbox holds exactly the two pushes.
+    supervision = SupervisionSettings(check_interval=60.0)
+    with running_control_plane(tmp_path / "data", security=security, supervision=supervision, janitor=janitor) as plane:
+        supervisor = plane.cp.refs.supervisor
+        assert supervisor is not None
+        release = threading.Event()
+        supervisor.tell(Hold(release))
+        answers: dict[str, requests.Response] = {}
+
+        def push(name: str, key: str, body: dict[str, Any]) -> None:
+            answers[name] = requests.post(
+                plane.base_url + "/api/status/updates", json=body, headers={"X-API-Key": key}, timeout=10
+            )
+
+        pod = {"instanceId": "x", "status": "Running", "source": "KubernetesDaemon", "platform": "kubernetes"}
+        container = {"instanceId": "x", "status": "Running", "source": "DockerDaemon", "platform": "docker"}
+        pushers = [threading.Thread(target=push, args=("pod", plane.daemon_key, pod))]
+        try:
+            pushers[0].start()
+            # Both pushes pass their scope check ("x" is unknown) and wait in the supervisor's inbox, the pod first.
+            wait_until(lambda: supervisor.actor_inbox.qsize() >= 1, message="the pod's push waits for the supervisor")
+            pushers.append(threading.Thread(target=push, args=("container", docker_key, container)))
+            pushers[1].start()
+            wait_until(lambda: supervisor.actor_inbox.qsize() >= 2, message="the container's push waits too")
+        finally:
+            release.set()
+            for pusher in pushers:
+                pusher.join(10.0)
+
+        assert answers["pod"].status_code == 202, answers["pod"].text
+        refused = answers["container"]
+        assert (refused.status_code, refused.json()["field"]) == (422, "platform"), refused.text
+        assert plane.instance("x")["platform"] == "kubernetes"
+        assert plane.transitions("x") == [("Unknown", "Running")]
