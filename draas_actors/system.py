@@ -25,6 +25,7 @@ from .messages import (
     AuditEntry,
     ChangesPage,
     CheckWritable,
+    DeleteRecord,
     Deregister,
     DeregisterInstance,
     GetHealth,
@@ -292,14 +293,21 @@ class ControlPlane:
 
     def deregister(self, instance_id: str, *, stop_workload: bool = True) -> None:
         self._refuse_while_store_fails()
+        entry = self.directory.get(instance_id)  # read before the supervisor drops it: its created_at
         ref = self._ask(self.refs.supervisor, DeregisterInstance(InstanceId(instance_id)))
         if ref is None:
             raise NotFound(f"no instance {instance_id!r}", field="instanceId")
         try:
             # Asked, not told: once this returns, its DeleteRecord is in the store's inbox.
             ref.ask(Deregister(stop_workload), timeout=self.settings.ask_timeout)
-        except (pykka.ActorDeadError, pykka.Timeout):
-            log.warning("instance %s went away while being deregistered", instance_id)
+        except pykka.ActorDeadError:
+            # Its actor had died and its replacement was waiting for the record: nobody else deletes it now.
+            log.warning("instance %s was deregistered while its actor was being restarted; its workload is left "
+                        "as it is", instance_id)
+            if entry is not None and entry.ref is ref:
+                self._ask(self.refs.store, DeleteRecord(InstanceId(instance_id), entry.created_at))
+        except pykka.Timeout:
+            log.warning("instance %s did not answer its deregistration in time", instance_id)
         self._commit(self.refs.bus)  # behind the deletion
 
     def get_instance(self, instance_id: str) -> InstanceRecord:

@@ -7,7 +7,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,9 +44,10 @@ def timed_push(plane: RunningControlPlane, body: Any) -> tuple[requests.Response
 
 @dataclass(frozen=True)
 class Hold:
-    """Keeps the supervisor busy until ``release`` is set (bounded by a timeout)."""
+    """Keeps the supervisor busy until ``release`` is set (bounded by a timeout); ``holding`` is set once it is."""
 
     release: threading.Event
+    holding: threading.Event = field(default_factory=threading.Event)
 
 
 @pytest.fixture
@@ -55,6 +56,7 @@ def holdable_supervisor(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def on_receive(self: SupervisorActor, message: Any) -> Any:
         if isinstance(message, Hold):
+            message.holding.set()
             message.release.wait(10.0)
             return None
         return original(self, message)
@@ -115,17 +117,16 @@ def crash(plane: RunningControlPlane, instance_id: str) -> pykka.ActorRef[Any]:
     return entry.ref
 
 
-def test_an_instance_whose_restart_waits_for_its_record_delays_no_other_instance(
-    monkeypatch: pytest.MonkeyPatch, plane: RunningControlPlane
-) -> None:
+def hold_record_loads(monkeypatch: pytest.MonkeyPatch, instance_id: str) -> tuple[list[LoadRecord], threading.Event]:
+    """The supervisor's loads of ``instance_id``'s record are kept (not answered) until the event is set, without
+    blocking the store, which every other push needs."""
     held: list[LoadRecord] = []
-    loaded = threading.Event()  # set: the store answers LoadRecord for "slow" again
+    loaded = threading.Event()
     original = StoreActor.on_receive
 
     def on_receive(self: StoreActor, message: Any) -> Any:
-        # Holds the supervisor's load of "slow"'s record without blocking the store, which the other pushes need.
         if (
-            isinstance(message, LoadRecord) and message.reply_to is not None and message.instance_id == "slow"
+            isinstance(message, LoadRecord) and message.reply_to is not None and message.instance_id == instance_id
             and not loaded.is_set()
         ):
             held.append(message)
@@ -133,6 +134,13 @@ def test_an_instance_whose_restart_waits_for_its_record_delays_no_other_instance
         return original(self, message)
 
     monkeypatch.setattr(StoreActor, "on_receive", on_receive)
+    return held, loaded
+
+
+def test_an_instance_whose_restart_waits_for_its_record_delays_no_other_instance(
+    monkeypatch: pytest.MonkeyPatch, plane: RunningControlPlane
+) -> None:
+    held, loaded = hold_record_loads(monkeypatch, "slow")
     for name in ("slow", "fast-1", "fast-2"):
         assert plane.push(report(name, "Running")).status_code == 202
     dead = crash(plane, "slow")
@@ -160,6 +168,26 @@ def test_an_instance_whose_restart_waits_for_its_record_delays_no_other_instance
     entry = plane.cp.directory.get("slow")
     assert entry is not None and entry.ref is not dead and entry.ref.is_alive()
     assert plane.instance("slow")["status"] == "Stopped"
+
+
+def test_an_instance_deregistered_while_its_actor_waits_for_a_replacement_is_gone_for_good(
+    monkeypatch: pytest.MonkeyPatch, plane: RunningControlPlane
+) -> None:
+    held, loaded = hold_record_loads(monkeypatch, "slow")
+    assert plane.push(report("slow", "Running")).status_code == 202
+    crash(plane, "slow")
+    wait_until(lambda: held, message="the supervisor asked the store for the record of the crashed actor")
+
+    response = requests.delete(plane.base_url + "/api/instances/slow", headers=plane.operator_headers, timeout=5)
+
+    assert response.status_code == 204, response.text
+    loaded.set()
+    store = plane.cp.refs.store
+    assert store is not None
+    store.tell(held[0])  # the answer comes too late: nothing is restarted
+    assert plane.cp.health().instances == 0  # the supervisor has handled the late answer
+    assert plane.get("/api/instances/slow").status_code == 404
+    assert plane.get("/api/instances").json()["instances"] == []
 
 
 def test_registering_a_batch_with_an_existing_id_registers_none_of_it(plane: RunningControlPlane) -> None:
@@ -266,8 +294,9 @@ def test_a_push_checked_before_its_instance_was_created_on_another_platform_does
     with running_control_plane(tmp_path / "data", security=security, supervision=supervision, janitor=janitor) as plane:
         supervisor = plane.cp.refs.supervisor
         assert supervisor is not None
-        release = threading.Event()
-        supervisor.tell(Hold(release))
+        hold = Hold(threading.Event())
+        supervisor.tell(hold)
+        assert hold.holding.wait(5.0), "the supervisor took the Hold"
         answers: dict[str, requests.Response] = {}
 
         def push(name: str, key: str, body: dict[str, Any]) -> None:
@@ -286,7 +315,7 @@ def test_a_push_checked_before_its_instance_was_created_on_another_platform_does
             pushers[1].start()
             wait_until(lambda: supervisor.actor_inbox.qsize() >= 2, message="the container's push waits too")
         finally:
-            release.set()
+            hold.release.set()
             for pusher in pushers:
                 pusher.join(10.0)
 
