@@ -3,6 +3,7 @@ the supervisor never waits on another actor; a control plane stops only its own 
 
 from __future__ import annotations
 
+import queue
 import secrets
 import threading
 import time
@@ -197,8 +198,8 @@ def test_registering_a_batch_with_an_existing_id_registers_none_of_it(plane: Run
     now = time.time()
     fresh, taken = (
         InstanceRecord(
-            instance_id=InstanceId(name), platform=Platform.DOCKER, restart_policy=RestartPolicy(mode=RestartMode.NEVER),
-            status=Status.UNKNOWN, created_at=now, status_since=now,
+            instance_id=InstanceId(name), platform=Platform.DOCKER,
+            restart_policy=RestartPolicy(mode=RestartMode.NEVER), status=Status.UNKNOWN, created_at=now, status_since=now,
         )
         for name in ("fresh", "taken")
     )
@@ -307,13 +308,14 @@ def test_a_push_checked_before_its_instance_was_created_on_another_platform_does
         pod = {"instanceId": "x", "status": "Running", "source": "KubernetesDaemon", "platform": "kubernetes"}
         container = {"instanceId": "x", "status": "Running", "source": "DockerDaemon", "platform": "docker"}
         pushers = [threading.Thread(target=push, args=("pod", plane.daemon_key, pod))]
+        inbox = cast(queue.Queue[Any], supervisor.actor_inbox)  # a ThreadingActor's inbox
         try:
             pushers[0].start()
             # Both pushes pass their scope check ("x" is unknown) and wait in the supervisor's inbox, the pod first.
-            wait_until(lambda: supervisor.actor_inbox.qsize() >= 1, message="the pod's push waits for the supervisor")
+            wait_until(lambda: inbox.qsize() >= 1, message="the pod's push waits for the supervisor")
             pushers.append(threading.Thread(target=push, args=("container", docker_key, container)))
             pushers[1].start()
-            wait_until(lambda: supervisor.actor_inbox.qsize() >= 2, message="the container's push waits too")
+            wait_until(lambda: inbox.qsize() >= 2, message="the container's push waits too")
         finally:
             hold.release.set()
             for pusher in pushers:
