@@ -196,10 +196,11 @@ def test_registering_a_batch_with_an_existing_id_registers_none_of_it(plane: Run
     supervisor = plane.cp.refs.supervisor
     assert supervisor is not None
     now = time.time()
-    fresh, taken = (
+    never = RestartPolicy(mode=RestartMode.NEVER)
+    fresh, taken = (  # observed Docker instances, as auto-create makes them
         InstanceRecord(
-            instance_id=InstanceId(name), platform=Platform.DOCKER,
-            restart_policy=RestartPolicy(mode=RestartMode.NEVER), status=Status.UNKNOWN, created_at=now, status_since=now,
+            instance_id=InstanceId(name), platform=Platform.DOCKER, restart_policy=never, status=Status.UNKNOWN,
+            created_at=now, status_since=now,
         )
         for name in ("fresh", "taken")
     )
