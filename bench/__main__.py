@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import docker_events, k8s_watch, process_restart, push_flood
+from . import docker_events, k8s_watch, plane_start, process_restart, push_flood
 
 # name -> (run(quick) -> result with .passed and .to_json(), render(result) -> str)
 BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
@@ -41,6 +41,13 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
             say=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         push_flood.render,
+    ),
+    "plane_start": (
+        lambda quick: plane_start.run(
+            instances=plane_start.QUICK_INSTANCES if quick else plane_start.FULL_INSTANCES,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        plane_start.render,
     ),
 }
 

@@ -141,20 +141,30 @@ class Resume:
 
 
 @dataclass(frozen=True)
-class RegisterInstance:
-    record: InstanceRecord
+class RegisterInstances:
+    """Start an actor for each record (at most ``MAX_REGISTER_BATCH``): at start-up for the stored instances, and
+    for one new instance from the API. A ``Conflict`` for an id that already has one, and then none is started."""
+
+    records: tuple[InstanceRecord, ...]
     start: bool = True
+
+
+MAX_REGISTER_BATCH = 1_000  # records per RegisterInstances: keeps the supervisor's other work waiting briefly
 
 
 @dataclass(frozen=True)
 class DeregisterInstance:
+    """Answered with the instance's actor ref, now out of the directory (the caller tells it to ``Deregister``), or
+    None when there is no such instance."""
+
     instance_id: InstanceId
-    stop_workload: bool = True
 
 
 @dataclass(frozen=True)
-class SubmitReports:
-    """Route these reports; with ``scope`` (the pushing daemon), first check that it may make every one of them."""
+class RouteReports:
+    """Reports the pushing thread could not deliver itself: for an unknown instance (auto-create), or for one whose
+    actor it found dead. Answered with one ``ACCEPTED`` or ``Rejected`` per report. ``scope``: the pushing daemon,
+    checked again for an instance that another push created after this push's scope check."""
 
     reports: tuple[StatusReport, ...]
     scope: Identity | None = None
@@ -162,9 +172,9 @@ class SubmitReports:
 
 @dataclass(frozen=True)
 class OutOfScope:
-    """The answer to a ``SubmitReports`` with a report its daemon may not make: none of them was routed."""
+    """A pushed report its daemon may not make: none of the push was routed."""
 
-    index: int  # in SubmitReports.reports
+    index: int  # in the push
     field: str  # "instanceId" or "platform"
     message: str
 
@@ -176,11 +186,6 @@ class Rejected:
     message: str
     field: str
     not_found: bool = False
-
-
-@dataclass(frozen=True)
-class LookupInstance:
-    instance_id: InstanceId
 
 
 @dataclass(frozen=True)
@@ -282,7 +287,17 @@ class LoadRecords:
 
 @dataclass(frozen=True)
 class LoadRecord:
+    """Asked (answered with the record or None), or told with ``reply_to``: then answered with ``RecordLoaded``,
+    so that the supervisor never waits on the store."""
+
     instance_id: InstanceId
+    reply_to: pykka.ActorRef[Any] | None = None
+
+
+@dataclass(frozen=True)
+class RecordLoaded:
+    instance_id: InstanceId
+    record: InstanceRecord | None
 
 
 @dataclass(frozen=True, kw_only=True)

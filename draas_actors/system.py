@@ -14,16 +14,19 @@ import pykka
 from .actors.bus import BusActor
 from .actors.instance import InstanceServices
 from .actors.process_monitor import ProcessMonitorActor
-from .actors.refs import CoreRefs
+from .actors.refs import CoreRefs, Directory
 from .actors.store import Durability, Retention, StoreActor, StoreHealth
-from .actors.supervisor import SupervisionSettings, SupervisorActor
+from .actors.supervisor import ACCEPTED, SupervisionSettings, SupervisorActor
 from .commit import Outcome, Receipt, barrier
 from .delivery import Subscriptions
 from .errors import NotFound, Unavailable
 from .messages import (
+    MAX_REGISTER_BATCH,
     AuditEntry,
     ChangesPage,
     CheckWritable,
+    DeleteRecord,
+    Deregister,
     DeregisterInstance,
     GetHealth,
     GetInstance,
@@ -32,20 +35,19 @@ from .messages import (
     ListRecords,
     LoadRecord,
     LoadRecords,
-    LookupInstance,
     OutOfScope,
     QueryChanges,
     QueryRecent,
     RecordAudit,
-    RegisterInstance,
+    RegisterInstances,
     Rejected,
     RestartInstance,
+    RouteReports,
     SetRestartPolicy,
     StartInstance,
     StatusChanged,
     StatusReport,
     StopInstance,
-    SubmitReports,
     Subscribe,
     SubscriptionFilter,
 )
@@ -56,7 +58,7 @@ from .platforms.process import ProcessPlatform
 from .policy import RestartPolicy
 from .records import InstanceRecord
 from .scheduler import Scheduler
-from .security import Identity
+from .security import Identity, scope_refusal
 from .storefile import prepare_store
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class ControlPlane:
     ) -> None:
         self.settings = settings
         self.refs = CoreRefs()
+        self.directory = Directory()  # instance id -> its actor; the supervisor keeps it
         self.scheduler = Scheduler()
         self.subscriptions = Subscriptions()
         self.processes = processes or ProcessPlatform(settings.data_dir / "logs")
@@ -122,6 +125,7 @@ class ControlPlane:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         supervisor = SupervisorActor.start(
             refs=self.refs,
+            directory=self.directory,
             services=self.services,
             core_factory=self._start_core,
             settings=self.settings.supervision,
@@ -144,8 +148,9 @@ class ControlPlane:
                 if previous is not None and previous.platform is record.platform
                 else record.replace(created_at=now, status_since=now, updated_at=now)
             )
-        for record in stored.values():
-            self._ask(supervisor, RegisterInstance(record, start=True))
+        records = tuple(stored.values())
+        for first in range(0, len(records), MAX_REGISTER_BATCH):
+            self._ask(supervisor, RegisterInstances(records[first:first + MAX_REGISTER_BATCH], start=True))
         self.started_at = time.time()
 
     def stop(self, *, stop_processes: bool = False, timeout: float = 10.0) -> None:
@@ -167,13 +172,28 @@ class ControlPlane:
                 r.runtime and r.instance_id in asked for r in self.list_instances()
             ):
                 time.sleep(0.05)
-        if supervisor is not None:
-            supervisor.stop(timeout=timeout)  # no more restarts of anything from here on
-        pykka.ActorRegistry.stop_all(block=True, timeout=timeout)
+        self._stop_actors(timeout)
         self.scheduler.stop()
         self.docker.close()
         self.kubernetes.close()
         self.subscriptions.close_all()
+
+    def _stop_actors(self, timeout: float) -> None:
+        """Stop this plane's actors, and no other (another plane may run in the same process): the supervisor first,
+        so that nothing is restarted, then the instance actors, then the core actors in the order writes flow
+        (monitor, bus, store), each finishing what is already in its inbox."""
+        deadline = time.monotonic() + timeout
+        supervisor = self.refs.supervisor
+        if supervisor is not None:
+            supervisor.stop(block=True, timeout=timeout)
+        # Asked all at once and then awaited: N actors stop in parallel, not one after the other.
+        stopping = [entry.ref.stop(block=False) for entry in self.directory.snapshot().values()]
+        for future in stopping:
+            _await_stop(future, deadline)
+        for name in ("monitor", "bus", "store"):
+            ref = getattr(self.refs, name)
+            if ref is not None:
+                _await_stop(ref.stop(block=False), deadline)
 
     def _start_core(self, name: str, watcher: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
         """The supervisor's factory for its core children (at start-up and after a crash)."""
@@ -204,13 +224,15 @@ class ControlPlane:
         may not make and nothing is routed. ``Unavailable`` (503) when the store cannot commit: nothing of the
         push is acknowledged then, and the pusher sends it again."""
         self._refuse_while_store_fails()
+        if scope is not None:
+            refused = self._out_of_scope(reports, scope)
+            if refused is not None:
+                return refused
         receipt = Receipt(len(reports))
         tickets = tuple(
             dataclasses.replace(report, ticket=receipt.ticket(i)) for i, report in enumerate(reports)
         )
-        routed = self._ask(self.refs.supervisor, SubmitReports(tickets, scope))
-        if isinstance(routed, OutOfScope):
-            return routed
+        routed = self._route(tickets, scope)
         for index, outcome in enumerate(routed):
             if isinstance(outcome, Rejected):
                 receipt.settle(index, None)
@@ -219,6 +241,41 @@ class ControlPlane:
             outcome if isinstance(outcome, Rejected) else committed[i] or Outcome.APPLIED
             for i, outcome in enumerate(routed)
         )
+
+    def _out_of_scope(self, reports: tuple[StatusReport, ...], scope: Identity) -> OutOfScope | None:
+        """The first report ``scope`` may not make, judged against the directory's platforms (a daemon may not
+        reach another platform's instance by naming its own platform)."""
+        for index, report in enumerate(reports):
+            entry = self.directory.get(report.instance_id)
+            refusal = scope_refusal(
+                scope, report.instance_id, report.platform, entry.platform if entry else None, report.source
+            )
+            if refusal is not None:
+                return OutOfScope(index, *refusal)
+        return None
+
+    def _route(self, reports: tuple[StatusReport, ...], scope: Identity | None) -> list[str | Rejected]:
+        """Tell each report to its instance actor from this (the caller's) thread. Reports for an unknown instance,
+        or for an actor found dead, go to the supervisor in one ``RouteReports``, and so do the later reports for
+        the same instance in this push, so that an instance still gets its reports in order."""
+        routed: list[str | Rejected] = [ACCEPTED] * len(reports)
+        via_supervisor: list[int] = []
+        handed_over: set[str] = set()
+        for index, report in enumerate(reports):
+            entry = None if report.instance_id in handed_over else self.directory.get(report.instance_id)
+            if entry is not None:
+                try:
+                    entry.ref.tell(report)
+                    continue
+                except pykka.ActorDeadError:
+                    pass
+            handed_over.add(report.instance_id)
+            via_supervisor.append(index)
+        if via_supervisor:
+            answers = self._ask(self.refs.supervisor, RouteReports(tuple(reports[i] for i in via_supervisor), scope))
+            for index, answer in zip(via_supervisor, answers):
+                routed[index] = answer
+        return routed
 
     def register(self, record: InstanceRecord) -> InstanceRecord:
         self._refuse_while_store_fails()
@@ -230,15 +287,28 @@ class ControlPlane:
                 self.processes.adopt(record.process.adopt_pid)
         now = time.time()
         record = record.replace(created_at=now, status_since=now, updated_at=now)
-        self._ask(self.refs.supervisor, RegisterInstance(record, start=False))
+        self._ask(self.refs.supervisor, RegisterInstances((record,), start=False))
         self._commit(self._instance(record.instance_id))
         return self.get_instance(record.instance_id)
 
     def deregister(self, instance_id: str, *, stop_workload: bool = True) -> None:
         self._refuse_while_store_fails()
-        if not self._ask(self.refs.supervisor, DeregisterInstance(InstanceId(instance_id), stop_workload)):
+        entry = self.directory.get(instance_id)  # read before the supervisor drops it: its created_at
+        ref = self._ask(self.refs.supervisor, DeregisterInstance(InstanceId(instance_id)))
+        if ref is None:
             raise NotFound(f"no instance {instance_id!r}", field="instanceId")
-        self._commit(self.refs.bus)  # the deletion was told to the store before the supervisor answered
+        try:
+            # Asked, not told: once this returns, its DeleteRecord is in the store's inbox.
+            ref.ask(Deregister(stop_workload), timeout=self.settings.ask_timeout)
+        except pykka.ActorDeadError:
+            # Its actor had died and its replacement was waiting for the record: nobody else deletes it now.
+            log.warning("instance %s was deregistered while its actor was being restarted; its workload is left "
+                        "as it is", instance_id)
+            if entry is not None and entry.ref is ref:
+                self._ask(self.refs.store, DeleteRecord(InstanceId(instance_id), entry.created_at))
+        except pykka.Timeout:
+            log.warning("instance %s did not answer its deregistration in time", instance_id)
+        self._commit(self.refs.bus)  # behind the deletion
 
     def get_instance(self, instance_id: str) -> InstanceRecord:
         try:
@@ -339,10 +409,10 @@ class ControlPlane:
         }
 
     def _instance(self, instance_id: str) -> pykka.ActorRef[Any]:
-        ref = self._ask(self.refs.supervisor, LookupInstance(InstanceId(instance_id)))
-        if ref is None:
+        entry = self.directory.get(instance_id)
+        if entry is None:
             raise NotFound(f"no instance {instance_id!r}", field="instanceId")
-        return ref
+        return entry.ref
 
     def _ask(self, ref: pykka.ActorRef[Any] | None, message: Any) -> Any:
         if ref is None:
@@ -353,6 +423,13 @@ class ControlPlane:
             raise Unavailable(f"{type(message).__name__}: actor is down, retry shortly") from error
         except pykka.Timeout as error:
             raise Unavailable(f"{type(message).__name__}: no answer within {self.settings.ask_timeout}s") from error
+
+
+def _await_stop(future: pykka.Future[bool], deadline: float) -> None:
+    try:
+        future.get(timeout=max(0.0, deadline - time.monotonic()))
+    except pykka.Timeout:
+        log.warning("an actor did not stop in time")
 
 
 __all__ = ["ControlPlane", "SystemSettings"]

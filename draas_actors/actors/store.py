@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import pykka
+
 from ..commit import Ack, Sync
 from ..errors import Conflict, CursorExpired, Unavailable
 from ..messages import (
@@ -43,6 +45,7 @@ from ..messages import (
     QueryChanges,
     QueryRecent,
     RecordAudit,
+    RecordLoaded,
     SaveRecord,
     StatusChanged,
 )
@@ -243,12 +246,18 @@ class StoreActor(WatchedActor):
             case LoadRecords():
                 self._flush()
                 return [record_from_json(r) for (r,) in self._db().execute("SELECT record FROM instances")]
-            case LoadRecord(instance_id):
+            case LoadRecord(instance_id, reply_to):
                 self._flush()
                 row = self._db().execute(
                     "SELECT record FROM instances WHERE instance_id=?", (instance_id,)
                 ).fetchone()
-                return record_from_json(row[0]) if row else None
+                record = record_from_json(row[0]) if row else None
+                if reply_to is not None:
+                    try:
+                        reply_to.tell(RecordLoaded(instance_id, record))
+                    except pykka.ActorDeadError:
+                        log.warning("the record of %s was loaded for an actor that is gone", instance_id)
+                return record
             case ListRecords(platform=platform, status=status):
                 return self._list(platform, status)
             case QueryChanges(after, limit, store_id):

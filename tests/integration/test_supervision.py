@@ -24,7 +24,6 @@ import requests
 from draas_actors.actors.supervisor import SupervisionSettings
 from draas_actors.messages import (
     GetInstance,
-    LookupInstance,
     StatusChanged,
     StatusReport,
     SubscriptionFilter,
@@ -51,8 +50,8 @@ def register_sleeper(plane: RunningControlPlane, instance_id: str = "svc") -> in
 
 
 def instance_ref(cp: ControlPlane, instance_id: str) -> Ref | None:
-    assert cp.refs.supervisor is not None
-    return cast("Ref | None", cp.refs.supervisor.ask(LookupInstance(InstanceId(instance_id)), timeout=5))
+    entry = cp.directory.get(instance_id)
+    return entry.ref if entry is not None else None
 
 
 def crash_instance_actor(cp: ControlPlane, instance_id: str) -> Ref:

@@ -20,7 +20,6 @@ from signal import Signals
 from typing import Any, TypeVar, cast
 
 import psutil
-import pykka
 import pytest
 from falcon import testing
 
@@ -28,8 +27,7 @@ from draas_actors.actors.store import Retention
 from draas_actors.actors.supervisor import SupervisionSettings
 from draas_actors.api.app import create_app
 from draas_actors.errors import InvalidInput
-from draas_actors.messages import GetInstance, LookupInstance, ProcessExited
-from draas_actors.model import InstanceId
+from draas_actors.messages import GetInstance, ProcessExited
 from draas_actors.platforms.process import ProcessPlatform
 from draas_actors.records import InstanceRecord, ProcessSpec, Runtime
 from draas_actors.system import ControlPlane, SystemSettings
@@ -137,9 +135,9 @@ class Api:
 
     def simulate_exit(self, instance_id: str, exit_code: int | None) -> None:
         """What the process monitor tells an instance actor when its process ends."""
-        supervisor = self.cp.refs.supervisor
-        assert supervisor is not None
-        ref = cast(pykka.ActorRef[Any], supervisor.ask(LookupInstance(InstanceId(instance_id)), timeout=5))
+        entry = self.cp.directory.get(instance_id)
+        assert entry is not None
+        ref = entry.ref
         record = cast(InstanceRecord, ref.ask(GetInstance(), timeout=5))
         assert record.runtime is not None
         ref.tell(ProcessExited(record.instance_id, record.runtime.pid, exit_code, time.time(), "simulated exit"))
