@@ -35,7 +35,7 @@ from ..messages import (
     StatusReport,
     SubmitReports,
 )
-from ..model import InstanceId, Platform, Status, guess_platform
+from ..model import InstanceId, Platform, Status, StopCause, guess_platform
 from ..policy import RestartMode, RestartPolicy
 from ..records import InstanceRecord
 from ..security import Identity, scope_refusal
@@ -254,7 +254,8 @@ class SupervisorActor(WatchedActor):
         self.instances.pop(record.instance_id, None)
         now = self.services.clock()
         failed = record.replace(
-            status=Status.FAILED, status_since=now, updated_at=now, version=record.version + 1, last_reason=reason
+            status=Status.FAILED, status_since=now, updated_at=now, version=record.version + 1, last_reason=reason,
+            last_stop_cause=StopCause.ESCALATED,
         )
         change = StatusChanged(
             instance_id=record.instance_id, platform=record.platform, old_status=record.status,
