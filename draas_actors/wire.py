@@ -233,10 +233,11 @@ def pod_key(metadata: Mapping[str, str]) -> str | None:
 
 
 def _exit_code(raw: Mapping[str, Any], field: str) -> int | None:
-    """``metadata.exitCode`` as an integer (a number, or text of one as a C# client may send); None when absent or
-    null. Anything else is refused here, naming the field, rather than read as "no exit" by an actor later."""
+    """``metadata.exitCode`` as an integer (a number, or text of one as a C# client may send); None when absent, null
+    or blank (as null reads in metadata, and as clients send "no code yet"). Anything else is refused here, naming
+    the field, rather than read as "no exit" by an actor later."""
     value = raw.get("exitCode")
-    if value is None:
+    if value is None or (type(value) is str and not value.strip()):
         return None
     if type(value) is int:
         return value
