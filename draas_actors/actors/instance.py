@@ -472,6 +472,8 @@ _REPORTED_CAUSES = {Status.STOPPED: StopCause.EXITED, Status.FAILED: StopCause.C
 class _ActorHost:
     """The instance actor as its workload sees it (``workloads.Host``)."""
 
+    __slots__ = ("_actor",)
+
     def __init__(self, actor: InstanceActor) -> None:
         self._actor = actor
 

@@ -14,6 +14,8 @@ from .reported import ReportedExits
 
 
 class ContainerWorkload:
+    __slots__ = ("host", "docker", "exits")  # one per instance: 50,000 of them on a big control plane
+
     no_restart_reason = "no workload to act on"
     field = "containerId"
     restart_is_stop_and_start = True

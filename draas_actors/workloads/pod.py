@@ -10,8 +10,6 @@ pod's lifecycle belongs to its controller; scale the Deployment instead.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import enum
 import logging
 from typing import Collection, Mapping
@@ -60,6 +58,8 @@ def judge_pod_report(pod: str | None, status: Status, *, current: str | None, de
 
 
 class PodWorkload:
+    __slots__ = ("host", "kubernetes", "exits", "deleted_pods", "deleting")  # one per instance
+
     no_restart_reason = "no workload to act on"
     field = "podName"
     restart_is_stop_and_start = False  # deleting the pod is the restart: its controller makes a new one
@@ -69,7 +69,8 @@ class PodWorkload:
         self.host = host
         self.kubernetes = kubernetes
         self.exits = ReportedExits(host)
-        self.deleted_pods: collections.deque[str] = collections.deque(maxlen=DELETED_PODS_KEPT)
+        # A tuple, not a deque: an empty deque costs 600 bytes, times every pod instance of a large control plane.
+        self.deleted_pods: tuple[str, ...] = ()
         self.deleting: tuple[str, Status] | None = None  # the pod of the last delete, and the status before it
 
     def check_operator(self, action: str) -> None:
@@ -102,7 +103,7 @@ class PodWorkload:
         pod = record.workload_id
         namespace, name = pod.split("/", 1)
         if pod not in self.deleted_pods:
-            self.deleted_pods.append(pod)
+            self.deleted_pods = (*self.deleted_pods, pod)[-DELETED_PODS_KEPT:]
         self.deleting = (pod, record.status)
         self.kubernetes.delete_pod(namespace, name, self.host.report_failure)
         changed = record.status is not Status.RESTARTING
@@ -128,8 +129,7 @@ class PodWorkload:
         if action == "delete" and self.deleting is not None:
             pod, before = self.deleting
             self.deleting = None
-            with contextlib.suppress(ValueError):
-                self.deleted_pods.remove(pod)  # it is still there
+            self._forget(pod)  # it is still there
             if record.workload_id == pod and record.status is Status.RESTARTING and before in TAKES_OVER:
                 # An operator's restart of a live pod: the pod was not deleted, so it is what it was.
                 self.host.update(
@@ -158,7 +158,7 @@ class PodWorkload:
         verdict = judge_pod_report(pod, report.status, current=record.workload_id, deleted=self.deleted_pods)
         if verdict is PodVerdict.RECREATED:
             assert pod is not None
-            self.deleted_pods.remove(pod)
+            self._forget(pod)
             self.exits.exited_workload = None
         if verdict in (PodVerdict.APPLY, PodVerdict.RECREATED):
             if pod != record.workload_id:
@@ -179,6 +179,9 @@ class PodWorkload:
             source=report.source, last_observed=observed, rejected_transitions=record.rejected_transitions + 1
         )
         return False
+
+    def _forget(self, pod: str) -> None:
+        self.deleted_pods = tuple(deleted for deleted in self.deleted_pods if deleted != pod)
 
     def _on_replacement_due(self, pod: str) -> None:
         record = self.host.record

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 
 class ProcessWorkload:
+    __slots__ = ("host", "processes", "kill_handle")  # one per instance: 50,000 of them on a big control plane
+
     no_restart_reason = "no command (adopted PID)"
     field = "process"
     restart_is_stop_and_start = True

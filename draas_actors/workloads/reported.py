@@ -13,6 +13,8 @@ from . import Host, Judged
 class ReportedExits:
     """Turns a daemon's exit reports into exits of the instance, each exit once."""
 
+    __slots__ = ("host", "exited_workload")
+
     def __init__(self, host: Host) -> None:
         self.host = host
         # The workload whose exit was handled last, until it is seen alive again: a daemon lists an exited workload

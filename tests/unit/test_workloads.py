@@ -16,7 +16,7 @@ from draas_actors.platforms.process import ProcessPlatform
 from draas_actors.records import InstanceRecord
 from draas_actors.workloads import Failure, Judged, Platforms, make_workload
 from draas_actors.workloads.container import ContainerWorkload
-from draas_actors.workloads.pod import PodVerdict, PodWorkload, judge_pod_report
+from draas_actors.workloads.pod import DELETED_PODS_KEPT, PodVerdict, PodWorkload, judge_pod_report
 from draas_actors.workloads.process import ProcessWorkload, exit_cause
 
 CURRENT = "default/web-a"
@@ -276,6 +276,14 @@ def test_a_failed_delete_for_the_policy_is_a_failure_to_start() -> None:
     host.record = host.record.replace(status=Status.RESTARTING)
     pod.start("restart-policy", restart=True)
     assert pod.action_failed("delete", "kubernetes delete failed: HTTP 500") is Failure.START
+
+
+def test_only_the_last_few_deleted_pods_are_remembered() -> None:
+    pod, host, _ = _pod(Status.RUNNING)
+    for n in range(DELETED_PODS_KEPT + 2):
+        host.record = host.record.replace(workload_id=f"default/web-{n}", status=Status.RUNNING)
+        pod.start("operator", restart=True)
+    assert pod.deleted_pods == tuple(f"default/web-{n}" for n in range(2, DELETED_PODS_KEPT + 2))
 
 
 @pytest.mark.parametrize("action", ["start", "stop"])
