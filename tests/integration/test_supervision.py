@@ -124,6 +124,7 @@ def test_an_instance_actor_that_keeps_crashing_is_escalated(tmp_path: Path, jani
         )
         assert [v["instanceId"] for v in listed] == ["svc"]
         assert "crashed 2 times" in listed[0]["lastReason"]
+        assert listed[0]["lastStopCause"] == "escalated"
         response = readyz(plane)
         assert response.status_code == 503
         assert response.json()["escalated"] == ["instance:svc"]
