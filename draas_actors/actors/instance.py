@@ -466,7 +466,9 @@ class InstanceActor(WatchedActor):
 
 
 # The cause a daemon's report of an ended workload gives, when it carries no exit code to judge by.
-_REPORTED_CAUSES = {Status.STOPPED: StopCause.EXITED, Status.FAILED: StopCause.CRASHED, Status.REMOVED: StopCause.DELETED}
+_REPORTED_CAUSES = {
+    Status.STOPPED: StopCause.EXITED, Status.FAILED: StopCause.CRASHED, Status.REMOVED: StopCause.DELETED
+}
 
 
 class _ActorHost:

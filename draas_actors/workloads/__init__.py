@@ -9,8 +9,9 @@ a pod restarted?" is answered by ``pod.py`` alone.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 import pykka
 

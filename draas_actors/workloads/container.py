@@ -3,7 +3,7 @@ Docker daemon's reports; a restart is a stop, then a start."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..errors import Conflict
 from ..messages import StatusReport, WorkloadMessage
@@ -14,7 +14,7 @@ from .reported import ReportedExits
 
 
 class ContainerWorkload:
-    __slots__ = ("host", "docker", "exits")  # one per instance: 50,000 of them on a big control plane
+    __slots__ = ("docker", "exits", "host")  # one per instance: 50,000 of them on a big control plane
 
     no_restart_reason = "no workload to act on"
     field = "containerId"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import Collection, Mapping
+from collections.abc import Collection, Mapping
 
 from ..errors import Conflict
 from ..messages import ReplacementDue, StatusReport, WorkloadMessage
@@ -58,7 +58,7 @@ def judge_pod_report(pod: str | None, status: Status, *, current: str | None, de
 
 
 class PodWorkload:
-    __slots__ = ("host", "kubernetes", "exits", "deleted_pods", "deleting")  # one per instance
+    __slots__ = ("deleted_pods", "deleting", "exits", "host", "kubernetes")  # one per instance
 
     no_restart_reason = "no workload to act on"
     field = "podName"
@@ -161,10 +161,10 @@ class PodWorkload:
             self._forget(pod)
             self.exits.exited_workload = None
         if verdict in (PodVerdict.APPLY, PodVerdict.RECREATED):
-            if pod != record.workload_id:
-                # A controller replaced the pod before our restart was due: deleting the new one would be wrong.
-                if self.host.cancel_restart() or record.next_restart_at is not None:
-                    self.host.update(source=report.source, next_restart_at=None)
+            # A controller replaced the pod before our restart was due: deleting the new one would be wrong.
+            replaced = pod != record.workload_id
+            if replaced and (self.host.cancel_restart() or record.next_restart_at is not None):
+                self.host.update(source=report.source, next_restart_at=None)
             return True
         if verdict is PodVerdict.GONE:
             assert pod is not None and self.kubernetes is not None

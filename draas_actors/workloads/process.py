@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..errors import DraasError
 from ..messages import KillIfAlive, ProcessExited, Rewatch, StatusReport, UnwatchProcess, WatchProcess, WorkloadMessage
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class ProcessWorkload:
-    __slots__ = ("host", "processes", "kill_handle")  # one per instance: 50,000 of them on a big control plane
+    __slots__ = ("host", "kill_handle", "processes")  # one per instance: 50,000 of them on a big control plane
 
     no_restart_reason = "no command (adopted PID)"
     field = "process"
@@ -75,7 +75,8 @@ class ProcessWorkload:
         runtime = record.runtime
         assert runtime is not None and record.process is not None
         self.processes.signal(runtime, signal.SIGTERM)
-        self.kill_handle = self.host.schedule(record.process.stop_timeout, KillIfAlive(runtime.pid, runtime.create_time))
+        kill = KillIfAlive(runtime.pid, runtime.create_time)
+        self.kill_handle = self.host.schedule(record.process.stop_timeout, kill)
 
     def judge(self, report: StatusReport, observed: Mapping[str, float]) -> Judged:
         return Judged.APPLY  # a pushed report about a process goes by the transition table
@@ -152,7 +153,8 @@ class ProcessWorkload:
             )
             return
         self.host.update(
-            status=Status.RUNNING, source=CONTROL_PLANE, runtime=runtime, metadata={"pid": str(pid), "reason": "adopted"}
+            status=Status.RUNNING, source=CONTROL_PLANE, runtime=runtime,
+            metadata={"pid": str(pid), "reason": "adopted"},
         )
         self._watch()
 

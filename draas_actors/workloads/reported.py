@@ -3,7 +3,8 @@ code, which a daemon's resync may list again."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..messages import StatusReport
 from ..model import Status, StopCause, is_alive
@@ -13,7 +14,7 @@ from . import Host, Judged
 class ReportedExits:
     """Turns a daemon's exit reports into exits of the instance, each exit once."""
 
-    __slots__ = ("host", "exited_workload")
+    __slots__ = ("exited_workload", "host")
 
     def __init__(self, host: Host) -> None:
         self.host = host

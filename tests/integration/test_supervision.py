@@ -4,7 +4,8 @@ escalated, a restarted process monitor re-watches every PID, and bad subscribers
 How an instance actor is made to crash: it is told a ``StatusReport`` whose ``status`` is None, not a status.
 ``_on_report`` finds no transition to None and names the status (``status.value``) before changing anything, so
 the handler raises an ``AttributeError`` inside a ``tell`` -- exactly the path of a real bug -- with no
-monkeypatching and without touching the stored state. (A message the actor does not know would only be logged by pykka, not crash it.)
+monkeypatching and without touching the stored state. (A message the actor does not know would only be logged by
+pykka, not crash it.)
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ workload and recording core refs; no real time, no threads, no HTTP. What differ
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, cast
+from typing import Any, cast
 
 import pykka
 import pytest

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, cast
+from collections.abc import Mapping
+from typing import Any, cast
 
 import pykka
 import pytest
@@ -138,7 +139,9 @@ def _judge(workload: ContainerWorkload | PodWorkload, host: FakeHost, report: St
 )
 def test_each_platform_gets_its_own_workload(platform: Platform, kind: type) -> None:
     host = FakeHost(_record(platform, Status.PENDING))
-    platforms = Platforms(cast(ProcessPlatform, None), cast(DockerPlatform, FakeEngine()), cast(KubernetesPlatform, FakeApi()))
+    platforms = Platforms(
+        cast(ProcessPlatform, None), cast(DockerPlatform, FakeEngine()), cast(KubernetesPlatform, FakeApi())
+    )
     assert isinstance(make_workload(host.record, host, platforms), kind)
 
 
