@@ -10,7 +10,6 @@ recreated: its instance ends ``Removed``. How a pod is restarted, and which pod 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
