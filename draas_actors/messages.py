@@ -30,6 +30,10 @@ class StatusReport:
     observed_at: float  # epoch seconds at the source
     metadata: Mapping[str, str] = field(default_factory=dict)
     platform: Platform | None = None  # used only when the report creates the instance
+    # Facts the wire format carries in metadata, typed once by the parser (``wire.py``) so that no actor parses text:
+    # the exit code of an exit report, and the workload it is about ("<namespace>/<podName>" or a container id).
+    exit_code: int | None = None
+    workload_id: str | None = None
     # CONFIGURATION: upstream's ConfigurationChanged, recorded as a change without touching the lifecycle status;
     # ``status`` is then not read (the parser sets UNKNOWN).
     kind: ChangeKind = ChangeKind.STATUS
@@ -54,7 +58,12 @@ class StatusChanged:
 
 
 @dataclass(frozen=True)
-class ProcessExited:
+class WorkloadMessage:
+    """A message only an instance's workload (``workloads/``) reads: the instance actor hands it on unopened."""
+
+
+@dataclass(frozen=True)
+class ProcessExited(WorkloadMessage):
     instance_id: InstanceId
     pid: int
     exit_code: int | None  # None when the process was not our child
@@ -106,14 +115,14 @@ class RestartDue:
 
 
 @dataclass(frozen=True)
-class ReplacementDue:
+class ReplacementDue(WorkloadMessage):
     """The grace after the pod deleted for a restart was gone: if nothing replaced it, nothing will."""
 
     pod: str  # "<namespace>/<name>"
 
 
 @dataclass(frozen=True)
-class KillIfAlive:
+class KillIfAlive(WorkloadMessage):
     """The stop timeout passed: SIGKILL the process if it is still the one we asked to stop."""
 
     pid: int
@@ -121,7 +130,7 @@ class KillIfAlive:
 
 
 @dataclass(frozen=True)
-class Rewatch:
+class Rewatch(WorkloadMessage):
     """The process monitor was restarted: register our PID with it again."""
 
 

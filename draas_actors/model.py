@@ -29,6 +29,21 @@ class Platform(str, enum.Enum):
     KUBERNETES = "kubernetes"
 
 
+class StopCause(str, enum.Enum):
+    """Why an instance's workload last stopped, for behaviour (``lastReason`` is the words for people)."""
+
+    EXITED = "exited"  # ended on its own with a success
+    CRASHED = "crashed"  # ended on its own with a failure (an exit code the policy counts as one)
+    KILLED = "killed"  # ended by a signal that was not ours
+    OPERATOR = "operator"  # stopped by an operator's stop or restart
+    SHUTDOWN = "shutdown"  # stopped because the control plane was shutting down: the next start brings it back
+    DELETED = "deleted"  # removed: its pod was deleted and nothing replaced it, or a daemon reported it gone
+    START_FAILED = "start-failed"  # could not be started (spawn or adopt refused)
+    ACTION_FAILED = "action-failed"  # a platform action (Docker start, pod delete...) failed
+    GAVE_UP = "gave-up"  # the restart policy's budget is exhausted: not restarted again by itself
+    ESCALATED = "escalated"  # its actor crashed too often: the supervisor marked it Failed
+
+
 class ChangeKind(str, enum.Enum):
     """What a change-log entry records: a move to another lifecycle status, or a change of configuration."""
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import InstanceId, Platform, Status
-from .policy import RestartHistory, RestartMode, RestartPolicy
+from .model import InstanceId, Platform, Status, StopCause
+from .policy import BUDGET_EXHAUSTED, RestartHistory, RestartMode, RestartPolicy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +48,7 @@ class InstanceRecord:
     history: RestartHistory = RestartHistory()
     last_exit_code: int | None = None
     last_reason: str | None = None
+    last_stop_cause: StopCause | None = None  # why it last stopped; last_reason says it in words
     next_restart_at: float | None = None
     last_observed: Mapping[str, float] = field(default_factory=dict)
     stale_dropped: int = 0
@@ -116,6 +117,7 @@ def record_to_dict(record: InstanceRecord) -> dict[str, Any]:
         "history": {"restart_times": list(record.history.restart_times), "series": record.history.series},
         "last_exit_code": record.last_exit_code,
         "last_reason": record.last_reason,
+        "last_stop_cause": None if record.last_stop_cause is None else record.last_stop_cause.value,
         "next_restart_at": record.next_restart_at,
         "last_observed": dict(record.last_observed),
         "stale_dropped": record.stale_dropped,
@@ -150,5 +152,33 @@ def record_from_json(text: str) -> InstanceRecord:
             "history": RestartHistory(
                 restart_times=tuple(history["restart_times"]), series=history["series"]
             ),
+            # A record saved before the field existed: its cause from its words, once (saved with it from now on).
+            "last_stop_cause": _cause_from_reason(raw.get("last_reason"), raw["status"]) if "last_stop_cause" not in raw
+            else None if raw["last_stop_cause"] is None else StopCause(raw["last_stop_cause"]),
         }
     )
+
+
+# The words a record stored before ``last_stop_cause`` existed had for each cause (the actor's and supervisor's).
+_OLD_REASONS: tuple[tuple[str, StopCause], ...] = (
+    ("stopped at control-plane shutdown", StopCause.SHUTDOWN),
+    ("stopped by operator", StopCause.OPERATOR),
+    ("instance actor crashed ", StopCause.ESCALATED),
+    ("spawn failed", StopCause.START_FAILED),
+)
+
+
+def _cause_from_reason(reason: str | None, status: str) -> StopCause | None:
+    """A stored record's cause from its old reason text: read once when it is loaded, never again after."""
+    if reason is None:
+        return None
+    if reason.endswith(BUDGET_EXHAUSTED):
+        return StopCause.GAVE_UP
+    for words, cause in _OLD_REASONS:
+        if reason.startswith(words):
+            return cause
+    if " failed: " in reason and reason.split(" ", 1)[0] in ("docker", "kubernetes"):
+        return StopCause.ACTION_FAILED
+    if "no pod replaced it" in reason:
+        return StopCause.DELETED
+    return {"Failed": StopCause.CRASHED, "Stopped": StopCause.EXITED, "Removed": StopCause.DELETED}.get(status)

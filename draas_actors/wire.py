@@ -32,6 +32,7 @@ from .model import (
 from .policy import RestartMode, RestartPolicy
 from .records import InstanceRecord, ProcessSpec
 
+DEFAULT_NAMESPACE = "default"  # what Kubernetes itself assumes when a pod's namespace is not given
 STATUS_NAMES = [s.value for s in Status] + list(STATUS_ALIASES)
 # What a push may name as its status: a lifecycle status, or upstream's configuration change (no lifecycle status).
 REPORT_STATUS_NAMES = [*STATUS_NAMES, CONFIGURATION_CHANGED]
@@ -207,6 +208,7 @@ def parse_status_update(
     if not plainly_valid_update(body):
         validate(STATUS_UPDATE_SCHEMA, body, prefix=prefix)  # names what is wrong (or finds nothing is)
     metadata = _metadata(body.get("metadata") or {}, limits, _join(prefix, ["metadata"]))
+    raw_metadata = body.get("metadata") or {}
     kind, status = _report_status(body["status"], _join(prefix, ["status"]))
     now = received_at if received_at is not None else time.time()
     observed = body.get("observedAt")
@@ -217,8 +219,36 @@ def parse_status_update(
         observed_at=now if observed is None else _observed_at(observed, now, limits, _join(prefix, ["observedAt"])),
         metadata=metadata,
         platform=Platform(body["platform"]) if "platform" in body else None,
+        exit_code=_exit_code(raw_metadata, _join(prefix, ["metadata", "exitCode"])),
+        workload_id=pod_key(metadata) or metadata.get("containerId") or None,
         kind=kind,
     )
+
+
+def pod_key(metadata: Mapping[str, str]) -> str | None:
+    """``"<namespace>/<podName>"`` from a report's metadata; None when it names no pod."""
+    if not metadata.get("podName"):
+        return None
+    return f"{metadata.get('namespace') or DEFAULT_NAMESPACE}/{metadata['podName']}"
+
+
+def _exit_code(raw: Mapping[str, Any], field: str) -> int | None:
+    """``metadata.exitCode`` as an integer (a number, or text of one as a C# client may send); None when absent, null
+    or blank (as null reads in metadata, and as clients send "no code yet"). Anything else is refused here, naming
+    the field, rather than read as "no exit" by an actor later."""
+    value = raw.get("exitCode")
+    if value is None or (type(value) is str and not value.strip()):
+        return None
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if type(value) is str:
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise InvalidInput(f"{field}: {value!r} is not an integer exit code", field=field)
 
 
 def canonical_update(body: dict[str, Any], *, prefix: str = "") -> dict[str, Any]:
@@ -490,6 +520,7 @@ def instance_view(record: InstanceRecord) -> dict[str, Any]:
         "restartCount": record.restart_count,
         "lastExitCode": record.last_exit_code,
         "lastReason": record.last_reason,
+        "lastStopCause": None if record.last_stop_cause is None else record.last_stop_cause.value,
         "nextRestartAt": format_time(record.next_restart_at),
         "restartPolicy": policy_view(record.restart_policy),
         "runtime": None

@@ -6,12 +6,9 @@ proxies, no blocking waits), so the execution model can move to a pooled dispatc
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import dataclasses
 import logging
 import random
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -19,56 +16,49 @@ from typing import Any, Callable, Mapping
 import pykka
 
 from ..commit import Outcome, Sync, Ticket
-from ..errors import Conflict, DraasError
+from ..errors import Conflict
 from ..messages import (
     DeleteRecord,
     Deregister,
     GetInstance,
-    KillIfAlive,
     PlatformActionFailed,
-    ProcessExited,
     Publish,
-    ReplacementDue,
     RestartDue,
     RestartInstance,
     Resume,
-    Rewatch,
     SaveRecord,
     SetRestartPolicy,
     StartInstance,
     StatusChanged,
     StatusReport,
     StopInstance,
-    UnwatchProcess,
-    WatchProcess,
+    WorkloadMessage,
 )
-from ..model import ChangeKind, Platform, Status, can_transition, is_alive
+from ..model import ChangeKind, Status, StopCause, can_transition, is_alive
 from ..platforms.docker import DockerPlatform
-from ..platforms.kubernetes import TAKES_OVER, KubernetesPlatform, PodVerdict, judge_pod_report, pod_key
+from ..platforms.kubernetes import KubernetesPlatform
 from ..platforms.process import ProcessPlatform
-from ..policy import (
-    BUDGET_EXHAUSTED,
-    GiveUp,
-    RestartHistory,
-    is_failure,
-    plan_restart,
-    starts_with_control_plane,
-    wants_restart,
-)
-from ..records import InstanceRecord, Runtime
+from ..policy import GiveUp, RestartHistory, plan_restart, starts_with_control_plane, wants_restart
+from ..records import InstanceRecord
 from ..scheduler import Scheduler
+from ..workloads import (
+    CONTROL_PLANE,
+    OPERATOR,
+    POLICY,
+    Failure,
+    Judged,
+    Platforms,
+    Workload,
+    WorkloadFactory,
+    make_workload,
+)
 from .refs import CoreRefs
 from .watched import WatchedActor
 
 log = logging.getLogger(__name__)
 
-MONITOR = "process-monitor"
-POLICY = "restart-policy"
-OPERATOR = "operator"
-CONTROL_PLANE = "control-plane"
 OPERATOR_STOP = "stopped by operator"
 SHUTDOWN_STOP = "stopped at control-plane shutdown"
-DELETED_PODS_KEPT = 8  # pods this actor deleted, remembered so that their last reports are not taken as exits
 
 
 @dataclass(frozen=True)
@@ -82,17 +72,18 @@ class InstanceServices:
     kubernetes: KubernetesPlatform | None = None
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = field(default=random.random)
+    workloads: WorkloadFactory = make_workload  # tests give a fake workload
+
+    @property
+    def platforms(self) -> Platforms:
+        return Platforms(self.processes, self.docker, self.kubernetes)
 
 
 class InstanceActor(WatchedActor):
     """One instance: applies reports and exits, runs its restart policy, carries out operator actions.
 
-    Kubernetes instances: the workload is a pod (``workload_id`` = ``"<namespace>/<podName>"``) and a restart,
-    by the policy or the operator, deletes it so that its controller creates a replacement; the instance is
-    ``Restarting`` until a pod reports again. Which pod's reports count is ``judge_pod_report``'s rule. A bare pod
-    has no controller and is not recreated: once the deleted pod is gone and no other pod has reported within the
-    platform's ``replacement_grace``, the instance is ``Removed`` and ``lastReason`` says so. Start and stop are
-    refused (409): a pod's lifecycle belongs to its controller; scale the Deployment instead.
+    What differs between a process, a container and a pod is its ``Workload`` (``draas_actors/workloads/``), made
+    once from the record's platform; this class never asks which platform it is on.
     """
 
     kind = "instance"
@@ -105,16 +96,11 @@ class InstanceActor(WatchedActor):
         self.s = services
         self.restart_token = 0
         self.restart_handle: int | None = None
-        self.kill_handle: int | None = None
         self.restart_after_stop = False
-        self.stop_reason = OPERATOR_STOP
-        self.deleted_pods: collections.deque[str] = collections.deque(maxlen=DELETED_PODS_KEPT)
-        self.deleting: tuple[str, Status] | None = None  # the pod of the last delete, and the status before it
+        self.stop_cause = StopCause.OPERATOR  # of the stop under way: an operator's, or the control plane's shutdown
         # The writes of a pushed report being applied, sent once its outcome is known (None: sent at once).
         self._held: list[tuple[str, Publish | SaveRecord]] | None = None
-        # The container or pod whose exit was handled last, until it is seen alive again: a daemon lists an exited
-        # workload again at every resync, with a newer observedAt, and that listing is not a new exit.
-        self.exited_workload: str | None = None
+        self.workload: Workload = services.workloads(record, _ActorHost(self), services.platforms)
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -124,17 +110,12 @@ class InstanceActor(WatchedActor):
                 self._report_with_ack(message, ticket)
             case Sync():
                 self._sync(message)
-            case ProcessExited():
-                self._on_exit(message)
+            case WorkloadMessage():
+                self.workload.receive(message)
             case RestartDue(token):
                 if token == self.restart_token and self.record.status is Status.RESTARTING:
                     self.restart_handle = None
-                    self._spawn(POLICY, restart=True)
-            case KillIfAlive(pid, create_time):
-                runtime = self.record.runtime
-                if runtime is not None and (runtime.pid, runtime.create_time) == (pid, create_time):
-                    log.warning("instance %s did not stop in time: SIGKILL", self.record.instance_id)
-                    self.s.processes.signal(runtime, signal.SIGKILL)
+                    self.workload.start(POLICY, restart=True)
             case GetInstance():
                 return self.record
             case StartInstance():
@@ -148,10 +129,6 @@ class InstanceActor(WatchedActor):
                 return self.record
             case PlatformActionFailed(action, error, retryable):
                 self._on_action_failed(action, error, retryable)
-            case ReplacementDue(pod):
-                self._on_replacement_due(pod)
-            case Rewatch():
-                self._watch()
             case Resume(control_plane_start):
                 self._resume(control_plane_start)
             case Deregister(stop_workload):
@@ -177,18 +154,12 @@ class InstanceActor(WatchedActor):
             self._update(source=report.source, stale_dropped=record.stale_dropped + 1)
             return Outcome.STALE
         observed = {**record.last_observed, report.source: report.observed_at}
-        workload = self._workload_of(report)
-        if record.platform is Platform.KUBERNETES and not self._about_our_pod(report, workload, observed):
+        judged = self.workload.judge(report, observed)
+        if judged is Judged.NOT_OURS:
             return Outcome.INVALID_TRANSITION
+        if judged is Judged.DONE:
+            return Outcome.APPLIED
         record = self.record
-        if record.platform is not Platform.PROCESS and report.status in (Status.FAILED, Status.STOPPED):
-            if "exitCode" in report.metadata:
-                self._on_workload_exit(report, observed, workload)
-                return Outcome.APPLIED
-            if record.status is Status.STOPPING:
-                # Docker's "kill" comes before the exit itself: stay Stopping until the exit arrives.
-                self._update(source=report.source, last_observed=observed)
-                return Outcome.APPLIED
         if report.status is not record.status and not can_transition(record.status, report.status):
             log.info(
                 "instance %s: %s -> %s from %s is not a valid transition; dropped",
@@ -200,18 +171,20 @@ class InstanceActor(WatchedActor):
                 rejected_transitions=record.rejected_transitions + 1,
             )
             return Outcome.INVALID_TRANSITION
-        if is_alive(report.status):
-            self.exited_workload = None
+        alive = is_alive(report.status)
+        # lastReason explains the last time it was not running; "started" would wipe that explanation. Pending's
+        # reason ("created") only says it had not started yet, which stops being true when it runs.
+        keep = alive and record.status is not Status.PENDING
         self._update(
             status=report.status,
             source=report.source,
             metadata=report.metadata,
             last_observed=observed,
-            workload_id=workload,
-            # lastReason explains the last time it was not running; "started" would wipe that explanation. Pending's
-            # reason ("created") only says it had not started yet, which stops being true when it runs.
-            last_reason=(None if record.status is Status.PENDING else record.last_reason) if is_alive(report.status)
+            workload_id=report.workload_id or record.workload_id,
+            last_reason=record.last_reason if keep else None if alive
             else report.metadata.get("reason", record.last_reason),
+            last_stop_cause=record.last_stop_cause if keep else None if alive
+            else _REPORTED_CAUSES.get(report.status, record.last_stop_cause),
         )
         return Outcome.APPLIED
 
@@ -227,112 +200,29 @@ class InstanceActor(WatchedActor):
                      last_observed=observed)
         return Outcome.APPLIED
 
-    def _workload_of(self, report: StatusReport) -> str | None:
-        if self.record.platform is Platform.KUBERNETES:
-            return pod_key(report.metadata) or self.record.workload_id
-        return report.metadata.get("containerId") or self.record.workload_id
-
-    def _about_our_pod(self, report: StatusReport, pod: str | None, observed: Mapping[str, float]) -> bool:
-        """Whether a report about ``pod`` is to be applied (``judge_pod_report``); deals with the others itself."""
-        record = self.record
-        verdict = judge_pod_report(pod, report.status, current=record.workload_id, deleted=self.deleted_pods)
-        if verdict is PodVerdict.RECREATED:
-            assert pod is not None
-            self.deleted_pods.remove(pod)
-            self.exited_workload = None
-        if verdict in (PodVerdict.APPLY, PodVerdict.RECREATED):
-            if pod != record.workload_id and (self.restart_handle is not None or record.next_restart_at is not None):
-                # A controller replaced the pod before our restart was due: deleting the new one would be wrong.
-                self._cancel(restart=True)
-                self._update(source=report.source, next_restart_at=None)
-            return True
-        if verdict is PodVerdict.GONE:
-            assert pod is not None and self.s.kubernetes is not None
-            self._update(source=report.source, last_observed=observed)
-            self.s.scheduler.call_later(self.s.kubernetes.replacement_grace, self.actor_ref, ReplacementDue(pod))
-            return False
-        log.info(
-            "instance %s: %s about pod %s, which is not its pod %s any more; not applied",
-            record.instance_id, report.status.value, pod, record.workload_id,
-        )
-        self._update(
-            source=report.source, last_observed=observed, rejected_transitions=record.rejected_transitions + 1
-        )
-        return False
-
-    def _on_replacement_due(self, pod: str) -> None:
-        record = self.record
-        if record.workload_id != pod or pod not in self.deleted_pods or record.status is Status.REMOVED:
-            return  # a pod has taken over since
-        assert self.s.kubernetes is not None
-        reason = (
-            f"pod {pod} was deleted to restart the instance and no pod replaced it within "
-            f"{self.s.kubernetes.replacement_grace:g}s: a bare pod has no controller to recreate it"
-        )
-        self._update(status=Status.REMOVED, source=CONTROL_PLANE, last_reason=reason, metadata={"reason": reason})
-
-    def _on_workload_exit(self, report: StatusReport, observed: Mapping[str, float], workload: str | None) -> None:
-        """A container or pod exit reported by a daemon: the counterpart of ``_on_exit`` for processes."""
-        record = self.record
-        exit_code = _int_or_none(report.metadata.get("exitCode"))
-        duplicate = (
-            record.last_exit_at is not None and report.observed_at <= record.last_exit_at
-        ) or (workload is not None and workload == self.exited_workload)
-        self.exited_workload = workload
-        ran_for = report.observed_at - record.status_since if is_alive(record.status) else 0.0
-        common: dict[str, Any] = dict(
-            source=report.source, metadata=report.metadata, last_observed=observed, workload_id=workload,
-            last_exit_code=exit_code, last_exit_at=max(report.observed_at, record.last_exit_at or 0.0),
-        )
-        if duplicate:
-            self._update(**common)  # a replay of an exit we have handled: restart nothing twice
-            return
-        reason = report.metadata.get("reason") or f"exited with code {exit_code}"
-        self._record_exit(report.status, reason, ran_for, **common)
-
     def _on_action_failed(self, action: str, error: str, retryable: bool) -> None:
-        record = self.record
-        source = record.platform.value
+        source = self.record.platform.value
         reason = f"{source} {action} failed: {error}"
-        if action == "delete" and self.deleting is not None:
-            pod, before = self.deleting
-            self.deleting = None
-            with contextlib.suppress(ValueError):
-                self.deleted_pods.remove(pod)  # it is still there
-            if record.workload_id == pod and record.status is Status.RESTARTING and before in TAKES_OVER:
-                # An operator's restart of a live pod: the pod was not deleted, so it is what it was.
-                self._update(status=before, source=source, last_reason=f"{reason}; the pod was not restarted")
-                return
-        if action in ("start", "delete") and record.status in (Status.RESTARTING, Status.PENDING, Status.STOPPED):
+        meaning = self.workload.action_failed(action, reason)
+        if meaning is Failure.START:
             self._update(status=Status.FAILED, source=source, last_reason=reason if retryable
-                         else f"{reason}; not retried", metadata={"reason": reason})
+                         else f"{reason}; not retried", last_stop_cause=StopCause.ACTION_FAILED,
+                         metadata={"reason": reason})
             if retryable:
                 self._apply_policy(ran_for=0.0)
-        else:
+        elif meaning is Failure.NOTED:
             self._update(source=source, last_reason=reason)
 
-    def _on_exit(self, exited: ProcessExited) -> None:
-        runtime = self.record.runtime
-        if runtime is None or runtime.pid != exited.pid:
-            return  # about a process we have already let go of
-        self._cancel(kill=True)
-        ran_for = exited.observed_at - runtime.started_at
-        metadata = _exit_metadata(exited)
-        failed = is_failure(self.record.restart_policy, exited.exit_code)
-        self._record_exit(
-            Status.FAILED if failed else Status.STOPPED, exited.reason, ran_for,
-            source=MONITOR, runtime=None, last_exit_code=exited.exit_code, metadata=metadata,
-        )
-
-    def _record_exit(self, status: Status, reason: str, ran_for: float, **fields: Any) -> None:
+    def _record_exit(self, status: Status, reason: str, cause: StopCause, ran_for: float, **fields: Any) -> None:
         """An exit, however it was observed: the end of a stop we asked for, or a case for the restart policy."""
         if self.record.status is Status.STOPPING:
-            self._update(status=Status.STOPPED, last_reason=self.stop_reason, **fields)
+            stop_reason = SHUTDOWN_STOP if self.stop_cause is StopCause.SHUTDOWN else OPERATOR_STOP
+            self._update(status=Status.STOPPED, last_reason=stop_reason, last_stop_cause=self.stop_cause, **fields)
             if self.restart_after_stop:
                 self.restart_after_stop = False
-                self._spawn(OPERATOR, restart=True)
+                self.workload.start(OPERATOR, restart=True)
             return
-        self._update(status=status, last_reason=reason, **fields)
+        self._update(status=status, last_reason=reason, last_stop_cause=cause, **fields)
         self._apply_policy(max(0.0, ran_for))
 
     def _apply_policy(self, ran_for: float, *, cause: str | None = None) -> None:
@@ -341,8 +231,8 @@ class InstanceActor(WatchedActor):
         policy = record.restart_policy
         if not wants_restart(policy, exit_code=record.last_exit_code, operator_stopped=record.operator_stopped):
             return
-        if not self._can_spawn():
-            why = "no command (adopted PID)" if record.platform is Platform.PROCESS else "no workload to act on"
+        if not self.workload.can_start():
+            why = self.workload.no_restart_reason
             self._update(source=POLICY, last_reason=f"{record.last_reason}; not restarted: {why}")
             return
         now = self.s.clock()
@@ -356,6 +246,7 @@ class InstanceActor(WatchedActor):
                 source=POLICY,
                 history=decision.history,
                 last_reason=reason,
+                last_stop_cause=StopCause.GAVE_UP,
                 next_restart_at=None,
                 metadata={"reason": reason},
                 publish=True,  # Failed, then Failed for good: subscribers and the change feed are told too
@@ -375,34 +266,30 @@ class InstanceActor(WatchedActor):
         after a healthy run is replaced at once)."""
         self.restart_token += 1
         if delay <= 0:
-            self._spawn(POLICY, restart=True)
+            self.workload.start(POLICY, restart=True)
         else:
             self.restart_handle = self.s.scheduler.call_later(delay, self.actor_ref, RestartDue(self.restart_token))
 
     # -- operator actions -------------------------------------------------------------------------
 
     def _operator_start(self) -> InstanceRecord:
-        self._require_controllable("start")
-        if self._workload_running():
+        self.workload.check_operator("start")
+        if self.workload.is_running():
             return self.record  # already running: starting is idempotent
-        if not self._can_spawn():
-            raise Conflict(f"instance has {self._nothing_to_start()}", field=self._workload_field())
-        self._cancel(restart=True)
+        self._require_startable()
+        self._cancel_restart()
         self._update(source=OPERATOR, operator_stopped=False, history=RestartHistory())
-        self._spawn(OPERATOR)
+        self.workload.start(OPERATOR, restart=False)
         return self.record
 
     def _operator_stop(self, *, restart: bool, shutdown: bool = False) -> InstanceRecord:
-        self._require_controllable("restart" if restart else "stop")
-        running = self._workload_running()
+        self.workload.check_operator("restart" if restart else "stop")
+        running = self.workload.is_running()
         if shutdown and not running:
             return self.record  # nothing to stop; a pending restart resumes at the next start
-        if running and self.record.platform is Platform.DOCKER and not self._can_spawn():
-            # Reported alive, but no report named its container: there is nothing to ask the engine to stop.
-            raise Conflict(f"instance has {self._nothing_to_start()}", field=self._workload_field())
-        self._cancel(restart=True)
+        self._cancel_restart()
         self.restart_after_stop = restart
-        self.stop_reason = SHUTDOWN_STOP if shutdown else OPERATOR_STOP
+        self.stop_cause = StopCause.SHUTDOWN if shutdown else StopCause.OPERATOR
         source = CONTROL_PLANE if shutdown else OPERATOR
         if not running:
             status = Status.STOPPED if self.record.status is Status.RESTARTING else self.record.status
@@ -414,67 +301,23 @@ class InstanceActor(WatchedActor):
             operator_stopped=not (restart or shutdown),
             next_restart_at=None,
         )
-        self._signal_stop(self.record.runtime)
+        self.workload.stop()
         return self.record
-
-    def _signal_stop(self, runtime: Runtime | None) -> None:
-        """SIGTERM now, SIGKILL after the stop timeout unless the exit arrives first."""
-        if self.record.platform is Platform.DOCKER:
-            assert self.s.docker is not None and self.record.workload_id is not None
-            self.s.docker.stop(self.record.workload_id, self._report_failure)  # after [docker] stopTimeout
-            return
-        assert runtime is not None and self.record.process is not None
-        self.s.processes.signal(runtime, signal.SIGTERM)
-        self.kill_handle = self.s.scheduler.call_later(
-            self.record.process.stop_timeout,
-            self.actor_ref,
-            KillIfAlive(runtime.pid, runtime.create_time),
-        )
 
     def _operator_restart(self) -> InstanceRecord:
-        self._require_controllable("restart")
-        if not self._can_spawn():
-            raise Conflict(f"instance has {self._nothing_to_start()}", field=self._workload_field())
-        # A pod is restarted by deleting it (its controller makes a new one), not by a stop and a start.
-        if self._workload_running() and self.record.platform is not Platform.KUBERNETES:
+        self.workload.check_operator("restart")
+        self._require_startable()
+        if self.workload.is_running() and self.workload.restart_is_stop_and_start:
             self._update(source=OPERATOR, history=RestartHistory())
             return self._operator_stop(restart=True)
-        self._cancel(restart=True)
+        self._cancel_restart()
         self._update(source=OPERATOR, operator_stopped=False, history=RestartHistory())
-        self._spawn(OPERATOR, restart=True)
+        self.workload.start(OPERATOR, restart=True)
         return self.record
 
-    def _require_controllable(self, action: str) -> None:
-        platform = self.record.platform
-        if (platform is Platform.DOCKER and self.s.docker is None) or (
-            platform is Platform.KUBERNETES and self.s.kubernetes is None
-        ):
-            raise Conflict(f"operator actions on {platform.value} instances are not available", field="platform")
-        if platform is Platform.KUBERNETES and action != "restart":
-            scale = "to zero (kubectl scale --replicas=0)" if action == "stop" else "up (kubectl scale --replicas=1)"
-            raise Conflict(
-                f"a kubernetes instance cannot be told to {action}: its pod's lifecycle belongs to the pod's "
-                f"controller, so scale the Deployment {scale} instead; restart deletes the pod so that its "
-                "controller recreates it",
-                field="platform",
-            )
-
-    def _workload_running(self) -> bool:
-        if self.record.platform is Platform.PROCESS:
-            return self.record.runtime is not None
-        return is_alive(self.record.status)
-
-    def _workload_field(self) -> str:
-        return {Platform.PROCESS: "process", Platform.DOCKER: "containerId"}.get(self.record.platform, "podName")
-
-    def _nothing_to_start(self) -> str:
-        if self.record.platform is Platform.PROCESS:
-            return "no command to start (it was registered by PID)"
-        if self.record.platform is Platform.DOCKER:
-            return "no container reported for it yet"
-        if self.record.workload_id is None:
-            return "no pod reported for it yet"
-        return f"no pod to delete: its pod {self.record.workload_id} was removed"
+    def _require_startable(self) -> None:
+        if not self.workload.can_start():
+            raise Conflict(f"instance has {self.workload.nothing_to_start()}", field=self.workload.field)
 
     def _report_failure(self, action: str, error: str, retryable: bool) -> None:
         """Called on a platform's worker thread: hand the failure to ourselves as a message."""
@@ -487,54 +330,27 @@ class InstanceActor(WatchedActor):
 
     def _resume(self, control_plane_start: bool) -> None:
         """First message after (re)creation: pick up the workload where the stored record left it."""
+        if self.workload.resume(control_plane_start):
+            return  # a live process re-adopted, or its exit read
         record = self.record
-        if record.platform is not Platform.PROCESS:
-            if record.status is Status.RESTARTING and not record.operator_stopped:
-                self._resume_restart()  # the daemon will not report again: nothing has changed for it
-            else:
-                self._update(source=CONTROL_PLANE)
-            return
-        runtime = record.runtime
-        if runtime is not None:
-            if self.s.processes.is_same_process(runtime):
-                child = self.s.processes.is_child(runtime.pid)
-                self._update(
-                    status=Status.RUNNING if not is_alive(record.status) and record.status is not Status.STOPPING
-                    else record.status,
-                    source=CONTROL_PLANE,
-                    runtime=dataclasses.replace(runtime, child=child),
-                    metadata={"pid": str(runtime.pid), "reason": "re-adopted"},
-                )
-                self._watch()
-                if record.status is Status.STOPPING:
-                    self._signal_stop(self.record.runtime)  # the stop timer died with our predecessor
-            else:
-                exit_code = self.s.processes.reap(runtime.pid)
-                self._on_exit(
-                    ProcessExited(
-                        record.instance_id, runtime.pid, exit_code, self.s.clock(),
-                        "process ended while it was not watched",
-                    )
-                )
-            return
-        spec = record.process
-        if spec is not None and spec.adopt_pid is not None and record.status is Status.PENDING:
-            self._adopt(spec.adopt_pid)
+        startable = self.workload.starts_with_control_plane and self.workload.can_start()
+        if record.status is Status.RESTARTING and not record.operator_stopped:
+            self._resume_restart()  # a daemon will not report again: nothing has changed for it
+        elif not self.workload.starts_with_control_plane:
+            self._update(source=CONTROL_PLANE)
         elif record.status is Status.PENDING and not record.operator_stopped:
-            self._spawn(CONTROL_PLANE)
-        elif record.status is Status.RESTARTING and not record.operator_stopped:
-            self._resume_restart()
-        elif control_plane_start and record.last_reason == SHUTDOWN_STOP and self._can_spawn():
-            self._spawn(CONTROL_PLANE)  # we stopped it only because we were shutting down
+            self.workload.start(CONTROL_PLANE, restart=False)
+        elif control_plane_start and record.last_stop_cause is StopCause.SHUTDOWN and startable:
+            self.workload.start(CONTROL_PLANE, restart=False)  # we stopped it only because we were shutting down
         elif (
             control_plane_start
             and record.status in (Status.STOPPED, Status.FAILED)
-            and not (record.last_reason or "").endswith(BUDGET_EXHAUSTED)
-            and self._can_spawn()
+            and record.last_stop_cause is not StopCause.GAVE_UP
+            and startable
             and starts_with_control_plane(record.restart_policy, operator_stopped=record.operator_stopped)
         ):
             self._update(source=CONTROL_PLANE, operator_stopped=False)
-            self._spawn(CONTROL_PLANE)
+            self.workload.start(CONTROL_PLANE, restart=False)
         else:
             self._update(source=CONTROL_PLANE)
 
@@ -543,114 +359,20 @@ class InstanceActor(WatchedActor):
         due = self.record.next_restart_at
         self._restart_in(0.0 if due is None else due - self.s.clock())
 
-    def _adopt(self, pid: int) -> None:
-        try:
-            runtime = self.s.processes.adopt(pid)
-        except DraasError as error:
-            self._update(status=Status.FAILED, source=CONTROL_PLANE, last_reason=error.message)
-            return
-        self._update(
-            status=Status.RUNNING, source=CONTROL_PLANE, runtime=runtime,
-            metadata={"pid": str(pid), "reason": "adopted"},
-        )
-        self._watch()
-
     def _deregister(self, stop_workload: bool) -> None:
-        self._cancel(restart=True, kill=True)
-        runtime = self.record.runtime
-        if runtime is not None:
-            self._tell("monitor", UnwatchProcess(self.record.instance_id, runtime.pid))
-            if stop_workload and self.record.process is not None:
-                self.s.processes.terminate_later(runtime, self.record.process.stop_timeout)
+        self._cancel_restart()
+        self.workload.deregister(stop_workload)
         self._tell("store", DeleteRecord(self.record.instance_id, self.record.created_at))
         self.stop()
 
-    def _spawn(self, source: str, *, restart: bool = False) -> None:
-        if self.record.platform is Platform.DOCKER:
-            self._start_container(source, restart=restart)
-            return
-        if self.record.platform is Platform.KUBERNETES:
-            self._delete_pod(source, restart=restart)
-            return
-        spec = self.record.process
-        assert spec is not None
-        try:
-            runtime = self.s.processes.spawn(self.record.instance_id, spec)
-        except (OSError, ValueError) as error:  # ValueError: a NUL byte or an unencodable character for exec
-            reason = f"spawn failed: {error}"
-            self._update(
-                status=Status.FAILED, source=source, runtime=None, last_exit_code=None,
-                next_restart_at=None, last_reason=reason, metadata={"reason": str(error)},
-                # An attempt is a restart, as it is one in the policy's budget, though nothing started.
-                restart_count=self.record.restart_count + (1 if restart else 0),
-            )
-            self._apply_policy(ran_for=0.0, cause=reason)
-            return
-        self._update(
-            status=Status.RUNNING,
-            source=source,
-            runtime=runtime,
-            next_restart_at=None,
-            restart_count=self.record.restart_count + (1 if restart else 0),
-            metadata={"pid": str(runtime.pid)},
-        )
-        self._watch()
-
-    def _start_container(self, source: str, *, restart: bool) -> None:
-        """Ask the engine to start the container; the Docker daemon's report of it says when it runs."""
-        assert self.s.docker is not None and self.record.workload_id is not None
-        self.s.docker.start(self.record.workload_id, self._report_failure)
-        self._update(
-            source=source,
-            next_restart_at=None,
-            restart_count=self.record.restart_count + (1 if restart else 0),
-        )
-
-    def _delete_pod(self, source: str, *, restart: bool) -> None:
-        """Delete the pod so that its controller recreates it; the new pod's reports end ``Restarting``."""
-        assert self.s.kubernetes is not None and self.record.workload_id is not None
-        pod = self.record.workload_id
-        namespace, name = pod.split("/", 1)
-        if pod not in self.deleted_pods:
-            self.deleted_pods.append(pod)
-        self.deleting = (pod, self.record.status)
-        self.s.kubernetes.delete_pod(namespace, name, self._report_failure)
-        changed = self.record.status is not Status.RESTARTING
-        self._update(
-            status=Status.RESTARTING,
-            source=source,
-            next_restart_at=None,
-            restart_count=self.record.restart_count + (1 if restart else 0),
-            metadata={"reason": f"deleting pod {pod} so that its controller recreates it"} if changed else None,
-        )
-
-    def _watch(self) -> None:
-        runtime = self.record.runtime
-        if runtime is not None:
-            self._tell(
-                "monitor",
-                WatchProcess(self.record.instance_id, runtime.pid, runtime.create_time, self.actor_ref),
-            )
-
-    def _can_spawn(self) -> bool:
-        if self.record.platform is Platform.DOCKER:
-            return self.s.docker is not None and self.record.workload_id is not None
-        if self.record.platform is Platform.KUBERNETES:
-            return (
-                self.s.kubernetes is not None
-                and self.record.workload_id is not None
-                and self.record.status is not Status.REMOVED
-            )
-        return self.record.process is not None and bool(self.record.process.command)
-
-    def _cancel(self, *, restart: bool = False, kill: bool = False) -> None:
-        if restart and self.restart_handle is not None:
-            self.s.scheduler.cancel(self.restart_handle)
-            self.restart_handle = None
-            self.restart_token += 1
-        if kill and self.kill_handle is not None:
-            self.s.scheduler.cancel(self.kill_handle)
-            self.kill_handle = None
+    def _cancel_restart(self) -> bool:
+        """Forget the timed restart, if one is; True when one was."""
+        if self.restart_handle is None:
+            return False
+        self.s.scheduler.cancel(self.restart_handle)
+        self.restart_handle = None
+        self.restart_token += 1
+        return True
 
     # -- persistence and publication --------------------------------------------------------------
 
@@ -743,15 +465,53 @@ class InstanceActor(WatchedActor):
         return True
 
 
-def _exit_metadata(exited: ProcessExited) -> dict[str, str]:
-    metadata = {"pid": str(exited.pid), "reason": exited.reason}
-    if exited.exit_code is not None:
-        metadata["exitCode"] = str(exited.exit_code)
-    return metadata
+# The cause a daemon's report of an ended workload gives, when it carries no exit code to judge by.
+_REPORTED_CAUSES = {
+    Status.STOPPED: StopCause.EXITED, Status.FAILED: StopCause.CRASHED, Status.REMOVED: StopCause.DELETED
+}
 
 
-def _int_or_none(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
+class _ActorHost:
+    """The instance actor as its workload sees it (``workloads.Host``)."""
+
+    __slots__ = ("_actor",)
+
+    def __init__(self, actor: InstanceActor) -> None:
+        self._actor = actor
+
+    @property
+    def record(self) -> InstanceRecord:
+        return self._actor.record
+
+    @property
+    def ref(self) -> pykka.ActorRef[Any]:
+        return self._actor.actor_ref
+
+    def now(self) -> float:
+        return self._actor.s.clock()
+
+    def update(
+        self, *, source: str, status: Status | None = None, metadata: Mapping[str, str] | None = None, **fields: Any
+    ) -> None:
+        self._actor._update(source=source, status=status, metadata=metadata, **fields)
+
+    def exited(self, status: Status, reason: str, cause: StopCause, ran_for: float, **fields: Any) -> None:
+        self._actor._record_exit(status, reason, cause, ran_for, **fields)
+
+    def apply_policy(self, ran_for: float, *, cause: str | None = None) -> None:
+        self._actor._apply_policy(ran_for, cause=cause)
+
+    def cancel_restart(self) -> bool:
+        return self._actor._cancel_restart()
+
+    def report_failure(self, action: str, error: str, retryable: bool) -> None:
+        self._actor._report_failure(action, error, retryable)
+
+    def schedule(self, delay: float, message: WorkloadMessage) -> int:
+        return self._actor.s.scheduler.call_later(delay, self._actor.actor_ref, message)
+
+    def cancel_timer(self, handle: int) -> None:
+        self._actor.s.scheduler.cancel(handle)
+
+    def tell_monitor(self, message: Any) -> None:
+        self._actor._tell("monitor", message)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pykka
 
@@ -39,7 +40,7 @@ from ..messages import (
     StatusChanged,
     StatusReport,
 )
-from ..model import InstanceId, Status, guess_platform
+from ..model import InstanceId, Status, StopCause, guess_platform
 from ..policy import RestartMode, RestartPolicy
 from ..records import InstanceRecord
 from ..security import Identity, scope_refusal
@@ -299,7 +300,8 @@ class SupervisorActor(WatchedActor):
         self.directory.pop(record.instance_id)
         now = self.services.clock()
         failed = record.replace(
-            status=Status.FAILED, status_since=now, updated_at=now, version=record.version + 1, last_reason=reason
+            status=Status.FAILED, status_since=now, updated_at=now, version=record.version + 1, last_reason=reason,
+            last_stop_cause=StopCause.ESCALATED,
         )
         change = StatusChanged(
             instance_id=record.instance_id, platform=record.platform, old_status=record.status,
@@ -322,5 +324,5 @@ def start_unregistered(actor_class: type[pykka.Actor], **kwargs: Any) -> pykka.A
     ``Directory``, and the registry's list makes stopping N registered actors cost O(N^2) (each stop removes
     itself from the list). The control plane stops them itself (``ControlPlane._stop_actors``)."""
     actor = actor_class(**kwargs)
-    actor._start_actor_loop()  # noqa: SLF001 -- pykka's extension point for how an actor runs
+    actor._start_actor_loop()
     return actor.actor_ref

@@ -3,17 +3,13 @@
 Pod state is not read here: the Kubernetes daemon reports it (list and watch), and instance actors apply those
 reports. This module only acts. A restart is a delete: the pod's controller (a Deployment's ReplicaSet, a
 StatefulSet...) creates a replacement, which the daemon then reports. A bare pod has no controller and is not
-recreated: its instance ends ``Removed`` (see ``InstanceActor``).
-
-Which pod a report is about, and whether it changes the instance, is decided by ``judge_pod_report`` below, a
-pure function the instance actor calls.
+recreated: its instance ends ``Removed``. How a pod is restarted, and which pod a report is about, is
+``workloads/pod.py``'s.
 """
 
 from __future__ import annotations
 
-import enum
 import json
-from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,10 +21,7 @@ if TYPE_CHECKING:
     import kubernetes.client
     from kubernetes.client.exceptions import ApiException
 
-from ..model import Status
 from .actions import ActionFailed, ActionPool, OnError
-
-DEFAULT_NAMESPACE = "default"  # what Kubernetes itself assumes when a namespace is not given
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,55 +123,10 @@ def is_retryable(status: int | None) -> bool:
     return status is None or status >= 500 or status in (408, 429)
 
 
-def pod_key(metadata: Mapping[str, str]) -> str | None:
-    """``"<namespace>/<podName>"`` from a report's metadata; None when it names no pod."""
-    if not metadata.get("podName"):
-        return None
-    return f"{metadata.get('namespace') or DEFAULT_NAMESPACE}/{metadata['podName']}"
-
-
-# -- which pod a report is about -----------------------------------------------------------------------
-
-# Statuses in which a pod takes over its instance: it exists and is (about to be) serving.
-TAKES_OVER = frozenset({Status.PENDING, Status.STARTING, Status.RUNNING, Status.UNHEALTHY})
-
-
-class PodVerdict(enum.Enum):
-    APPLY = "apply"  # about the current pod, or a new pod that takes over
-    RECREATED = "recreated"  # a pod we deleted is back under the same name (a StatefulSet): it takes over
-    IGNORE = "ignore"  # about a pod that is not the instance's any more: count it, change nothing
-    GONE = "gone"  # the pod we deleted for a restart is gone and nothing has replaced it yet
-
-
-def judge_pod_report(pod: str | None, status: Status, *, current: str | None, deleted: Collection[str]) -> PodVerdict:
-    """Decide what a report about ``pod`` does to an instance whose current pod is ``current``.
-
-    A Deployment replaces pods, so one instance hears about several pods over time:
-
-    - a report about a pod other than the current one takes over only when it says the pod is there
-      (``TAKES_OVER``); any other (Stopping, Stopped, Failed, Removed, Restarting, Unknown) is about a pod that
-      was replaced and changes nothing;
-    - a pod the instance itself deleted is never an exit of the instance: only its removal matters, as ``GONE``
-      while no other pod has taken over; an alive report under its name is a new pod with the same name.
-    """
-    if pod is None or current is None:
-        return PodVerdict.APPLY
-    if pod in deleted:
-        if status in TAKES_OVER:
-            return PodVerdict.RECREATED
-        return PodVerdict.GONE if pod == current and status is Status.REMOVED else PodVerdict.IGNORE
-    if pod == current or status in TAKES_OVER:
-        return PodVerdict.APPLY
-    return PodVerdict.IGNORE
-
-
 __all__ = [
     "KubernetesPlatform",
     "KubernetesSettings",
-    "PodVerdict",
     "connect",
     "describe_api_error",
     "is_retryable",
-    "judge_pod_report",
-    "pod_key",
 ]

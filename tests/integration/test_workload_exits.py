@@ -66,10 +66,12 @@ def cp(tmp_path: Path, engine: RecordingEngine) -> Iterator[ControlPlane]:
 
 
 def report(status: Status, observed_at: float, **metadata: Any) -> StatusReport:
+    """As ``wire.parse_status_update`` makes it from a push: the exit code and container as typed fields too."""
+    exit_code = metadata.get("exitCode")
     return StatusReport(
         instance_id=InstanceId("web"), status=status, source=SOURCE, observed_at=observed_at,
         metadata={"containerId": "c1", **{key: str(value) for key, value in metadata.items()}},
-        platform=Platform.DOCKER,
+        platform=Platform.DOCKER, exit_code=None if exit_code is None else int(exit_code), workload_id="c1",
     )
 
 

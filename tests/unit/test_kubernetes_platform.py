@@ -1,4 +1,4 @@
-"""The pure parts of the Kubernetes platform (which pod a report is about, error words) and the shared action pool."""
+"""The pure parts of the Kubernetes platform (error words) and the shared action pool."""
 
 from __future__ import annotations
 
@@ -7,72 +7,8 @@ import threading
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from draas_actors.model import Status
 from draas_actors.platforms.actions import ActionFailed, ActionPool
-from draas_actors.platforms.kubernetes import (
-    PodVerdict,
-    describe_api_error,
-    is_retryable,
-    judge_pod_report,
-    pod_key,
-)
-
-CURRENT = "default/web-a"
-OTHER = "default/web-b"
-GOING = [Status.STOPPING, Status.STOPPED, Status.FAILED, Status.REMOVED, Status.RESTARTING, Status.UNKNOWN]
-THERE = [Status.PENDING, Status.STARTING, Status.RUNNING, Status.UNHEALTHY]
-
-# -- which pod a report is about -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("status", list(Status))
-def test_every_report_about_the_current_pod_applies(status: Status) -> None:
-    assert judge_pod_report(CURRENT, status, current=CURRENT, deleted=()) is PodVerdict.APPLY
-
-
-@pytest.mark.parametrize("status", list(Status))
-def test_the_first_pod_reported_applies_whatever_it_says(status: Status) -> None:
-    assert judge_pod_report(OTHER, status, current=None, deleted=()) is PodVerdict.APPLY
-
-
-@pytest.mark.parametrize("status", list(Status))
-def test_a_report_that_names_no_pod_applies(status: Status) -> None:
-    assert judge_pod_report(None, status, current=CURRENT, deleted=[CURRENT]) is PodVerdict.APPLY
-
-
-@pytest.mark.parametrize("status", THERE)
-def test_another_pod_that_is_there_takes_over(status: Status) -> None:
-    assert judge_pod_report(OTHER, status, current=CURRENT, deleted=()) is PodVerdict.APPLY
-
-
-@pytest.mark.parametrize("status", GOING)
-def test_another_pod_that_is_going_or_gone_changes_nothing(status: Status) -> None:
-    assert judge_pod_report(OTHER, status, current=CURRENT, deleted=()) is PodVerdict.IGNORE
-
-
-@pytest.mark.parametrize("status", [s for s in GOING if s is not Status.REMOVED])
-def test_a_pod_we_deleted_is_never_an_exit(status: Status) -> None:
-    assert judge_pod_report(CURRENT, status, current=CURRENT, deleted=[CURRENT]) is PodVerdict.IGNORE
-    assert judge_pod_report(OTHER, status, current=CURRENT, deleted=[OTHER]) is PodVerdict.IGNORE
-
-
-def test_the_removal_of_the_pod_we_deleted_matters_only_while_nothing_replaced_it() -> None:
-    assert judge_pod_report(CURRENT, Status.REMOVED, current=CURRENT, deleted=[CURRENT]) is PodVerdict.GONE
-    assert judge_pod_report(OTHER, Status.REMOVED, current=CURRENT, deleted=[OTHER]) is PodVerdict.IGNORE
-
-
-@pytest.mark.parametrize("status", THERE)
-def test_a_pod_we_deleted_that_is_there_again_is_a_new_pod_of_the_same_name(status: Status) -> None:
-    # A StatefulSet recreates web-0 as web-0.
-    assert judge_pod_report(CURRENT, status, current=CURRENT, deleted=[CURRENT]) is PodVerdict.RECREATED
-
-
-def test_a_pod_key_is_namespace_and_name_with_kubernetes_default_namespace() -> None:
-    assert pod_key({"podName": "web-a", "namespace": "shop"}) == "shop/web-a"
-    assert pod_key({"podName": "web-a"}) == "default/web-a"
-    assert pod_key({"namespace": "shop"}) is None
-    assert pod_key({"podName": ""}) is None
-
+from draas_actors.platforms.kubernetes import describe_api_error, is_retryable
 
 # -- what a failed call says ---------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from draas_actors.model import InstanceId, Platform, Status
+from draas_actors.model import InstanceId, Platform, Status, StopCause
 from draas_actors.policy import RestartHistory, RestartMode, RestartPolicy
 from draas_actors.records import InstanceRecord, ProcessSpec, Runtime, record_from_json, record_to_dict, record_to_json
 
@@ -36,6 +36,7 @@ FULL = InstanceRecord(
     history=RestartHistory(restart_times=(1_700_000_000.0, 1_700_000_001.0), series=2),
     last_exit_code=137,
     last_reason="exited with code 137",
+    last_stop_cause=StopCause.CRASHED,
     next_restart_at=1_700_000_002.0,
     last_observed={"DockerDaemon": 1_700_000_000.5, "monitor": 1_700_000_001.0},
     stale_dropped=4,
@@ -112,3 +113,40 @@ def test_a_record_written_before_the_newer_fields_existed_still_loads_with_their
     assert FULL.runtime is not None
     assert loaded.workload_id is None and loaded.last_exit_at is None
     assert loaded.runtime == dataclasses.replace(FULL.runtime, own_group=False)
+
+
+# -- records saved before lastStopCause existed ---------------------------------------------------------------
+
+
+def _stored_before_causes(record: InstanceRecord) -> str:
+    raw = record_to_dict(record)
+    del raw["last_stop_cause"]
+    return json.dumps(raw)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "cause"),
+    [
+        (Status.STOPPED, "stopped at control-plane shutdown", StopCause.SHUTDOWN),
+        (Status.STOPPED, "stopped by operator", StopCause.OPERATOR),
+        (Status.FAILED, "exited with code 1; restart budget exhausted", StopCause.GAVE_UP),
+        (Status.FAILED, "instance actor crashed 3 times within 60s: boom", StopCause.ESCALATED),
+        (Status.FAILED, "spawn failed: [Errno 2] No such file", StopCause.START_FAILED),
+        (Status.FAILED, "docker start failed: no such container", StopCause.ACTION_FAILED),
+        (Status.REMOVED, "pod a/b was deleted to restart the instance and no pod replaced it within 5s",
+         StopCause.DELETED),
+        (Status.FAILED, "exited with code 3", StopCause.CRASHED),
+        (Status.STOPPED, "exited with code 0", StopCause.EXITED),
+        (Status.RUNNING, None, None),
+    ],
+)
+def test_an_old_records_stop_cause_is_read_once_from_its_reason(
+    status: Status, reason: str | None, cause: StopCause | None
+) -> None:
+    old = MINIMAL.replace(status=status, last_reason=reason)
+    loaded = record_from_json(_stored_before_causes(old))
+    assert loaded.last_stop_cause is cause
+    # Saved again, the cause is its own field: rewording the reason no longer changes it.
+    reworded = json.loads(record_to_json(loaded))
+    reworded["last_reason"] = "something else entirely"
+    assert record_from_json(json.dumps(reworded)).last_stop_cause is cause

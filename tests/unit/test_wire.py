@@ -10,7 +10,7 @@ import pytest
 
 from draas_actors.errors import InvalidInput, MalformedInput
 from draas_actors.messages import StatusChanged, StatusReport
-from draas_actors.model import ChangeKind, InstanceId, Platform, Status
+from draas_actors.model import ChangeKind, InstanceId, Platform, Status, StopCause
 from draas_actors.policy import RestartMode, RestartPolicy
 from draas_actors.records import InstanceRecord, ProcessSpec, Runtime
 from draas_actors.wire import (
@@ -20,6 +20,7 @@ from draas_actors.wire import (
     parse_registration,
     parse_status_update,
     parse_status_updates,
+    pod_key,
     update_warnings,
     upstream_change_view,
 )
@@ -529,3 +530,55 @@ def test_a_setting_prints_the_same_way_whether_written_as_an_integer_or_left_at_
     assert '"window": 300.0' in json.dumps(views[0]) and '"window": 300.0' in json.dumps(views[2])
     assert json.dumps(views[1]["restartPolicy"]) == json.dumps({**views[2]["restartPolicy"], "initialBackoff": 0.0,
                                                                 "jitter": 0.0})
+
+
+# -- typed facts of a report -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [137, "137", " 137", 137.0])
+def test_an_exit_code_in_metadata_becomes_the_reports_typed_exit_code(code: Any) -> None:
+    report = parse_status_update({**GOOD, "status": "Failed", "metadata": {"exitCode": code}}, received_at=RECEIVED)
+    assert report.exit_code == 137
+    assert report.metadata["exitCode"] == str(code)  # the wire's metadata is kept as it came
+
+
+def test_a_report_without_an_exit_code_has_none() -> None:
+    assert parse_status_update(GOOD, received_at=RECEIVED).exit_code is None
+    for none in (None, "", "  "):
+        assert parse_status_update({**GOOD, "metadata": {"exitCode": none}}, received_at=RECEIVED).exit_code is None
+
+
+@pytest.mark.parametrize("code", ["oops", True, 1.5, "1.5", "0x1"])
+def test_an_exit_code_that_is_no_integer_is_refused_naming_it(code: Any) -> None:
+    error = _invalid({**GOOD, "status": "Failed", "metadata": {"exitCode": code}})
+    assert error.field == "metadata.exitCode"
+    assert "metadata.exitCode" in error.message
+
+
+def test_an_exit_code_in_a_batch_item_is_named_with_its_index() -> None:
+    results = parse_status_updates([GOOD, {**GOOD, "metadata": {"exitCode": "x"}}], received_at=RECEIVED)
+    assert isinstance(results[1], InvalidInput) and results[1].field == "[1].metadata.exitCode"
+
+
+def test_the_workload_a_report_is_about_is_its_pod_or_its_container() -> None:
+    def workload(metadata: dict[str, Any]) -> str | None:
+        return parse_status_update({**GOOD, "metadata": metadata}, received_at=RECEIVED).workload_id
+
+    assert workload({"podName": "web-a", "namespace": "shop"}) == "shop/web-a"
+    assert workload({"podName": "web-a"}) == "default/web-a"
+    assert workload({"containerId": "abc123"}) == "abc123"
+    assert workload({"containerId": ""}) is None
+    assert workload({"pid": "42"}) is None
+
+
+def test_a_pod_key_is_namespace_and_name_with_kubernetes_default_namespace() -> None:
+    assert pod_key({"podName": "web-a", "namespace": "shop"}) == "shop/web-a"
+    assert pod_key({"podName": "web-a"}) == "default/web-a"
+    assert pod_key({"namespace": "shop"}) is None
+    assert pod_key({"podName": ""}) is None
+
+
+def test_an_instance_view_shows_why_it_last_stopped() -> None:
+    record = InstanceRecord(instance_id=InstanceId("p1"), platform=Platform.PROCESS)
+    assert instance_view(record)["lastStopCause"] is None
+    assert instance_view(record.replace(last_stop_cause=StopCause.SHUTDOWN))["lastStopCause"] == "shutdown"
