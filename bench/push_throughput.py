@@ -122,12 +122,13 @@ class ThroughputResult:
 # -- load from other processes -------------------------------------------------------------------------------
 
 
-def _spawn(port: int, key: str, seconds: float, connections: int, tag: str, batch: int) -> subprocess.Popen[str]:
+def _spawn(port: int, keys: list[str], seconds: float, connections: int, tag: str, batch: int) -> subprocess.Popen[
+        str]:
     instances = max(1, batch) if batch else 16
     return subprocess.Popen(
         [sys.executable, "-m", "bench.throughput_clients", str(port), str(seconds), str(connections), tag,
          str(batch), str(instances)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, KEY_VARIABLE: key},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, KEY_VARIABLE: ",".join(keys)},
         cwd=str(pathlib.Path(__file__).resolve().parents[1]),
     )
 
@@ -142,12 +143,18 @@ def _usage() -> tuple[float, int]:
     return ru.ru_utime + ru.ru_stime, ru.ru_nvcsw + ru.ru_nivcsw
 
 
-def load(name: str, port: int, key: str, *, seconds: float, connections: int, clients: int, batch: int) -> Phase:
-    """Run the load generators against ``port``: warm up, then ``seconds`` timed; our CPU over the window."""
+def load(name: str, port: int, keys: list[str], *, seconds: float, connections: int, clients: int,
+         batch: int) -> Phase:
+    """Run the load generators against ``port``: warm up, then ``seconds`` timed; our CPU over the window.
+
+    Connection ``c`` (of all the processes') pushes with ``keys[c % len(keys)]``."""
     procs: list[subprocess.Popen[str]] = []
     try:
+        first = 0
         for i, share in enumerate(_split(connections, clients)):
-            procs.append(_spawn(port, key, seconds, share, f"{name}{i}", batch))
+            mine = [keys[(first + c) % len(keys)] for c in range(share)]
+            first += share
+            procs.append(_spawn(port, mine, seconds, share, f"{name}{i}", batch))
         for proc in procs:
             assert proc.stdout is not None
             line = proc.stdout.readline().strip()  # "ready" within READY_WITHIN_S, or the child gave up
@@ -218,16 +225,17 @@ def _ignore(event: StatusChanged) -> None:
 
 
 @contextlib.contextmanager
-def control_plane(data_dir: pathlib.Path, subscriber: Callable[[StatusChanged], None] = _ignore) -> Iterator[
-        tuple[ControlPlane, int, str]]:
-    key = secrets.token_urlsafe(32)
-    identity = daemon_identity("bench", rate=UNLIMITED, burst=UNLIMITED, request_rate=UNLIMITED,
-                               request_burst=UNLIMITED)
-    security = SecuritySettings(auth=AuthSettings(credentials=(
-        Credential(identity=identity, key_hashes=(hash_key(key),)),)))
+def control_plane(data_dir: pathlib.Path, daemons: int, subscriber: Callable[[StatusChanged], None] = _ignore,
+                  ) -> Iterator[tuple[ControlPlane, int, list[str]]]:
+    """A served control plane that knows ``daemons`` daemon identities (any instance, no practical rate limit)."""
+    keys = [secrets.token_urlsafe(32) for _ in range(daemons)]
+    security = SecuritySettings(auth=AuthSettings(credentials=tuple(
+        Credential(identity=daemon_identity(f"bench-{i}", rate=UNLIMITED, burst=UNLIMITED, request_rate=UNLIMITED,
+                                            request_burst=UNLIMITED), key_hashes=(hash_key(key),))
+        for i, key in enumerate(keys))))
     with served_control_plane(data_dir, lambda cp: create_app(cp, security=security), subscriber,
                               threads=THREADS) as plane:
-        yield plane.cp, plane.port, key
+        yield plane.cp, plane.port, keys
 
 
 @contextlib.contextmanager
@@ -245,18 +253,23 @@ def _quiet() -> Iterator[None]:
 
 
 def run(*, seconds: float = FULL_SECONDS, connections: int = CONNECTIONS, clients: int = CLIENTS,
-        batch: int = BATCH, batch_connections: int = BATCH_CONNECTIONS, say: Say | None = None) -> ThroughputResult:
+        batch: int = BATCH, batch_connections: int = BATCH_CONNECTIONS, daemons: int | None = None,
+        say: Say | None = None) -> ThroughputResult:
+    """``daemons`` identities share the connections (default: one per connection, as each push client has one)."""
     progress = say or (lambda _: None)
+    daemons = daemons or connections
     with _quiet():
         progress(f"bare app: {connections} connections for {seconds:g} s ...")
         with bare_server() as port:
-            bare = load("bare", port, "", seconds=seconds, connections=connections, clients=clients, batch=0)
+            # The same number of distinct keys (unchecked here): waitress's fair queue serves callers by key.
+            fake = [secrets.token_urlsafe(32) for _ in range(daemons)]
+            bare = load("bare", port, fake, seconds=seconds, connections=connections, clients=clients, batch=0)
         with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp, \
-                control_plane(pathlib.Path(tmp)) as (_, port, key):
-            progress(f"single updates: {connections} connections for {seconds:g} s ...")
-            single = load("single", port, key, seconds=seconds, connections=connections, clients=clients, batch=0)
+                control_plane(pathlib.Path(tmp), daemons) as (_, port, keys):
+            progress(f"single updates: {connections} connections, {daemons} daemons, for {seconds:g} s ...")
+            single = load("single", port, keys, seconds=seconds, connections=connections, clients=clients, batch=0)
             progress(f"batches of {batch}: {batch_connections} connections for {seconds:g} s ...")
-            batched = load("batch", port, key, seconds=seconds, connections=batch_connections, clients=clients,
+            batched = load("batch", port, keys, seconds=seconds, connections=batch_connections, clients=clients,
                            batch=batch)
     return ThroughputResult(bare, single, batched)
 
@@ -287,12 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=CLIENTS, help="load generator processes")
     ap.add_argument("--batch", type=int, default=BATCH, help="updates per batch")
     ap.add_argument("--batch-connections", type=int, default=BATCH_CONNECTIONS)
+    ap.add_argument("--daemons", type=int, default=None,
+                    help="daemon identities sharing the connections (default: one per connection)")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_SECONDS:g} s per phase")
     ap.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
     args = ap.parse_args(argv)
     seconds = args.seconds or (QUICK_SECONDS if args.quick else FULL_SECONDS)
     result = run(seconds=seconds, connections=args.connections, clients=args.clients, batch=args.batch,
-                 batch_connections=args.batch_connections,
+                 batch_connections=args.batch_connections, daemons=args.daemons,
                  say=None if args.json else (lambda m: print(m, file=sys.stderr, flush=True)))
     print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
     return 0 if result.passed or args.quick else 1

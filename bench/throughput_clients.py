@@ -6,7 +6,7 @@ plane's GIL: stdlib only, keep-alive connections to 127.0.0.1, as fast as the se
 
 ``BATCH`` 0 sends single updates (objects); N > 0 arrays of N updates. Connection ``c`` pushes about its own
 ``INSTANCES`` instances ``tp-TAG-c-k``, round robin, alternating Running and Stopped so that every update is a change.
-The key comes from the environment (``BENCH_PUSH_KEY``), never the command line.
+The keys come from the environment (``BENCH_PUSH_KEYS``), never the command line.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import time
 from collections import Counter
 
 PUSH_PATH = "/api/status/updates"
-KEY_VARIABLE = "BENCH_PUSH_KEY"
+KEY_VARIABLE = "BENCH_PUSH_KEYS"  # comma-separated: connection c uses key c mod their number
 READY_WITHIN_S = 15.0
 WARMUP_REQUESTS = 2  # per connection, before "ready": the instances exist and the statuses alternate from there
 
@@ -45,8 +45,7 @@ def bodies(tag: str, connection: int, batch: int, instances: int) -> list[bytes]
 
 
 def run(port: int, seconds: float, connections: int, tag: str, batch: int, instances: int) -> Counter[str]:
-    key = os.environ.get(KEY_VARIABLE, "")
-    headers = {"Content-Type": "application/json", "X-API-Key": key}
+    keys = os.environ.get(KEY_VARIABLE, "").split(",")
     counts: Counter[str] = Counter()
     lock = threading.Lock()
     ready = threading.Barrier(connections + 1)
@@ -56,6 +55,7 @@ def run(port: int, seconds: float, connections: int, tag: str, batch: int, insta
     def pump(index: int) -> None:
         local: Counter[str] = Counter()
         payloads = bodies(tag, index, batch, instances)
+        headers = {"Content-Type": "application/json", "X-API-Key": keys[index % len(keys)]}
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         turn = 0
 
