@@ -37,6 +37,7 @@ import falcon
 
 from draas_actors.api.app import create_app
 from draas_actors.api.server import HttpServer
+from draas_actors.cli import ChangeLog
 from draas_actors.messages import StatusChanged
 from draas_actors.security import AuthSettings, Credential, SecuritySettings, daemon_identity, hash_key
 from draas_actors.system import ControlPlane
@@ -220,27 +221,44 @@ class _Healthz:
         resp.media = {"ok": True}
 
 
-def _ignore(event: StatusChanged) -> None:
-    """A subscriber, as run.py always has one (its change log)."""
-
-
 @contextlib.contextmanager
-def control_plane(data_dir: pathlib.Path, daemons: int, subscriber: Callable[[StatusChanged], None] = _ignore,
+def control_plane(data_dir: pathlib.Path, daemons: int, subscriber: Callable[[StatusChanged], None] | None = None,
                   ) -> Iterator[tuple[ControlPlane, int, list[str]]]:
-    """A served control plane that knows ``daemons`` daemon identities (any instance, no practical rate limit)."""
+    """A served control plane that knows ``daemons`` daemon identities (any instance, no practical rate limit),
+    with run.py's change log (at INFO, to a file in ``data_dir``) unless another ``subscriber`` is given."""
     keys = [secrets.token_urlsafe(32) for _ in range(daemons)]
     security = SecuritySettings(auth=AuthSettings(credentials=tuple(
         Credential(identity=daemon_identity(f"bench-{i}", rate=UNLIMITED, burst=UNLIMITED, request_rate=UNLIMITED,
                                             request_burst=UNLIMITED), key_hashes=(hash_key(key),))
         for i, key in enumerate(keys))))
-    with served_control_plane(data_dir, lambda cp: create_app(cp, security=security), subscriber,
-                              threads=THREADS) as plane:
+    with _logged_to(data_dir / "draas.log"), served_control_plane(
+            data_dir, lambda cp: create_app(cp, security=security), subscriber or ChangeLog(), threads=THREADS
+    ) as plane:
         yield plane.cp, plane.port, keys
 
 
 @contextlib.contextmanager
+def _logged_to(path: pathlib.Path) -> Iterator[None]:
+    """The "draas" logger at INFO into ``path``, as run.py logs (to stderr) by default."""
+    logger = logging.getLogger("draas")
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+@contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """waitress warns at every queued task and the change log says every change: neither is what is measured."""
+    """waitress warns at every queued task, which is not what is measured."""
     loggers = [logging.getLogger("waitress.queue")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
