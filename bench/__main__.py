@@ -42,6 +42,15 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
         ),
         push_flood.render,
     ),
+    "push_flood_batch": (
+        lambda quick: push_flood.run(
+            updates=push_flood.QUICK_UPDATES if quick else push_flood.FULL_UPDATES,
+            flood_seconds=push_flood.QUICK_FLOOD_S if quick else push_flood.FULL_FLOOD_S,
+            rogue_batch=push_flood.ROGUE_BATCH,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        push_flood.render,
+    ),
     "push_throughput": (
         lambda quick: push_throughput.run(
             seconds=push_throughput.QUICK_SECONDS if quick else push_throughput.FULL_SECONDS,
