@@ -182,6 +182,11 @@ class FairDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
                     break
                 caller, task = self.queue.take()
                 weight = self.queue.weight(task)  # its request is still the channel's first until serviced
+                if self.queue.runnable():
+                    # More than this thread can take: wake one more (who wakes the next, and so on). A thread
+                    # that finishes a task looks for the next itself, so it wakes nobody: a wake-up for a thread
+                    # that then finds nothing to do was two context switches a request.
+                    self.queue_cv.notify()
             try:
                 task.service()
             except BaseException:
@@ -189,8 +194,6 @@ class FairDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
             finally:
                 with self.lock:
                     self.queue.done(caller, weight)
-                    # The caller may have more waiting, which no thread would look at until the next add_task.
-                    self.queue_cv.notify()
 
     def add_task(self, task: Any) -> None:
         with self.lock:
