@@ -42,6 +42,7 @@ from draas_actors.messages import StatusChanged
 from draas_actors.security import AuthSettings, Credential, SecuritySettings, daemon_identity, hash_key
 from draas_actors.system import ControlPlane
 
+from . import thread_cpu
 from .plane import answers, served_control_plane
 from .throughput_clients import KEY_VARIABLE, READY_WITHIN_S
 
@@ -69,6 +70,7 @@ class Phase:
     seconds: float
     cpu_s: float  # this process, user + system
     switches: int  # this process, voluntary + involuntary
+    threads: tuple[thread_cpu.Share, ...] = ()  # per thread group, per update (with --per-thread)
 
     @property
     def updates(self) -> int:
@@ -87,7 +89,7 @@ class Phase:
         return self.switches / self.updates if self.updates else float("inf")
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "updates": self.updates, "updates_per_s": self.per_second,
+        return {**asdict(self), "threads": [asdict(t) for t in self.threads], "updates": self.updates, "updates_per_s": self.per_second,
                 "cpu_ms_per_update": self.cpu_ms_per_update, "switches_per_update": self.switches_per_update}
 
 
@@ -145,7 +147,7 @@ def _usage() -> tuple[float, int]:
 
 
 def load(name: str, port: int, keys: list[str], *, seconds: float, connections: int, clients: int,
-         batch: int) -> Phase:
+         batch: int, per_thread: bool = False) -> Phase:
     """Run the load generators against ``port``: warm up, then ``seconds`` timed; our CPU over the window.
 
     Connection ``c`` (of all the processes') pushes with ``keys[c % len(keys)]``."""
@@ -162,6 +164,7 @@ def load(name: str, port: int, keys: list[str], *, seconds: float, connections: 
             if line != "ready":
                 raise RuntimeError(f"a load generator did not start (said {line!r}, exit {proc.poll()})")
         cpu0, sw0 = _usage()
+        before = thread_cpu.snapshot() if per_thread else None
         for proc in procs:
             assert proc.stdin is not None
             proc.stdin.write("go\n")
@@ -174,14 +177,18 @@ def load(name: str, port: int, keys: list[str], *, seconds: float, connections: 
                 raise RuntimeError(f"a load generator failed (exit {proc.returncode})")
             counts.append(json.loads(lines[-1]))
         cpu1, sw1 = _usage()
+        after = thread_cpu.snapshot() if per_thread else None
     finally:
         for proc in procs:  # our own children, by their Popen
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(5.0)
+    requests = sum(c["accepted"] for c in counts)
+    shares = () if before is None or after is None else tuple(
+        thread_cpu.per_unit(before, after, requests * max(1, batch)))
     return Phase(
-        name=name, connections=connections, batch=batch,
-        requests=sum(c["accepted"] for c in counts),
+        name=name, connections=connections, batch=batch, threads=shares,
+        requests=requests,
         errors=sum(c["limited"] + c["other"] + c["errors"] for c in counts),
         seconds=max(c["elapsed_us"] for c in counts) / 1e6,
         cpu_s=cpu1 - cpu0, switches=sw1 - sw0,
@@ -272,7 +279,7 @@ def _quiet() -> Iterator[None]:
 
 def run(*, seconds: float = FULL_SECONDS, connections: int = CONNECTIONS, clients: int = CLIENTS,
         batch: int = BATCH, batch_connections: int = BATCH_CONNECTIONS, daemons: int | None = None,
-        say: Say | None = None) -> ThroughputResult:
+        per_thread: bool = False, say: Say | None = None) -> ThroughputResult:
     """``daemons`` identities share the connections (default: one per connection, as each push client has one)."""
     progress = say or (lambda _: None)
     daemons = daemons or connections
@@ -281,14 +288,16 @@ def run(*, seconds: float = FULL_SECONDS, connections: int = CONNECTIONS, client
         with bare_server() as port:
             # The same number of distinct keys (unchecked here): waitress's fair queue serves callers by key.
             fake = [secrets.token_urlsafe(32) for _ in range(daemons)]
-            bare = load("bare", port, fake, seconds=seconds, connections=connections, clients=clients, batch=0)
+            bare = load("bare", port, fake, seconds=seconds, connections=connections, clients=clients, batch=0,
+                        per_thread=per_thread)
         with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp, \
                 control_plane(pathlib.Path(tmp), daemons) as (_, port, keys):
             progress(f"single updates: {connections} connections, {daemons} daemons, for {seconds:g} s ...")
-            single = load("single", port, keys, seconds=seconds, connections=connections, clients=clients, batch=0)
+            single = load("single", port, keys, seconds=seconds, connections=connections, clients=clients, batch=0,
+                          per_thread=per_thread)
             progress(f"batches of {batch}: {batch_connections} connections for {seconds:g} s ...")
             batched = load("batch", port, keys, seconds=seconds, connections=batch_connections, clients=clients,
-                           batch=batch)
+                           batch=batch, per_thread=per_thread)
     return ThroughputResult(bare, single, batched)
 
 
@@ -298,12 +307,15 @@ def render(result: ThroughputResult) -> str:
                 f"{p.switches_per_update:6.1f} switches/update   ({p.updates:,} in {p.seconds:.1f} s, "
                 f"{p.errors} errors)")
 
+    def rows(p: Phase, label: str) -> list[str]:
+        return [row(p, label), *([thread_cpu.render(list(p.threads))] if p.threads else [])]
+
     b = result.batch
     return "\n".join([
         f"push throughput: keep-alive connections from separate processes, waitress {THREADS} threads",
-        row(result.bare, f"bare app ({result.bare.connections} conn)"),
-        row(result.single, f"single ({result.single.connections} conn)"),
-        row(b, f"batch {b.batch} ({b.connections} conn)"),
+        *rows(result.bare, f"bare app ({result.bare.connections} conn)"),
+        *rows(result.single, f"single ({result.single.connections} conn)"),
+        *rows(b, f"batch {b.batch} ({b.connections} conn)"),
         f"  single / bare         {result.ratio:.2f}",
         f"  targets               single >= {SINGLE_TARGET:,.0f}/s, batch >= {BATCH_TARGET:,.0f}/s",
         "overall: " + ("PASS" if result.passed else "MISS"),
@@ -320,12 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-connections", type=int, default=BATCH_CONNECTIONS)
     ap.add_argument("--daemons", type=int, default=None,
                     help="daemon identities sharing the connections (default: one per connection)")
+    ap.add_argument("--per-thread", action="store_true",
+                    help="also each thread group's CPU and context switches per update (from /proc)")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_SECONDS:g} s per phase")
     ap.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
     args = ap.parse_args(argv)
     seconds = args.seconds or (QUICK_SECONDS if args.quick else FULL_SECONDS)
     result = run(seconds=seconds, connections=args.connections, clients=args.clients, batch=args.batch,
-                 batch_connections=args.batch_connections, daemons=args.daemons,
+                 batch_connections=args.batch_connections, daemons=args.daemons, per_thread=args.per_thread,
                  say=None if args.json else (lambda m: print(m, file=sys.stderr, flush=True)))
     print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
     return 0 if result.passed or args.quick else 1
