@@ -39,7 +39,13 @@ from draas_actors.api.app import create_app
 from draas_actors.api.server import HttpServer
 from draas_actors.cli import ChangeLog
 from draas_actors.messages import StatusChanged
-from draas_actors.security import AuthSettings, Credential, SecuritySettings, daemon_identity, hash_key
+from draas_actors.security import (
+    AuthSettings,
+    Credential,
+    SecuritySettings,
+    daemon_identity,
+    hash_key,
+)
 from draas_actors.system import ControlPlane
 
 from . import thread_cpu

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TASKS = Path("/proc/self/task")
-_SWITCHES = re.compile(r"^(?:non)?voluntary_ctxt_switches:\s+(\d+)$", re.M)
+_SWITCHES = re.compile(r"^(?:non)?voluntary_ctxt_switches:\s+(\d+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)

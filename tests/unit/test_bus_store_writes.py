@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, cast
 
 import pykka
 import pytest
@@ -16,7 +17,15 @@ from draas_actors.actors.refs import CoreRefs
 from draas_actors.actors.store import Retention, StoreActor
 from draas_actors.commit import Outcome, Receipt
 from draas_actors.delivery import Subscriptions
-from draas_actors.messages import LastCursor, LoadRecord, Publish, QueryChanges, SaveRecord, StatusChanged
+from draas_actors.messages import (
+    ChangesPage,
+    LastCursor,
+    LoadRecord,
+    Publish,
+    QueryChanges,
+    SaveRecord,
+    StatusChanged,
+)
 from draas_actors.model import InstanceId, Platform, Status
 from draas_actors.records import InstanceRecord
 from draas_actors.scheduler import Scheduler
@@ -92,8 +101,9 @@ def test_the_store_commits_the_record_and_the_change_of_one_message_before_the_a
         store.tell(SaveRecord(record("web-1"), receipt.ticket(0).ack(Outcome.APPLIED), committed))
 
         assert receipt.wait(5.0) == [Outcome.APPLIED]
-        assert store.ask(LoadRecord(InstanceId("web-1")), timeout=5).status is Status.RUNNING
-        page = store.ask(QueryChanges(0, 10, None), timeout=5)
+        saved = cast("InstanceRecord", store.ask(LoadRecord(InstanceId("web-1")), timeout=5))
+        assert saved.status is Status.RUNNING
+        page = cast("ChangesPage", store.ask(QueryChanges(0, 10, None), timeout=5))
         assert [c.cursor for c in page.changes] == [1]
     finally:
         scheduler.stop()

@@ -100,10 +100,11 @@ def test_the_changes_sent_to_debug_are_counted_in_one_info_line_per_period_and_a
     clock.now += 10.0
     change_log(change(1))  # a new period: the count line comes first
     counts = [line for line in lines.at(logging.INFO) if "logged at DEBUG only" in line]
-    assert counts == [
+    expected = (
         "5 more changes in the last 10 s were logged at DEBUG only (at most 20 a second at INFO, besides moves "
         "to Failed)"
-    ]
+    )
+    assert counts == [expected]
 
     for i in range(30):
         change_log(change(i))  # 1 + 30 in this second: 11 to DEBUG
@@ -123,5 +124,6 @@ def test_nothing_sent_to_debug_means_no_count_line(lines: Lines) -> None:
     change_log.close()
 
     assert lines.at(logging.INFO) == [
-        "instance i-1: Stopped -> Running (source test)", "instance i-2: Stopped -> Running (source test)",
+        "instance i-1: Stopped -> Running (source test)",
+        "instance i-2: Stopped -> Running (source test)",
     ]

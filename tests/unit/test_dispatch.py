@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from draas_actors.api.dispatch import BATCH_BYTES, FairQueue, caller_of, caller_of_environ
+from draas_actors.api.dispatch import (
+    BATCH_BYTES,
+    FairQueue,
+    caller_of,
+    caller_of_environ,
+)
 
 
 @dataclass
