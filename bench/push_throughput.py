@@ -95,8 +95,9 @@ class Phase:
         return self.switches / self.updates if self.updates else float("inf")
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "threads": [asdict(t) for t in self.threads], "updates": self.updates, "updates_per_s": self.per_second,
-                "cpu_ms_per_update": self.cpu_ms_per_update, "switches_per_update": self.switches_per_update}
+        return {**asdict(self), "threads": [asdict(t) for t in self.threads], "updates": self.updates,
+                "updates_per_s": self.per_second, "cpu_ms_per_update": self.cpu_ms_per_update,
+                "switches_per_update": self.switches_per_update}
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,7 @@ def _quiet() -> Iterator[None]:
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 
