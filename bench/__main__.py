@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import docker_events, k8s_watch, plane_start, process_restart, push_flood
+from . import docker_events, k8s_watch, plane_start, process_restart, push_flood, push_throughput
 
 # name -> (run(quick) -> result with .passed and .to_json(), render(result) -> str)
 BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
@@ -48,6 +48,22 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
             say=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         plane_start.render,
+    ),
+    "push_flood_batch": (
+        lambda quick: push_flood.run(
+            updates=push_flood.QUICK_UPDATES if quick else push_flood.FULL_UPDATES,
+            flood_seconds=push_flood.QUICK_FLOOD_S if quick else push_flood.FULL_FLOOD_S,
+            rogue_batch=push_flood.ROGUE_BATCH,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        push_flood.render,
+    ),
+    "push_throughput": (
+        lambda quick: push_throughput.run(
+            seconds=push_throughput.QUICK_SECONDS if quick else push_throughput.FULL_SECONDS,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        push_throughput.render,
     ),
 }
 

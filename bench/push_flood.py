@@ -12,7 +12,8 @@ limit) and ``rogue`` (scope ``rogue-*``, the default limit: 200 updates/s, burst
    connection as the push client does, alternating Stopped/Running over 20 instances; each request's latency is
    recorded (a 429 would be waited out per its Retry-After, and the wait counted in the latency);
 2. flood: ``rogues`` separate processes with ``connections`` keep-alive connections each push single updates (or,
-   with ``--rogue-batch B``, batches of B updates) as fast as they can for ``flood_seconds``, ignoring 429s; once
+   with ``--rogue-batch B``, batches of B updates, each about its own instance: ``python -m bench`` runs this case
+   too, with B = 100) as fast as they can for ``flood_seconds``, ignoring 429s; once
    every rogue has had its first answer the good daemon pushes another ``updates`` updates (its other 20
    instances), timed the same way.
 
@@ -63,6 +64,7 @@ QUICK_UPDATES = 200
 QUICK_FLOOD_S = 3.0
 ROGUES = 2
 CONNECTIONS = 4
+ROGUE_BATCH = 100  # the batch rogue's case (python -m bench runs it as push_flood_batch)
 TARGET_RATIO = 2.0
 GOOD_RATE = 5000.0
 DEADLINE_S = 15.0

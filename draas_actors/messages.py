@@ -270,6 +270,8 @@ class Subscribe:
 class SaveRecord:
     record: InstanceRecord
     ack: Ack | None = None  # settled by the store once this and every write before it are committed
+    change: StatusChanged | None = None  # the bus's: the change (with its cursor) that made this record, appended
+    # to the change log in the same message, one hand-off to the store per change instead of two
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pykka
 
 from ..commit import Sync
 from ..delivery import Subscriptions
-from ..messages import AppendChange, LastCursor, Publish, SaveRecord, Subscribe
+from ..messages import LastCursor, Publish, SaveRecord, Subscribe
 from .refs import CoreRefs
 from .watched import WatchedActor
 
@@ -50,8 +50,7 @@ class BusActor(WatchedActor):
                 if change is not None:
                     self.cursor += 1
                     change = dataclasses.replace(change, cursor=self.cursor)
-                    store.tell(AppendChange(change))
-                store.tell(SaveRecord(record, ack))
+                store.tell(SaveRecord(record, ack, change))
                 if change is not None:
                     self.subscriptions.publish(change)
             case Sync(ack):

@@ -197,7 +197,9 @@ class StoreActor(WatchedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case SaveRecord(record, ack):
+            case SaveRecord(record, ack, change):
+                if change is not None:
+                    self._append(change)
                 if record.created_at > self.tombstones.get(record.instance_id, -math.inf):
                     current = self.records.get(record.instance_id)
                     if current is None or (record.created_at, record.version) >= (current.created_at, current.version):
@@ -206,9 +208,7 @@ class StoreActor(WatchedActor):
                 if ack is not None:
                     self._take(ack)
             case AppendChange(change):
-                self.changes.append(change)
-                self.max_cursor = max(self.max_cursor, change.cursor)
-                self._schedule_flush()
+                self._append(change)
             case DeleteRecord(instance_id, created_at):
                 tombstone = max(created_at, self.tombstones.get(instance_id, -math.inf))
                 self.tombstones[instance_id] = tombstone
@@ -282,6 +282,11 @@ class StoreActor(WatchedActor):
     def _db(self) -> sqlite3.Connection:
         assert self.db is not None, "store not started"
         return self.db
+
+    def _append(self, change: StatusChanged) -> None:
+        self.changes.append(change)
+        self.max_cursor = max(self.max_cursor, change.cursor)
+        self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if not self.flush_pending:

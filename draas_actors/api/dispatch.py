@@ -7,6 +7,12 @@ robin), and one caller is never serviced on more than ``per_caller`` threads at 
 unread by the app and costing nothing, and since its connections wait for their answers it cannot send more.
 The rate limit then refuses what it sends, and a well-behaved caller finds a free thread and little contention.
 
+A batch is charged by its size: a request counts ``1 + body bytes // BATCH_BYTES`` of its caller's ``per_caller``
+threads (a caller with nothing in service may always start one). A caller pushing large batches then has one in
+service at a time, so another daemon's single update waits behind one batch's hundred messages in the shared
+actors' inboxes, not behind two. A caller refused again soon after a hold ends is held twice as long, up to
+``MAX_HOLD_FACTOR`` times the first hold: a flooder that ignores ``Retry-After`` is let in ever more rarely.
+
 A caller is the credential the request presents (``X-API-Key``, ``Authorization``, or the client certificate
 subject set by the proxy), else the peer address. Nothing here trusts it: it only picks a queue, and the
 app still authenticates the request. Presenting many different invalid keys gives many queues, which is no
@@ -27,6 +33,8 @@ from typing import Any
 from waitress.task import ThreadedTaskDispatcher
 
 CALLER_HEADERS = ("X_API_KEY", "AUTHORIZATION", "X_CLIENT_SUBJECT")
+BATCH_BYTES = 4096  # a single update is a few hundred bytes; a body this large is a batch of dozens
+MAX_HOLD_FACTOR = 8  # holds of a repeat offender: 1, 2, 4, 8 x the first
 Clock = Callable[[], float]
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -62,6 +70,7 @@ class FairQueue:
         self.waiting: OrderedDict[str, deque[Any]] = OrderedDict()
         self.running: Counter[str] = Counter()
         self.held: dict[str, float] = {}  # caller -> until when its waiting tasks stay waiting
+        self.strikes: dict[str, tuple[float, float]] = {}  # caller -> (its last hold's length, when it ends)
         self._size = 0
 
     def append(self, task: Any) -> None:
@@ -71,18 +80,37 @@ class FairQueue:
     def __len__(self) -> int:
         return self._size
 
-    def hold(self, caller: str, seconds: float) -> None:
+    def hold(self, caller: str, seconds: float) -> float:
+        """Hold ``caller`` for ``seconds``, or for twice its last hold (at most ``MAX_HOLD_FACTOR`` x ``seconds``)
+        when that ended less than its own length ago; returns the length of this hold."""
         now = self.clock()
         if len(self.held) >= 1024:  # holds of callers that never came back; 429s go to known identities only
             self.held = {c: until for c, until in self.held.items() if until > now}
-        self.held[caller] = now + seconds
+        if len(self.strikes) >= 1024:
+            self.strikes = {c: (n, end) for c, (n, end) in self.strikes.items() if now - end < n}
+        last = self.strikes.get(caller)
+        if last is not None and now - last[1] < last[0]:
+            seconds = min(2 * last[0], MAX_HOLD_FACTOR * seconds)
+        until = max(now + seconds, self.held.get(caller, now))  # a refusal still in service keeps the longer
+        self.held[caller] = until
+        self.strikes[caller] = (seconds, until)
+        return seconds
+
+    def weight(self, task: Any) -> int:
+        """How many of its caller's ``per_caller`` threads a task counts for: a batch by its size."""
+        requests = getattr(task, "requests", None)
+        length = getattr(requests[0], "content_length", 0) if requests else 0
+        return min(self.per_caller, 1 + int(length or 0) // BATCH_BYTES)
 
     def _ready(self, caller: str, now: float) -> bool:
         until = self.held.get(caller)
         if until is not None and until <= now:
             del self.held[caller]
             until = None
-        return until is None and self.running[caller] < self.per_caller
+        if until is not None:
+            return False
+        running = self.running[caller]
+        return running == 0 or running + self.weight(self.waiting[caller][0]) <= self.per_caller
 
     def runnable(self) -> bool:
         now = self.clock()
@@ -107,11 +135,12 @@ class FairQueue:
         else:
             del self.waiting[caller]
         self._size -= 1
-        self.running[caller] += 1
+        self.running[caller] += self.weight(task)
         return caller, task
 
-    def done(self, caller: str) -> None:
-        self.running[caller] -= 1
+    def done(self, caller: str, weight: int = 1) -> None:
+        """One of ``caller``'s tasks, of ``weight`` (as ``weight`` said when it was taken), is done."""
+        self.running[caller] -= weight
         if self.running[caller] <= 0:
             del self.running[caller]
 
@@ -132,10 +161,11 @@ class FairDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
         super().__init__()
         self.queue: FairQueue = FairQueue(per_caller, clock)
 
-    def hold(self, caller: str, seconds: float) -> None:
-        """Leave ``caller``'s next requests waiting for ``seconds`` (it was just told to retry later)."""
+    def hold(self, caller: str, seconds: float) -> float:
+        """Leave ``caller``'s next requests waiting for ``seconds``, or longer for a repeat offender (see
+        ``FairQueue.hold``): it was just told to retry later."""
         with self.lock:
-            self.queue.hold(caller, seconds)
+            return self.queue.hold(caller, seconds)
 
     def handler_thread(self, thread_no: int) -> None:
         while True:
@@ -151,15 +181,19 @@ class FairDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
                     self.thread_exit_cv.notify()
                     break
                 caller, task = self.queue.take()
+                weight = self.queue.weight(task)  # its request is still the channel's first until serviced
+                if self.queue.runnable():
+                    # More than this thread can take: wake one more (who wakes the next, and so on). A thread
+                    # that finishes a task looks for the next itself, so it wakes nobody: a wake-up for a thread
+                    # that then finds nothing to do was two context switches a request.
+                    self.queue_cv.notify()
             try:
                 task.service()
             except BaseException:
                 self.logger.exception("Exception when servicing %r", task)
             finally:
                 with self.lock:
-                    self.queue.done(caller)
-                    # The caller may have more waiting, which no thread would look at until the next add_task.
-                    self.queue_cv.notify()
+                    self.queue.done(caller, weight)
 
     def add_task(self, task: Any) -> None:
         with self.lock:

@@ -7,12 +7,18 @@ from typing import Any
 
 import pytest
 
-from draas_actors.api.dispatch import FairQueue, caller_of, caller_of_environ
+from draas_actors.api.dispatch import (
+    BATCH_BYTES,
+    FairQueue,
+    caller_of,
+    caller_of_environ,
+)
 
 
 @dataclass
 class FakeRequest:
     headers: dict[str, str]
+    content_length: int = 0
 
 
 @dataclass
@@ -22,10 +28,11 @@ class FakeChannel:
     name: str
     headers: dict[str, str] = field(default_factory=dict)
     addr: tuple[str, int] = ("10.0.0.1", 5000)
+    body_bytes: int = 0
 
     @property
     def requests(self) -> list[FakeRequest]:
-        return [FakeRequest(self.headers)]
+        return [FakeRequest(self.headers, self.body_bytes)]
 
 
 class FakeClock:
@@ -36,8 +43,8 @@ class FakeClock:
         return self.now
 
 
-def task(name: str, key: str) -> FakeChannel:
-    return FakeChannel(name, {"X_API_KEY": key})
+def task(name: str, key: str, body_bytes: int = 0) -> FakeChannel:
+    return FakeChannel(name, {"X_API_KEY": key}, body_bytes=body_bytes)
 
 
 def names(queue: FairQueue, count: int) -> list[str]:
@@ -109,3 +116,55 @@ def test_a_caller_is_its_credential_else_its_address_the_same_from_a_channel_or_
     assert caller_of(by_key) == caller_of_environ({"HTTP_X_API_KEY": "k1", "REMOTE_ADDR": "10.0.0.1"})
     assert caller_of(by_bearer) == caller_of_environ({"HTTP_AUTHORIZATION": "Bearer k2"})
     assert caller_of(anonymous) == caller_of_environ({"REMOTE_ADDR": "10.1.2.3"})
+
+
+def test_a_batch_counts_by_its_size_so_a_caller_has_one_large_batch_in_service_at_a_time() -> None:
+    queue = FairQueue(per_caller=2)
+    queue.append(task("batch0", "rogue-key", body_bytes=BATCH_BYTES * 25))
+    queue.append(task("batch1", "rogue-key", body_bytes=BATCH_BYTES * 25))
+    queue.append(task("good", "good-key", body_bytes=120))
+
+    assert names(queue, 2) == ["batch0", "good"]
+    assert not queue.runnable()  # batch1 waits: batch0 holds both of the rogue's threads
+    queue.done(caller_of(task("x", "rogue-key")), queue.weight(task("batch0", "rogue-key", BATCH_BYTES * 25)))
+    assert names(queue, 1) == ["batch1"]
+
+
+def test_single_updates_still_get_per_caller_threads_and_a_batch_waits_for_room() -> None:
+    queue = FairQueue(per_caller=2)
+    queue.append(task("single0", "k", body_bytes=200))
+    queue.append(task("batch", "k", body_bytes=BATCH_BYTES))
+    queue.append(task("single1", "k", body_bytes=200))
+
+    assert queue.weight(task("single", "k", 200)) == 1
+    assert queue.weight(task("batch", "k", BATCH_BYTES)) == 2
+    assert names(queue, 1) == ["single0"]
+    assert not queue.runnable()  # the batch (2) does not fit beside a single (1) within 2
+    queue.done(caller_of(task("x", "k")), 1)
+    assert names(queue, 1) == ["batch"]  # alone, it may always start
+
+
+def test_a_caller_refused_again_soon_after_its_hold_is_held_twice_as_long_up_to_eight_times() -> None:
+    clock = FakeClock()
+    queue = FairQueue(per_caller=2, clock=clock)
+    caller = caller_of(task("x", "rogue-key"))
+
+    lengths = []
+    for _ in range(5):
+        lengths.append(queue.hold(caller, 1.0))
+        clock.now = queue.held[caller] + 0.1  # released, and refused again at once
+
+    assert lengths == [1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_a_caller_that_stays_within_its_limit_for_a_hold_length_starts_again_at_the_first_hold() -> None:
+    clock = FakeClock()
+    queue = FairQueue(per_caller=2, clock=clock)
+    caller = caller_of(task("x", "k"))
+    assert queue.hold(caller, 1.0) == 1.0
+    clock.now += 1.5
+    assert queue.hold(caller, 1.0) == 2.0
+
+    clock.now += 2.0 + 2.0  # its 2 s hold ended 2 s ago without a refusal
+
+    assert queue.hold(caller, 1.0) == 1.0
