@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pykka
 
@@ -273,7 +274,7 @@ class ControlPlane:
             via_supervisor.append(index)
         if via_supervisor:
             answers = self._ask(self.refs.supervisor, RouteReports(tuple(reports[i] for i in via_supervisor), scope))
-            for index, answer in zip(via_supervisor, answers):
+            for index, answer in zip(via_supervisor, answers, strict=True):
                 routed[index] = answer
         return routed
 

@@ -10,8 +10,9 @@ import datetime as dt
 import re
 import time
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import jsonschema
 
@@ -367,9 +368,7 @@ def plainly_valid_update(body: dict[str, Any]) -> bool:
         return False
     if "observedAt" in body and type(body["observedAt"]) not in _TIME_TYPES:
         return False
-    if "platform" in body and not (type(body["platform"]) is str and body["platform"] in _PLATFORMS):
-        return False
-    return True
+    return "platform" not in body or (type(body["platform"]) is str and body["platform"] in _PLATFORMS)
 
 
 def parse_status_updates(
@@ -405,8 +404,8 @@ def _scalar_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-_FIRST_EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc).timestamp()
-_LAST_EPOCH = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc).timestamp()
+_FIRST_EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.UTC).timestamp()
+_LAST_EPOCH = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC).timestamp()
 
 
 def parse_time(value: Any, *, field: str) -> float:
@@ -424,7 +423,7 @@ def parse_time(value: Any, *, field: str) -> float:
     except ValueError:
         raise InvalidInput(f"{field}: {value!r} is not an RFC 3339 time", field=field) from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp()
 
 
@@ -432,10 +431,10 @@ def format_time(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     try:
-        moment = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
+        moment = dt.datetime.fromtimestamp(epoch, dt.UTC)
     except (OverflowError, ValueError, OSError):
         # Past year 9999 (a restart 1e33 s away, from a valid policy): the end of the range, not a 500 on every view.
-        moment = (dt.datetime.max if epoch > 0 else dt.datetime.min).replace(tzinfo=dt.timezone.utc)
+        moment = (dt.datetime.max if epoch > 0 else dt.datetime.min).replace(tzinfo=dt.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -10,8 +10,9 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pykka
 
@@ -460,7 +461,9 @@ class InstanceActor(WatchedActor):
             ref.tell(message)
         except pykka.ActorDeadError:
             # The supervisor is restarting it; our record stays authoritative and is saved with the next change.
-            log.error("instance %s: %s is down; %s not delivered", self.record.instance_id, core, type(message).__name__)
+            log.error(
+                "instance %s: %s is down; %s not delivered", self.record.instance_id, core, type(message).__name__
+            )
             return False
         return True
 

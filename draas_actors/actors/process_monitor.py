@@ -12,6 +12,7 @@ has ended. The sweep reaps any released child or leftover that was missed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -192,10 +193,8 @@ class _SelectorThread:
 
     def _command(self, verb: str, token: int, fd: int) -> None:
         self._commands.put((verb, token, fd))
-        try:
+        with contextlib.suppress(OSError):  # closed while shutting down
             os.write(self._wake_w, b"x")
-        except OSError:
-            pass  # closed while shutting down
 
     def _run(self) -> None:
         try:

@@ -294,7 +294,8 @@ class SupervisorActor(WatchedActor):
         self._spawn_instance(record, Resume(control_plane_start=False), *restart.pending)
 
     def _escalate_instance(self, record: InstanceRecord, error: str) -> None:
-        reason = f"instance actor crashed {self.settings.max_restarts} times within {self.settings.window:.0f}s: {error}"
+        limit = f"{self.settings.max_restarts} times within {self.settings.window:.0f}s"
+        reason = f"instance actor crashed {limit}: {error}"
         log.critical("instance %s: %s", record.instance_id, reason)
         self.escalated.add(f"instance:{record.instance_id}")
         self.directory.pop(record.instance_id)

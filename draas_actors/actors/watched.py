@@ -65,7 +65,7 @@ class WatchedActor(pykka.ThreadingActor):
                 envelope = self.actor_inbox.get_nowait()  # type: ignore[attr-defined]
             except queue.Empty:
                 return tuple(pending)
-            if isinstance(envelope.message, pykka.messages._ActorStop):  # noqa: SLF001
+            if isinstance(envelope.message, pykka.messages._ActorStop):
                 continue  # somebody was stopping us anyway
             if envelope.reply_to is None:
                 pending.append(envelope.message)

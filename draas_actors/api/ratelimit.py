@@ -5,8 +5,8 @@ updates: a batch costs one token per item, and its default burst (2,000) lets a 
 through with room for the events right after it (docs/security.md, "The burst covers a resync"). The request
 bucket counts requests whatever their size: ``requestRate`` (by default twice the update rate) with a small burst
 (``requestBurst``, or ``[limits] pushRequestBurst``, 10). Most of what an update costs the control plane is the
-request around it (waitress, the app, the hand-offs between actor threads), so hundreds of single-update requests at once
-would hold the interpreter for a quarter of a second while other daemons' pushes wait; the same updates in one
+request around it (waitress, the app, the hand-offs between actor threads), so hundreds of single-update requests at
+once would hold the interpreter for a quarter of a second while other daemons' pushes wait; the same updates in one
 batch cost a fraction of that. The push client sends singles one at a time and a batch when a backlog has built
 up, so it stays within both; a caller that fires single requests as fast as it can is refused after ten.
 (Measured in bench/push_flood.py: with the update bucket alone a flooding identity's first 400 updates put the
