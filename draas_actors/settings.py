@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from .actors.pool import ActorSettings
 from .actors.store import Durability, Retention
 from .actors.supervisor import SupervisionSettings
 from .api.server import ServerLimits
@@ -155,6 +156,15 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "askTimeout": {"type": "number", "exclusiveMinimum": 0},
             },
         },
+        "actors": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "runtime": {"enum": ["pool", "threads"]},
+                "poolThreads": {"type": "integer", "minimum": 1, "maximum": 256},
+                "poolMaxThreads": {"type": "integer", "minimum": 1, "maximum": 1024},
+            },
+        },
         "shutdown": {
             "type": "object",
             "additionalProperties": False,
@@ -249,6 +259,7 @@ def load_settings(
     except DraasError as error:
         raise ConfigError(f"{where}: {error.message}", field=error.field) from None
     _check_unique(instances, where)
+    actors = _actor_settings(raw.get("actors", {}), where)
     kubernetes = _kubernetes_settings(raw.get("kubernetes", {}), environ, where)
     server, store, sup = raw.get("server", {}), raw.get("store", {}), raw.get("supervisor", {})
     shutdown = raw.get("shutdown", {})
@@ -294,6 +305,7 @@ def load_settings(
             sweep_interval=raw.get("monitor", {}).get("sweepInterval", 5.0),
             ask_timeout=sup.get("askTimeout", SupervisionSettings.ask_timeout),
             kubernetes=kubernetes,
+            actors=actors,
             docker=DockerSettings(stop_timeout=raw.get("docker", {}).get("stopTimeout", DockerSettings.stop_timeout)),
         ),
     )
@@ -356,6 +368,20 @@ def _convert(variable: str, text: str, kind: type) -> Any:
         return kind(text)
     except ValueError:
         raise ConfigError(f"{variable}: expected {kind.__name__}, got {text!r}", field=variable) from None
+
+
+def _actor_settings(section: Mapping[str, Any], where: str) -> ActorSettings:
+    threads = section.get("poolThreads", ActorSettings.pool_threads)
+    # The default ceiling follows a larger poolThreads, so that raising one setting alone is never an error.
+    max_threads = section.get("poolMaxThreads", max(threads, ActorSettings.pool_max_threads))
+    if max_threads < threads:
+        raise ConfigError(
+            f"{where}: actors.poolMaxThreads ({max_threads}) is below actors.poolThreads ({threads})",
+            field="actors.poolMaxThreads",
+        )
+    return ActorSettings(
+        runtime=section.get("runtime", ActorSettings.runtime), pool_threads=threads, pool_max_threads=max_threads
+    )
 
 
 def _kubernetes_settings(section: Mapping[str, Any], environ: Mapping[str, str], where: str) -> KubernetesSettings:

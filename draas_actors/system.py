@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterable
 import pykka
 
 from .actors.bus import BusActor
-from .actors.instance import InstanceServices
+from .actors.instance import InstanceActor, InstanceServices
+from .actors.pool import ActorRuntime, ActorSettings
 from .actors.process_monitor import ProcessMonitorActor
 from .actors.refs import CoreRefs
 from .actors.store import Durability, Retention, StoreActor, StoreHealth
@@ -76,6 +77,7 @@ class SystemSettings:
     ask_timeout: float = 5.0
     kubernetes: KubernetesSettings = KubernetesSettings()
     docker: DockerSettings = DockerSettings()
+    actors: ActorSettings = ActorSettings()
 
 
 class ControlPlane:
@@ -100,6 +102,7 @@ class ControlPlane:
             refs=self.refs, scheduler=self.scheduler, processes=self.processes, docker=self.docker,
             kubernetes=self.kubernetes, clock=clock,
         )
+        self.runtime = ActorRuntime(settings.actors)  # where instance actors run; core actors keep their threads
         self.started_at = 0.0
         self.store_health = StoreHealth()
         self.store_id = ""  # the store's identity (storefile.py), known once start() has checked the store
@@ -126,6 +129,7 @@ class ControlPlane:
             services=self.services,
             core_factory=self._start_core,
             settings=self.settings.supervision,
+            instance_class=self.runtime.actor_class(InstanceActor),
         )
         self.refs.supervisor = supervisor
         self._ask(supervisor, GetHealth())  # answered only once its on_start has started the core actors
@@ -171,6 +175,7 @@ class ControlPlane:
         if supervisor is not None:
             supervisor.stop(timeout=timeout)  # no more restarts of anything from here on
         pykka.ActorRegistry.stop_all(block=True, timeout=timeout)
+        self.runtime.shutdown(timeout)  # after the actors: their last turns run on its workers
         self.scheduler.stop()
         self.docker.close()
         self.kubernetes.close()

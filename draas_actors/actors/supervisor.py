@@ -72,8 +72,10 @@ class SupervisorActor(WatchedActor):
         services: InstanceServices,
         core_factory: CoreFactory,
         settings: SupervisionSettings,
+        instance_class: type[InstanceActor] = InstanceActor,
     ) -> None:
         super().__init__(watcher=None, key="supervisor")
+        self.instance_class = instance_class  # InstanceActor, or a subclass running on the actor pool
         self.refs = refs
         self.services = services
         self.core_factory = core_factory
@@ -171,7 +173,7 @@ class SupervisorActor(WatchedActor):
         return ACCEPTED
 
     def _spawn_instance(self, record: InstanceRecord, *first: Any) -> pykka.ActorRef[Any]:
-        ref = InstanceActor.start(record=record, services=self.services, watcher=self.actor_ref)
+        ref = self.instance_class.start(record=record, services=self.services, watcher=self.actor_ref)
         self.instances[record.instance_id] = ref
         self.platforms[record.instance_id] = record.platform
         for message in first:
