@@ -50,7 +50,8 @@ from .stats import median, p99
 FULL_POOLED, FULL_THREADS = 50_000, 5_000
 QUICK_POOLED, QUICK_THREADS = 1_000, 200
 SMALL = 100  # the size the throughput at full size is compared with
-FULL_UPDATES, QUICK_UPDATES = 3_000, 200
+FULL_UPDATES, QUICK_UPDATES = 10_000, 800  # per round
+ROUNDS = 3  # the median round's rate counts: the machine is shared, one round can be unlucky
 FULL_KILLS, QUICK_KILLS = 30, 2
 CLIENTS = 16
 BATCH = 500
@@ -128,9 +129,10 @@ class ScaleResult:
             Check(f"push throughput at full size / at {SMALL}", f"{p.throughput_ratio:.2f}",
                   f"{t.throughput_ratio:.2f} (at {t.instances:,})", f">= {TARGET_THROUGHPUT_RATIO:.2f}",
                   p.throughput_ratio >= TARGET_THROUGHPUT_RATIO),
-            Check(f"crash -> StatusChanged p99, {p.instances - 1:,} idle besides", f"{crash:.2f} ms",
-                  f"{p99(t.crash_ms):.2f} ms ({t.instances - 1:,} besides)", f"<= {TARGET_CRASH_P99_MS:g} ms",
-                  crash <= TARGET_CRASH_P99_MS and p.instances > CRASH_IDLE_BESIDES),
+            Check(f"crash -> StatusChanged p99, {p.instances:,} idle besides", f"{crash:.2f} ms",
+                  f"{p99(t.crash_ms):.2f} ms ({t.instances:,} besides)",
+                  f"<= {TARGET_CRASH_P99_MS:g} ms, {CRASH_IDLE_BESIDES:,}+ besides",
+                  crash <= TARGET_CRASH_P99_MS and p.instances >= CRASH_IDLE_BESIDES),
             Check(f"start with {n:,} stored instances", f"{p.at(n)['start_s']:.1f} s", f"{tx['start_s']:.1f} s (extrap.)",
                   f"<= {TARGET_START_S:g} s", p.at(n)["start_s"] <= TARGET_START_S),
         ]
@@ -175,18 +177,27 @@ def _create(cp: ControlPlane, first: int, end: int) -> None:
         assert isinstance(outcomes, tuple), outcomes
 
 
-def _throughput(cp: ControlPlane, instances: int, updates: int) -> float:
-    """Updates/s of CLIENTS threads each submitting single reports to its own share of the instances."""
+def _throughput(cp: ControlPlane, instances: int, updates: int, pushed: dict[int, Status]) -> float:
+    """The median of ROUNDS rates, after an untimed warm-up round of a quarter of ``updates``."""
+    _round(cp, instances, max(CLIENTS, updates // 4), pushed)
+    return median([_round(cp, instances, updates, pushed) for _ in range(ROUNDS)])
+
+
+def _round(cp: ControlPlane, instances: int, updates: int, pushed: dict[int, Status]) -> float:
+    """Updates/s of CLIENTS threads each submitting single reports to its own share of the instances.
+
+    ``pushed``: per instance index, the status last pushed (each client reads and writes only its own indexes)."""
     errors: list[BaseException] = []
 
     def client(c: int) -> None:
         mine = range(c, instances, CLIENTS)
-        flips = dict.fromkeys(mine, 0)
         try:
             for k in range(updates // CLIENTS):
                 index = mine[(k * 7919) % len(mine)]  # spread over the instances, not one hot one
-                flips[index] += 1
-                cp.submit((_report(index, Status.UNHEALTHY if flips[index] % 2 else Status.RUNNING),))
+                # Each report changes its instance's status, whatever the earlier rounds left it at.
+                status = Status.UNHEALTHY if pushed.get(index, Status.RUNNING) is Status.RUNNING else Status.RUNNING
+                pushed[index] = status
+                cp.submit((_report(index, status),))
         except BaseException as error:  # noqa: BLE001 - reported by the caller
             errors.append(error)
 
@@ -244,14 +255,15 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
         rss_base = _rss_mib()
         _create(cp, 0, SMALL)
         say(f"{runtime}: {updates} single updates at {SMALL} instances ...")
-        small = _throughput(cp, SMALL, updates)
+        pushed: dict[int, Status] = {}
+        small = _throughput(cp, SMALL, updates, pushed)
         say(f"{runtime}: creating {instances:,} instances ...")
         t0 = time.perf_counter()
         _create(cp, SMALL, instances)
         create_s = time.perf_counter() - t0
         rss, threads = _rss_mib(), _instance_threads(runtime)
         say(f"{runtime}: {updates} single updates at {instances:,} instances ...")
-        full = _throughput(cp, instances, updates)
+        full = _throughput(cp, instances, updates, pushed)
         say(f"{runtime}: {kills} local crashes ...")
         crash_ms, runtimes = _crashes(cp, kills)
     finally:
