@@ -133,8 +133,8 @@ class ScaleResult:
                   f"{p99(t.crash_ms):.2f} ms ({t.instances:,} besides)",
                   f"<= {TARGET_CRASH_P99_MS:g} ms, {CRASH_IDLE_BESIDES:,}+ besides",
                   crash <= TARGET_CRASH_P99_MS and p.instances >= CRASH_IDLE_BESIDES),
-            Check(f"start with {n:,} stored instances", f"{p.at(n)['start_s']:.1f} s", f"{tx['start_s']:.1f} s (extrap.)",
-                  f"<= {TARGET_START_S:g} s", p.at(n)["start_s"] <= TARGET_START_S),
+            Check(f"start with {n:,} stored instances", f"{p.at(n)['start_s']:.1f} s",
+                  f"{tx['start_s']:.1f} s (extrap.)", f"<= {TARGET_START_S:g} s", p.at(n)["start_s"] <= TARGET_START_S),
         ]
 
     @property
@@ -198,7 +198,7 @@ def _round(cp: ControlPlane, instances: int, updates: int, pushed: dict[int, Sta
                 status = Status.UNHEALTHY if pushed.get(index, Status.RUNNING) is Status.RUNNING else Status.RUNNING
                 pushed[index] = status
                 cp.submit((_report(index, status),))
-        except BaseException as error:  # noqa: BLE001 - reported by the caller
+        except BaseException as error:  # reported by the caller, after the join
             errors.append(error)
 
     threads = [threading.Thread(target=client, args=(c,), name=f"bench-client-{c}") for c in range(CLIENTS)]
@@ -217,7 +217,8 @@ def _crashes(cp: ControlPlane, kills: int) -> tuple[list[float], list[Runtime]]:
     recorder = _Recorder()
     cp.subscribe(recorder)
     cp.register(InstanceRecord(
-        instance_id=CRASH_ID, platform=Platform.PROCESS, process=ProcessSpec(command=("sleep", "3600"), stop_timeout=2.0),
+        instance_id=CRASH_ID, platform=Platform.PROCESS,
+        process=ProcessSpec(command=("sleep", "3600"), stop_timeout=2.0),
         restart_policy=RestartPolicy(mode=RestartMode.ON_FAILURE, reset_after=SETTLE_S / 2, max_restarts=1000),
     ))
     runtimes: list[Runtime] = []
@@ -308,13 +309,14 @@ def run(*, pooled: int = FULL_POOLED, threads: int = FULL_THREADS, updates: int 
 
 def render(result: ScaleResult) -> str:
     p, t = result.pooled, result.threads
-    lines = [f"scale: pooled instance actors at {p.instances:,} vs a thread each at {t.instances:,} "
-             f"(extrapolated per instance to {result.target_instances:,}); each layout in its own process"]
+    lines = [(f"scale: pooled instance actors at {p.instances:,} vs a thread each at {t.instances:,} "
+              f"(extrapolated per instance to {result.target_instances:,}); each layout in its own process")]
     rows = [("metric", "pooled", "threads (peer)", "target (pooled)", "result")]
     rows += [(c.label, c.pooled, c.threads, c.target, "PASS" if c.passed else "MISS") for c in result.checks]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w) for j, (cell, w) in enumerate(zip(row, widths))))
+        cells = zip(row, widths, strict=True)
+        lines.append("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w) for j, (cell, w) in enumerate(cells)))
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     for side in (p, t):
@@ -343,7 +345,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     updates = args.updates or (QUICK_UPDATES if args.quick else FULL_UPDATES)
     kills = args.kills or (QUICK_KILLS if args.quick else FULL_KILLS)
-    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
     if args.side:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as workdir:
             side = measure_side(args.side, args.instances, updates, kills, pathlib.Path(workdir), say)

@@ -21,9 +21,10 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
-from typing import Any, Callable, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import pykka
 import pykka.messages
@@ -161,7 +162,7 @@ class ActorPool:
                 self._busy_since[me] = self.clock()
             try:
                 mailbox.run_turn(self)
-            except BaseException:  # noqa: BLE001 - a worker must outlive any one actor
+            except BaseException:  # a worker must outlive any one actor
                 log.exception("%s: a turn failed outside its actor's handlers", self.name)
             self._busy_since[me] = None
 
@@ -186,7 +187,7 @@ class ActorPool:
 class _StopFlag:
     """pykka's ``actor_stopped`` without a ``threading.Event`` per actor: the rare waits share the pool's condition."""
 
-    __slots__ = ("_set", "_cond")
+    __slots__ = ("_cond", "_set")
 
     def __init__(self, cond: threading.Condition) -> None:
         self._set = False
@@ -211,7 +212,7 @@ _NEW, _STARTING, _IDLE, _SCHEDULED, _DEAD = range(5)
 class _Mailbox:
     """A pooled actor's inbox, and its place in the pool's line. Non-blocking: ``get`` raises ``queue.Empty``."""
 
-    __slots__ = ("_items", "_lock", "_state", "_actor")
+    __slots__ = ("_actor", "_items", "_lock", "_state")
 
     def __init__(self, pool: ActorPool) -> None:
         self._items: collections.deque[Envelope[Any]] | None = None  # made on the first message, dropped when idle
@@ -281,7 +282,7 @@ class _Mailbox:
             left, self._items = self._items or (), None
             self._actor = None
         for envelope in left:
-            if isinstance(envelope.message, pykka.messages._ActorStop):  # noqa: SLF001
+            if isinstance(envelope.message, pykka.messages._ActorStop):
                 if envelope.reply_to is not None:
                     envelope.reply_to.set(None)
             else:
@@ -307,9 +308,9 @@ def _handle(actor: PooledActor, envelope: Envelope[Any]) -> None:
             actor._handle_failure(*sys.exc_info())
             try:
                 actor.on_failure(*sys.exc_info())
-            except Exception:  # noqa: BLE001
+            except Exception:
                 actor._handle_failure(*sys.exc_info())
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         # pykka stops every actor here; from a pool worker that must not wait for them.
         log.debug("%r in %s. Stopping all actors.", sys.exc_info()[1], actor)
         actor._stop()
@@ -334,7 +335,7 @@ class PooledActor(pykka.Actor):
     _pool: ClassVar[ActorPool]
 
     @property  # type: ignore[override]
-    def actor_stopped(self) -> _StopFlag:  # type: ignore[override]
+    def actor_stopped(self) -> _StopFlag:
         return self.__dict__["_stop_flag"]  # type: ignore[no-any-return]
 
     @actor_stopped.setter
@@ -343,7 +344,7 @@ class PooledActor(pykka.Actor):
         self.__dict__["_stop_flag"] = _StopFlag(self._pool.stopped)
 
     @classmethod
-    def _create_actor_inbox(cls) -> _Mailbox:  # type: ignore[override]
+    def _create_actor_inbox(cls) -> _Mailbox:
         return _Mailbox(cls._pool)
 
     @staticmethod
@@ -356,9 +357,9 @@ class PooledActor(pykka.Actor):
 
 def on_pool(cls: type[A], pool: ActorPool) -> type[A]:
     """A subclass of ``cls`` that runs on ``pool``: same name, same behaviour, pooled hooks first in the MRO."""
-    pooled = type(cls)(cls.__name__, (PooledActor, cls), {"_pool": pool, "__module__": cls.__module__,
-                                                      "__qualname__": cls.__qualname__})
-    return pooled  # type: ignore[return-value]
+    meta: type = type(cls)  # pykka's ABCMeta
+    namespace = {"_pool": pool, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    return cast("type[A]", meta(cls.__name__, (PooledActor, cls), namespace))
 
 
 class ActorRuntime:
@@ -378,7 +379,7 @@ class ActorRuntime:
             return cls
         if cls not in self._classes:
             self._classes[cls] = on_pool(cls, self.pool)
-        return self._classes[cls]  # type: ignore[return-value]
+        return cast("type[A]", self._classes[cls])
 
     def shutdown(self, timeout: float = 5.0) -> bool:
         return self.pool.shutdown(timeout) if self.pool is not None else True

@@ -29,15 +29,16 @@ def pushed_plane(tmp_path: Path, runtime: Literal["pool", "threads"]) -> tuple[C
                      observed_at=now, platform=Platform.DOCKER)
         for i in range(INSTANCES)
     )
-    assert len(cp.submit(reports)) == INSTANCES
+    outcomes = cp.submit(reports)
+    assert isinstance(outcomes, tuple) and len(outcomes) == INSTANCES
     return cp, before
 
 
 def instance_ref(cp: ControlPlane, instance_id: str) -> pykka.ActorRef[Any]:
     assert cp.refs.supervisor is not None
-    ref = cp.refs.supervisor.ask(LookupInstance(InstanceId(instance_id)), timeout=5)
-    assert ref is not None
-    return ref  # type: ignore[no-any-return]
+    ref = cp.refs.supervisor.ask(LookupInstance(InstanceId(instance_id)), block=True, timeout=5)
+    assert isinstance(ref, pykka.ActorRef)
+    return ref
 
 
 def test_instance_actors_share_the_pools_threads_which_stop_with_the_control_plane(tmp_path: Path) -> None:

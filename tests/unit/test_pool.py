@@ -5,13 +5,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pykka
 import pytest
 
-from draas_actors.actors.pool import ActorPool, ActorRuntime, ActorSettings, PooledActor, on_pool
+from draas_actors.actors.pool import (
+    ActorPool,
+    ActorRuntime,
+    ActorSettings,
+    PooledActor,
+    on_pool,
+)
 from draas_actors.actors.watched import WatchedActor
 from draas_actors.messages import ActorDied
 
@@ -61,7 +68,11 @@ class Recorder(pykka.ThreadingActor):
 def test_an_actor_handles_its_messages_in_order_one_at_a_time_from_many_senders(pool: ActorPool) -> None:
     seen: list[Any] = []
     ref = on_pool(Recorder, pool).start(seen)
-    senders = [threading.Thread(target=lambda n=n: [ref.tell((n, i)) for i in range(300)]) for n in range(4)]
+    def send(n: int) -> None:
+        for i in range(300):
+            ref.tell((n, i))
+
+    senders = [threading.Thread(target=send, args=(n,)) for n in range(4)]
     for sender in senders:
         sender.start()
     for sender in senders:
@@ -114,9 +125,13 @@ class Failing(Recorder):
         self.failures.append("on_stop")
 
 
+def failing(failures: list[str]) -> type[Failing]:
+    return type("F", (Failing,), {"failures": failures})
+
+
 def test_an_exception_in_a_tell_calls_on_failure_stops_the_actor_and_refuses_what_follows(pool: ActorPool) -> None:
     failures: list[str] = []
-    ref = on_pool(type("F", (Failing,), {"failures": failures}), pool).start([])
+    ref = on_pool(failing(failures), pool).start([])
     gate = threading.Event()
     ref.tell(gate)
     ref.tell("boom")
@@ -145,7 +160,7 @@ def test_an_exception_in_on_start_stops_the_actor_without_on_failure(pool: Actor
 def test_stop_runs_on_stop_after_the_earlier_messages_and_answers_true_once(pool: ActorPool) -> None:
     failures: list[str] = []
     seen: list[Any] = []
-    ref = on_pool(type("F", (Failing,), {"failures": failures}), pool).start(seen)
+    ref = on_pool(failing(failures), pool).start(seen)
     ref.tell("first")
     assert ref.stop(timeout=DEADLINE) is True
     assert seen == ["first"] and failures == ["on_stop"]
@@ -222,7 +237,7 @@ def test_the_watchdog_adds_workers_only_after_stall_after_and_never_past_max_thr
     try:
         refs = [on_pool(Recorder, pool).start([]) for _ in range(3)]
         refs[0].tell(gate)
-        until(lambda: pool._busy_since and all(v is not None for v in pool._busy_since.values()), "worker busy")
+        until(lambda: bool(pool._busy_since) and None not in pool._busy_since.values(), "worker busy")
         refs[1].tell("waiting")
         assert pool.check_stalled() is False  # busy for 0 ms
         now[0] = 0.06
