@@ -262,6 +262,7 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
         t0 = time.perf_counter()
         _create(cp, SMALL, instances)
         create_s = time.perf_counter() - t0
+        say(f"{runtime}: created in {create_s:.1f} s")
         rss, threads = _rss_mib(), _instance_threads(runtime)
         say(f"{runtime}: {updates} single updates at {instances:,} instances ...")
         full = _throughput(cp, instances, updates, pushed)
@@ -278,8 +279,9 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
     try:
         again.start()
         start_s = time.perf_counter() - t0
+        say(f"{runtime}: started in {start_s:.1f} s")
     finally:
-        again.stop(stop_processes=True, timeout=10.0)
+        again.stop(timeout=30.0)  # no process to stop: the crash instance was deregistered
     return SideResult(runtime=runtime, instances=instances, rss_base_mib=rss_base, rss_mib=rss,
                       instance_threads=threads, create_s=create_s, small_updates_per_s=small, updates_per_s=full,
                       crash_ms=crash_ms, start_s=start_s)
