@@ -174,8 +174,9 @@ class ControlPlane:
                 time.sleep(0.05)
         if supervisor is not None:
             supervisor.stop(timeout=timeout)  # no more restarts of anything from here on
+        # Pooled instance actors, then the pool's workers; then the core actors, which the instances write to.
+        self.runtime.shutdown(timeout)
         pykka.ActorRegistry.stop_all(block=True, timeout=timeout)
-        self.runtime.shutdown(timeout)  # after the actors: their last turns run on its workers
         self.scheduler.stop()
         self.docker.close()
         self.kubernetes.close()

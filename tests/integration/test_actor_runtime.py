@@ -45,7 +45,8 @@ def test_instance_actors_share_the_pools_threads_which_stop_with_the_control_pla
     cp, before = pushed_plane(tmp_path, "pool")
     try:
         assert issubclass(instance_ref(cp, "c7").actor_class, PooledActor)
-        assert threading.active_count() - before <= 4 + 1  # the pool's workers and its watchdog
+        # The pool's workers (more than 4 only if the watchdog saw all 4 stuck on a loaded machine) and its watchdog.
+        assert threading.active_count() - before <= 8 + 1
         assert cp.get_instance("c299").status is Status.RUNNING
     finally:
         cp.stop(timeout=5)

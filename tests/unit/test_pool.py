@@ -29,7 +29,7 @@ DEADLINE = 5.0
 def pool() -> Iterator[ActorPool]:
     pool = ActorPool(2, 6, retire_after=0.05)
     yield pool
-    pykka.ActorRegistry.stop_all(block=True, timeout=DEADLINE)  # before the workers go
+    assert pool.stop_actors(DEADLINE)  # before the workers go
     pool.shutdown(DEADLINE)
 
 
@@ -190,7 +190,7 @@ def test_a_busy_actor_yields_after_turn_messages_so_others_get_a_turn() -> None:
         assert busy.ask("done", timeout=DEADLINE) == "done"
         assert log.index("other") == 8  # after the gate and 7 more: busy's turn of 8
     finally:
-        pykka.ActorRegistry.stop_all(block=True, timeout=DEADLINE)
+        pool.stop_actors(DEADLINE)
         pool.shutdown(DEADLINE)
 
 
@@ -212,7 +212,7 @@ def test_a_busy_actor_yields_when_its_time_slice_is_over() -> None:
         # Each message reads the clock once: the slice of 5 "seconds" ends after a few of them, not after 40.
         assert log.index("other") < 10
     finally:
-        pykka.ActorRegistry.stop_all(block=True, timeout=DEADLINE)
+        pool.stop_actors(DEADLINE)
         pool.shutdown(DEADLINE)
 
 
@@ -250,7 +250,7 @@ def test_the_watchdog_adds_workers_only_after_stall_after_and_never_past_max_thr
         assert pool.check_stalled() is False and pool.workers == 2  # the cap
     finally:
         gate.set()
-        pykka.ActorRegistry.stop_all(block=True, timeout=DEADLINE)
+        pool.stop_actors(DEADLINE)
         pool.shutdown(DEADLINE)
 
 
@@ -270,7 +270,7 @@ def test_an_ask_from_a_pool_worker_to_a_pooled_actor_is_logged_and_does_not_dead
             assert asker.ask("relayed", timeout=DEADLINE) == "relayed"
         assert "can deadlock the pool" in caplog.text
     finally:
-        pykka.ActorRegistry.stop_all(block=True, timeout=DEADLINE)
+        pool.stop_actors(DEADLINE)
         pool.shutdown(DEADLINE)
 
 
@@ -309,10 +309,20 @@ def test_the_runtime_pools_classes_once_or_leaves_them_on_threads() -> None:
         assert cls.__name__ == "Recorder"
         assert cls.start([]).ask("x", timeout=DEADLINE) == "x"
     finally:
-        pykka.ActorRegistry.stop_all(block=True, timeout=DEADLINE)
         assert pooled.shutdown(DEADLINE)
 
 
 def test_a_pool_refuses_impossible_sizes() -> None:
     with pytest.raises(ValueError, match="max_threads"):
         ActorPool(4, 2)
+
+
+def test_pooled_actors_stay_out_of_pykkas_registry_and_the_runtime_stops_them() -> None:
+    runtime = ActorRuntime(ActorSettings(pool_threads=2, pool_max_threads=2))
+    failures: list[str] = []
+    refs = [runtime.actor_class(failing(failures)).start([]) for _ in range(50)]
+    assert pykka.ActorRegistry.get_all() == []  # a list that each stop would scan: quadratic at 50,000
+    assert runtime.pool is not None and len(runtime.pool.live_actors()) == 50
+    assert runtime.shutdown(DEADLINE)
+    assert failures == ["on_stop"] * 50 and not any(ref.is_alive() for ref in refs)
+    assert runtime.pool.live_actors() == [] and runtime.pool.workers == 0
