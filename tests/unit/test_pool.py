@@ -6,12 +6,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import pykka
 import pytest
 
+import draas_actors
 from draas_actors.actors.pool import (
     ActorPool,
     ActorRuntime,
@@ -326,3 +328,12 @@ def test_pooled_actors_stay_out_of_pykkas_registry_and_the_runtime_stops_them() 
     assert runtime.shutdown(DEADLINE)
     assert failures == ["on_stop"] * 50 and not any(ref.is_alive() for ref in refs)
     assert runtime.pool.live_actors() == [] and runtime.pool.workers == 0
+
+
+def test_the_code_that_runs_on_the_pool_never_waits_for_an_answer() -> None:
+    # A pool worker blocked on a pooled actor's answer can deadlock a small pool (see PoolFuture): instance actors
+    # and their workloads tell, and never ask.
+    root = Path(draas_actors.__file__).parent
+    sources = [root / "actors" / "instance.py", *sorted((root / "workloads").glob("*.py"))]
+    asking = [path.name for path in sources if ".ask(" in path.read_text() or ".get(timeout" in path.read_text()]
+    assert asking == []
