@@ -58,6 +58,7 @@ BATCH = 500
 SETTLE_S = 0.3  # longer than the crash instance's resetAfter, so that every kill follows a healthy run
 DEADLINE_S = 30.0
 CHILD_TIMEOUT_S = 1800.0
+ASK_TIMEOUT_S = 60.0
 CRASH_ID = InstanceId("bench-crash")
 
 TARGET_RSS_MIB = 1024.0
@@ -246,7 +247,9 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
                  say: Callable[[str], None]) -> SideResult:
     settings = SystemSettings(
         data_dir=workdir, sweep_interval=60.0,
-        supervision=SupervisionSettings(auto_create_cap=instances + 1),
+        # Listing or loading 50,000 records on a busy 2-core machine can take longer than the default 5 s.
+        ask_timeout=ASK_TIMEOUT_S,
+        supervision=SupervisionSettings(auto_create_cap=instances + 1, ask_timeout=ASK_TIMEOUT_S),
         actors=ActorSettings(runtime="pool" if runtime == "pool" else "threads"),
     )
     cp = ControlPlane(settings)
@@ -270,11 +273,14 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
         crash_ms, runtimes = _crashes(cp, kills)
     finally:
         try:
-            cp.stop(stop_processes=True, timeout=10.0)
+            # Not stop_processes, which lists every record: the crash instance was deregistered (its child
+            # stopped), and _kill_leftovers covers a run that failed before that.
+            cp.stop(timeout=30.0)
         finally:
             _kill_leftovers(runtimes)
     say(f"{runtime}: start with {instances + 1:,} stored instances ...")
-    again = ControlPlane(dataclasses.replace(settings, supervision=SupervisionSettings(auto_create=False)))
+    again = ControlPlane(dataclasses.replace(
+        settings, supervision=SupervisionSettings(auto_create=False, ask_timeout=ASK_TIMEOUT_S)))
     t0 = time.perf_counter()
     try:
         again.start()
