@@ -109,7 +109,9 @@ class DockerEventsResult:
 class NaiveDockerDaemon:
     """``docker events`` piped through ``json.loads`` into one fresh ``requests.post`` per event."""
 
-    STATUS: ClassVar[dict[str, str]] = {"create": "Pending", "start": "Running", "restart": "Running", "destroy": "Removed"}
+    STATUS: ClassVar[dict[str, str]] = {
+        "create": "Pending", "start": "Running", "restart": "Running", "destroy": "Removed",
+    }
 
     def __init__(self, url: str, api_key: str, labels: list[str]) -> None:
         self.url, self.headers, self.labels = url + "/api/status/updates", {"X-API-Key": api_key}, labels
@@ -309,7 +311,7 @@ def measure_side(
             def guarded() -> None:
                 try:
                     body()
-                except BaseException as error:  # noqa: BLE001  (reported after each kill)
+                except BaseException as error:
                     failures.append(error)
 
             thread = threading.Thread(target=guarded, name=f"bench-{side}-daemon", daemon=True)
@@ -333,7 +335,8 @@ def measure_side(
 
 
 def _measure(
-    side: str, client: docker.DockerClient, plane: DaemonPlane[_Recorder], boxes: _Containers, ids: list[str], names: list[str],
+    side: str, client: docker.DockerClient, plane: DaemonPlane[_Recorder], boxes: _Containers, ids: list[str],
+    names: list[str],
     kills: int, t0: float, watcher: _DieWatcher, failures: list[BaseException], say: Say,
 ) -> SideResult:
     """(2) from the daemon's start at t0, then (1) over the first ``kills`` (running) containers."""

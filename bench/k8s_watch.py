@@ -44,8 +44,9 @@ Targets (ours), on this 2-core machine when nothing else runs on it:
   write, one HTTP POST on a kept-alive connection, an actor message and the bus: a few milliseconds (measured:
   median 4-5 ms, p99 10 ms). 50 ms leaves room for the fsync's tail and the GIL while staying far under what a
   poller can do at all (half its period plus a typed listing of 500 pods: its median is 0.8-0.9 s here) and
-  under the ~100 ms at which a dashboard stops looking live. With other test suites on the same two cores the p99 reaches ~100 ms (the
-  daemon's read and the spool's fsync wait for CPU and disk): a figure from a busy machine is not a result.
+  under the ~100 ms at which a dashboard stops looking live. With other test suites on the same two cores the p99
+  reaches ~100 ms (the daemon's read and the spool's fsync wait for CPU and disk): a figure from a busy machine is
+  not a result.
 - (2) <= 1.5 s for 500 pods. Measured 0.34-0.42 s idle and up to 0.9 s with other suites running; most of it is
   the control plane taking a 500-item batch (schema checks, 500 instance actors started, their records stored),
   the daemon's own list, mapping and spool write about 0.1 s. 1.5 s is about four times the idle figure and
@@ -182,7 +183,7 @@ class PollingPeer:
         now = time.time()
         current: dict[str, StatusUpdate] = {}
         for pod in pods:
-            raw = self._api_client.sanitize_for_serialization(pod)  # type: ignore[no-untyped-call]
+            raw = self._api_client.sanitize_for_serialization(pod)
             try:
                 report = map_pod(raw, observed_at=now)
             except MalformedPod as error:
@@ -209,7 +210,7 @@ class PollingPeer:
                     log.warning("listing pods failed: %s", error)
                 self._stopping.wait(self.interval)
         finally:
-            self._api_client.close()  # type: ignore[no-untyped-call]
+            self._api_client.close()
             self.push.close(timeout=5.0)
 
     def stop(self) -> None:
@@ -381,7 +382,7 @@ def measure_side(side: str, *, changes: int, pods: int, workdir: pathlib.Path, s
             def guarded() -> None:
                 try:
                     runner.run()
-                except BaseException as error:  # noqa: BLE001  (reported below)
+                except BaseException as error:
                     failures.append(error)
 
             thread = threading.Thread(target=guarded, name=f"bench-k8s-{side}", daemon=True)

@@ -50,7 +50,7 @@ class DaemonPlane(Generic[R]):
 @contextlib.contextmanager
 def served_control_plane(
     data_dir: pathlib.Path,
-    make_app: Callable[[ControlPlane], falcon.App],
+    make_app: Callable[[ControlPlane], falcon.App[falcon.Request, falcon.Response]],
     subscriber: Callable[[StatusChanged], None],
     *,
     queue_size: int | None = None,
@@ -87,7 +87,7 @@ def daemon_control_plane(
     key = secrets.token_hex(16)
     security = SecuritySettings(limits=limits or LimitSettings())
 
-    def make_app(cp: ControlPlane) -> falcon.App:
+    def make_app(cp: ControlPlane) -> falcon.App[falcon.Request, falcon.Response]:
         return create_app(cp, security=security, daemon_keys=(key,), operator_keys=(secrets.token_hex(16),))
 
     with served_control_plane(data_dir, make_app, recorder) as plane:

@@ -299,7 +299,9 @@ def render(result: ProcessRestartResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     """CLI; exit status 1 when a target is missed in a full run (a quick run is a smoke test: always 0)."""
     ap = argparse.ArgumentParser(prog="python -m bench.process_restart", description=__doc__.split("\n")[0])
-    ap.add_argument("--kills", type=int, default=None, help=f"kills per side (default {FULL_KILLS}, quick {QUICK_KILLS})")
+    ap.add_argument(
+        "--kills", type=int, default=None, help=f"kills per side (default {FULL_KILLS}, quick {QUICK_KILLS})"
+    )
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_KILLS} kills per side")
     ap.add_argument("--settle", type=float, default=SETTLE_S, help="seconds the child runs before each kill")
     ap.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")

@@ -314,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     updates = args.updates or (QUICK_UPDATES if args.quick else FULL_UPDATES)
     seconds = args.flood_seconds or (QUICK_FLOOD_S if args.quick else FULL_FLOOD_S)
     result = run(updates=updates, flood_seconds=seconds, rogues=args.rogues, connections=args.connections,
-                 rogue_batch=args.rogue_batch, say=None if args.json else (lambda m: print(m, file=sys.stderr, flush=True)))
+                 rogue_batch=args.rogue_batch,
+                 say=None if args.json else (lambda m: print(m, file=sys.stderr, flush=True)))
     print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
     return 0 if result.passed or args.quick else 1
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pathlib
 import shlex
@@ -81,7 +82,7 @@ class _Events:
     def _drain(self) -> None:
         """Fold complete lines appended since the last call into running/exited."""
         try:
-            with open(self._path, "r", encoding="ascii") as f:
+            with open(self._path, encoding="ascii") as f:
                 f.seek(self._offset)
                 data = f.read()
                 self._offset = f.tell()
@@ -145,10 +146,8 @@ def _stop(proc: subprocess.Popen[bytes], child_pid: int | None) -> None:
         if not _alive(child_pid):
             return
         time.sleep(0.005)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(child_pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def measure_supervisord(

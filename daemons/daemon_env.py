@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from draas_actors.errors import ConfigError

@@ -41,9 +41,10 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import docker
 import requests
@@ -275,7 +276,8 @@ class DockerDaemon:
     def stream(self, since: EngineTime) -> None:
         """Map and push events from ``since`` until the stream ends (engine gone, or ``stop``)."""
         client = self._connect()
-        events = client.api.events(
+        # since: "seconds.nanoseconds" text, which the Engine API takes; the stubs know only int and datetime.
+        events = client.api.events(  # type: ignore[call-overload]
             since=since.since_param,
             filters={"type": "container", "label": list(self.settings.label_filter)},
             decode=True,

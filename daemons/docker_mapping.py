@@ -28,8 +28,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from draas_actors.model import Platform, Status
 from draas_actors.wire import is_instance_id
@@ -269,7 +270,7 @@ def parse_engine_time(text: str) -> EngineTime:
     if match is None:
         raise ValueError(f"not an RFC 3339 time: {text!r}")
     whole, fraction, offset = match.groups()
-    zone = dt.timezone.utc if offset.upper() == "Z" else _offset(offset)
+    zone = dt.UTC if offset.upper() == "Z" else _offset(offset)
     seconds = int(dt.datetime.fromisoformat(whole).replace(tzinfo=zone).timestamp())
     return EngineTime(seconds * 1_000_000_000 + int((fraction or "").ljust(9, "0")))
 

@@ -29,6 +29,7 @@ and ``Removed`` is pushed only when an instance's last pod is gone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -37,9 +38,10 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import urllib3
 from kubernetes import client as k8s
@@ -592,10 +594,8 @@ def _interrupt(response: Any) -> None:
         log.debug("shutting down the watch response failed (%s); shutting its socket", error)
     sock = getattr(getattr(response, "connection", None), "sock", None)
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):  # already closed: the reader is woken either way
             sock.shutdown(2)  # socket.SHUT_RDWR
-        except OSError:
-            pass  # already closed: the reader is woken either way
 
 
 # -- the command ------------------------------------------------------------------------------------

@@ -37,8 +37,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from draas_actors.model import Platform, Status
 from draas_actors.wire import is_instance_id

@@ -36,9 +36,10 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import backoff
 import requests
@@ -46,10 +47,10 @@ import requests
 from .spool import Spool, SpoolClosed, SpoolItem
 
 __all__ = [
+    "RETRYABLE_STATUSES",
     "PushClient",
     "PushSettings",
     "PushStats",
-    "RETRYABLE_STATUSES",
     "is_retryable",
     "parse_retry_after",
     "retry_delays",
@@ -138,7 +139,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
+            when = when.replace(tzinfo=dt.UTC)
         return max(0.0, when.timestamp() - (time.time() if now is None else now))
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 

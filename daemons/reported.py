@@ -21,8 +21,8 @@ import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable, Iterable, MutableMapping
 from pathlib import Path
-from typing import Callable, Iterable, MutableMapping
 
 from draas_actors.model import Platform, Status
 

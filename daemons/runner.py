@@ -15,9 +15,10 @@ import signal
 import sqlite3
 import sys
 import threading
-from types import FrameType
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
+from types import FrameType
+from typing import Any, Protocol, TypeVar
 
 from draas_actors.errors import ConfigError
 

@@ -17,9 +17,9 @@ import fcntl
 import os
 import sqlite3
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 __all__ = ["Spool", "SpoolClosed", "SpoolItem", "SpoolLocked"]
 

@@ -72,7 +72,8 @@ class Ticket:
     receipt: Receipt
     index: int
 
-    def ack(self, outcome: Outcome) -> Ack:
+    def ack(self, outcome: Outcome | None) -> Ack:
+        """``outcome`` None: nothing of this item is to be committed (see ``Receipt.settle``)."""
         return Ack(self, outcome)
 
 

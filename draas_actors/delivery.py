@@ -10,7 +10,7 @@ import collections
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .messages import StatusChanged, SubscriptionFilter
 
@@ -27,8 +27,6 @@ class Subscriber:
     ) -> None:
         self.subscription_id = subscription_id
         self.filter = event_filter
-        self.delivered = 0
-        self.dropped = 0
         self.failed = 0
         self._callback = callback
         self._queue: collections.deque[StatusChanged] = collections.deque(maxlen=queue_size)
@@ -44,9 +42,7 @@ class Subscriber:
         if not self.filter.matches(event):
             return
         with self._cond:
-            if len(self._queue) == self._queue.maxlen:
-                self.dropped += 1
-            self._queue.append(event)
+            self._queue.append(event)  # full: the deque (maxlen) drops the oldest event, a slow subscriber lags
             self._cond.notify()
 
     def close(self, *, drain: bool = False) -> None:
@@ -69,7 +65,6 @@ class Subscriber:
                 event = self._queue.popleft()
             try:
                 self._callback(event)
-                self.delivered += 1
             except Exception:
                 self.failed += 1
                 if self.failed <= 10 or self.failed % 1000 == 0:
@@ -94,13 +89,6 @@ class Subscriptions:
                 subscription_id, callback, event_filter, queue_size
             )
         return subscription_id
-
-    def remove(self, subscription_id: int) -> bool:
-        with self._lock:
-            subscriber = self._subscribers.pop(subscription_id, None)
-        if subscriber is not None:
-            subscriber.close()
-        return subscriber is not None
 
     def publish(self, event: StatusChanged) -> None:
         for subscriber in list(self._subscribers.values()):

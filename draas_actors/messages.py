@@ -249,11 +249,6 @@ class Subscribe:
     queue_size: int = 10_000
 
 
-@dataclass(frozen=True)
-class Unsubscribe:
-    subscription_id: int
-
-
 # -- runtime store ----------------------------------------------------------------------------------
 
 

@@ -23,7 +23,6 @@ import enum
 import math
 from dataclasses import dataclass
 
-
 BUDGET_EXHAUSTED = "restart budget exhausted"  # the reason a policy gives up with, at the end of lastReason
 
 
@@ -140,4 +139,4 @@ def plan_restart(
         )
     series += 1
     delay = backoff_delay(policy, series, rand)
-    return Restart(delay, RestartHistory(restart_times=recent + (now + delay,), series=series))
+    return Restart(delay, RestartHistory(restart_times=(*recent, now + delay), series=series))

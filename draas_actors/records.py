@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .model import InstanceId, Platform, Status
 from .policy import RestartHistory, RestartMode, RestartPolicy

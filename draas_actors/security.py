@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import hmac
 import ipaddress
 import re
 import secrets
@@ -190,11 +189,6 @@ def is_key_hash(text: str) -> bool:
 
 
 _KEY_HASH = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-def key_matches(presented: str, key_hash: str) -> bool:
-    """Constant-time comparison of a presented key with one stored hash."""
-    return hmac.compare_digest(hash_key(presented).encode(), key_hash.encode())
 
 
 def normalise_subject(subject: str) -> str:

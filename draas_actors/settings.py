@@ -15,9 +15,10 @@ import dataclasses
 import os
 import secrets
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -208,8 +209,10 @@ ENVIRONMENT: dict[str, tuple[str, str, type]] = {
     "DRAAS_KUBE_CONTEXT": ("kubernetes", "context", str),
 }
 # Plain keys from the environment: the quick-start identities local-daemon and local-admin.
-KEY_VARIABLES = {"DRAAS_DAEMON_API_KEY": "daemon", "DRAAS_OPERATOR_API_KEY": "operator"}
+KEY_VARIABLES = {"DRAAS_DAEMON_API_KEY": "daemon_keys", "DRAAS_OPERATOR_API_KEY": "operator_keys"}
 MIN_KEY_LENGTH = 16
+# Where keys, the store and other state go without dataDir; SystemSettings has no default, this is the only one.
+DEFAULT_DATA_DIR = "./var"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,54 +264,61 @@ def load_settings(
     _check_unique(instances, where)
     actors = _actor_settings(raw.get("actors", {}), where)
     kubernetes = _kubernetes_settings(raw.get("kubernetes", {}), environ, where)
-    server, store, sup = raw.get("server", {}), raw.get("store", {}), raw.get("supervisor", {})
-    shutdown = raw.get("shutdown", {})
-    data_dir = Path(raw.get("dataDir", "./var"))
     security = _security_settings(raw, where)
+    server, store, supervisor = raw.get("server", {}), raw.get("store", {}), raw.get("supervisor", {})
+    if "durability" in store:
+        store = {**store, "durability": Durability(store["durability"])}
     return Settings(
-        host=server.get("host", "127.0.0.1"),
-        port=server.get("port", 8088),
-        threads=server.get("threads", 8),
-        log_level=raw.get("logLevel", "INFO"),
-        daemon_keys=plain.get("daemon", ()),
-        operator_keys=plain.get("operator", ()),
-        stop_processes_on_exit=shutdown.get("stopProcesses", False),
-        shutdown_timeout=shutdown.get("timeout", 10.0),
+        **_given(raw, {"logLevel": "log_level"}),
+        **_given(server, {"host": "host", "port": "port", "threads": "threads"}),
+        **_given(raw.get("shutdown", {}), {"stopProcesses": "stop_processes_on_exit", "timeout": "shutdown_timeout"}),
+        **plain,
         instances=instances,
         security=security,
         server_limits=ServerLimits(
-            channel_timeout=server.get("channelTimeout", ServerLimits.channel_timeout),
-            request_timeout=server.get("requestTimeout", ServerLimits.request_timeout),
-            connection_limit=server.get("connectionLimit", ServerLimits.connection_limit),
-            reserved_connections=server.get("reservedConnections", ServerLimits.reserved_connections),
-            connections_per_address=server.get("connectionsPerAddress", ServerLimits.connections_per_address),
+            **_given(server, _SERVER_LIMIT_FIELDS),
+            **_given(raw.get("limits", {}), {"maxBodyBytes": "max_body_bytes"}),
             uncapped=security.network.trusted_proxies,
-            max_header_bytes=server.get("maxHeaderBytes", ServerLimits.max_header_bytes),
-            max_body_bytes=raw.get("limits", {}).get("maxBodyBytes", LimitSettings.max_body_bytes),
         ),
         system=SystemSettings(
-            data_dir=data_dir,
-            store_path=store.get("path"),
-            durability=Durability(store.get("durability", SystemSettings.durability.value)),
-            retention=Retention(
-                max_changes=store.get("maxChanges", Retention.max_changes),
-                max_age=store.get("maxAge", Retention.max_age),
-                prune_interval=store.get("pruneInterval", Retention.prune_interval),
-            ),
-            supervision=SupervisionSettings(
-                max_restarts=sup.get("maxRestarts", SupervisionSettings.max_restarts),
-                window=sup.get("window", SupervisionSettings.window),
-                auto_create=sup.get("autoCreate", SupervisionSettings.auto_create),
-                auto_create_cap=sup.get("autoCreateCap", SupervisionSettings.auto_create_cap),
-                ask_timeout=sup.get("askTimeout", SupervisionSettings.ask_timeout),
-            ),
-            sweep_interval=raw.get("monitor", {}).get("sweepInterval", 5.0),
-            ask_timeout=sup.get("askTimeout", SupervisionSettings.ask_timeout),
+            data_dir=Path(raw.get("dataDir", DEFAULT_DATA_DIR)),
+            **_given(store, {"path": "store_path", "durability": "durability"}),
+            retention=Retention(**_given(store, {"maxChanges": "max_changes", "maxAge": "max_age",
+                                                 "pruneInterval": "prune_interval"})),
+            supervision=SupervisionSettings(**_given(supervisor, _SUPERVISION_FIELDS)),
+            **_given(raw.get("monitor", {}), {"sweepInterval": "sweep_interval"}),
+            # One [supervisor] askTimeout bounds both the supervisor's asks and the facade's.
+            **_given(supervisor, {"askTimeout": "ask_timeout"}),
             kubernetes=kubernetes,
             actors=actors,
-            docker=DockerSettings(stop_timeout=raw.get("docker", {}).get("stopTimeout", DockerSettings.stop_timeout)),
+            docker=DockerSettings(**_given(raw.get("docker", {}), {"stopTimeout": "stop_timeout"})),
         ),
     )
+
+
+def _given(section: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
+    """The keys of ``section`` that are set, as the dataclass's field names (``fields``: TOML key -> field).
+
+    A key that is not set is not passed on, so its default is the dataclass's own, stated there and only there.
+    """
+    return {field: section[key] for key, field in fields.items() if key in section}
+
+
+_SERVER_LIMIT_FIELDS = {
+    "channelTimeout": "channel_timeout",
+    "requestTimeout": "request_timeout",
+    "connectionLimit": "connection_limit",
+    "reservedConnections": "reserved_connections",
+    "connectionsPerAddress": "connections_per_address",
+    "maxHeaderBytes": "max_header_bytes",
+}
+_SUPERVISION_FIELDS = {
+    "maxRestarts": "max_restarts",
+    "window": "window",
+    "autoCreate": "auto_create",
+    "autoCreateCap": "auto_create_cap",
+    "askTimeout": "ask_timeout",
+}
 
 
 def ensure_keys(settings: Settings) -> tuple[Settings, list[Path]]:
@@ -371,17 +381,18 @@ def _convert(variable: str, text: str, kind: type) -> Any:
 
 
 def _actor_settings(section: Mapping[str, Any], where: str) -> ActorSettings:
-    threads = section.get("poolThreads", ActorSettings.pool_threads)
-    # The default ceiling follows a larger poolThreads, so that raising one setting alone is never an error.
-    max_threads = section.get("poolMaxThreads", max(threads, ActorSettings.pool_max_threads))
-    if max_threads < threads:
+    actors = ActorSettings(**_given(section, {"runtime": "runtime", "poolThreads": "pool_threads",
+                                              "poolMaxThreads": "pool_max_threads"}))
+    if "poolMaxThreads" not in section and actors.pool_max_threads < actors.pool_threads:
+        # The ceiling follows a larger poolThreads, so that raising one setting alone is never an error.
+        return dataclasses.replace(actors, pool_max_threads=actors.pool_threads)
+    if actors.pool_max_threads < actors.pool_threads:
         raise ConfigError(
-            f"{where}: actors.poolMaxThreads ({max_threads}) is below actors.poolThreads ({threads})",
+            f"{where}: actors.poolMaxThreads ({actors.pool_max_threads}) is below actors.poolThreads "
+            f"({actors.pool_threads})",
             field="actors.poolMaxThreads",
         )
-    return ActorSettings(
-        runtime=section.get("runtime", ActorSettings.runtime), pool_threads=threads, pool_max_threads=max_threads
-    )
+    return actors
 
 
 def _kubernetes_settings(section: Mapping[str, Any], environ: Mapping[str, str], where: str) -> KubernetesSettings:
@@ -394,8 +405,7 @@ def _kubernetes_settings(section: Mapping[str, Any], environ: Mapping[str, str],
         kubeconfig=explicit or environ.get("KUBECONFIG") or None,
         context=context,
         in_cluster=explicit is None and bool(environ.get("KUBERNETES_SERVICE_HOST")),
-        request_timeout=section.get("requestTimeout", KubernetesSettings.request_timeout),
-        replacement_grace=section.get("replacementGrace", KubernetesSettings.replacement_grace),
+        **_given(section, {"requestTimeout": "request_timeout", "replacementGrace": "replacement_grace"}),
     )
 
 
@@ -445,9 +455,10 @@ def _refuse_plain_keys(auth: Any, where: str) -> None:
             )
 
 
-def _environment_keys(environ: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
-    keys: dict[str, tuple[str, ...]] = {}
-    for variable, kind in KEY_VARIABLES.items():
+def _environment_keys(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``daemon_keys``/``operator_keys`` for Settings, only those given."""
+    keys: dict[str, Any] = {}
+    for variable, field in KEY_VARIABLES.items():
         value = environ.get(variable, "").strip()
         if not value:
             continue
@@ -456,7 +467,7 @@ def _environment_keys(environ: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
                 f"{variable}: a key must be at least {MIN_KEY_LENGTH} characters (python run.py hash-key makes one)",
                 field=variable,
             )
-        keys[kind] = (value,)
+        keys[field] = (value,)
     return keys
 
 
@@ -539,7 +550,7 @@ def _check_distinct(credentials: list[Credential], auth: Mapping[str, Any], wher
     names: set[str] = set()
     hashes: set[str] = set()
     subjects: set[str] = set()
-    for credential, field in zip(credentials, fields):
+    for credential, field in zip(credentials, fields, strict=True):
         name = credential.identity.name
         if name in names:
             raise ConfigError(f"{where}: {field}.name: duplicate identity name {name!r}", field=f"{field}.name")
@@ -577,4 +588,4 @@ _LIMIT_FIELDS = {
 
 
 def _limit_settings(section: Mapping[str, Any]) -> LimitSettings:
-    return LimitSettings(**{_LIMIT_FIELDS[key]: value for key, value in section.items()})
+    return LimitSettings(**_given(section, _LIMIT_FIELDS))

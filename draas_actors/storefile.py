@@ -67,7 +67,9 @@ def prepare_store(path: str, *, fresh: bool = False) -> StoreIdentity:
         return _open_and_count(db_path, marker, remembered)
     except sqlite3.DatabaseError as error:
         if "readonly" in str(error):
-            raise StoreError(f"store {db_path} is read-only: make it writable by this user", field="store.path") from None
+            raise StoreError(
+                f"store {db_path} is read-only: make it writable by this user", field="store.path"
+            ) from None
         raise StoreError(f"store {db_path}: {_sqlite_reason(error)}; {FRESH_HINT}", field="store.path") from None
     except OSError as error:
         raise StoreError(f"store {db_path}: cannot write: {error.strerror}", field="store.path") from None

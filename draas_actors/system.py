@@ -49,7 +49,6 @@ from .messages import (
     SubmitReports,
     Subscribe,
     SubscriptionFilter,
-    Unsubscribe,
 )
 from .model import InstanceId, Platform, Status
 from .platforms.docker import DockerPlatform, DockerSettings
@@ -309,9 +308,6 @@ class ControlPlane:
         queue_size: int = 10_000,
     ) -> int:
         return self._ask(self.refs.bus, Subscribe(callback, event_filter or SubscriptionFilter(), queue_size))
-
-    def unsubscribe(self, subscription_id: int) -> bool:
-        return self._ask(self.refs.bus, Unsubscribe(subscription_id))
 
     def record_audit(self, entry: AuditEntry) -> bool:
         """Hand a rejected request's entry to the store without waiting; False when no store takes it now."""

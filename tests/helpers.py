@@ -7,9 +7,10 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import psutil
 import pytest
@@ -28,9 +29,11 @@ HTTP_TIMEOUT = 5.0
 
 
 def wait_until(
-    predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01, message: str = ""
+    predicate: Callable[[], T | None], timeout: float = 5.0, interval: float = 0.01, message: str = ""
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy and return that; ``pytest.fail`` at the deadline."""
+    """Poll ``predicate`` until it returns something truthy and return that; ``pytest.fail`` at the deadline.
+
+    A predicate may answer None for "not yet": what it returns at last is not None."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -10,7 +10,7 @@ import pykka
 
 from ..commit import Sync
 from ..delivery import Subscriptions
-from ..messages import AppendChange, LastCursor, Publish, SaveRecord, Subscribe, Unsubscribe
+from ..messages import AppendChange, LastCursor, Publish, SaveRecord, Subscribe
 from .refs import CoreRefs
 from .watched import WatchedActor
 
@@ -33,7 +33,6 @@ class BusActor(WatchedActor):
         self.subscriptions = subscriptions
         self.ask_timeout = ask_timeout
         self.cursor = 0
-        self.published = 0
 
     def started(self) -> None:
         # Cursors continue from what the store holds, so they stay monotonic across restarts.
@@ -54,7 +53,6 @@ class BusActor(WatchedActor):
                     store.tell(AppendChange(change))
                 store.tell(SaveRecord(record, ack))
                 if change is not None:
-                    self.published += 1
                     self.subscriptions.publish(change)
             case Sync(ack):
                 try:
@@ -63,8 +61,6 @@ class BusActor(WatchedActor):
                     ack.failed("the store is restarting")
             case Subscribe(callback, event_filter, queue_size):
                 return self.subscriptions.add(callback, event_filter, queue_size)
-            case Unsubscribe(subscription_id):
-                return self.subscriptions.remove(subscription_id)
             case _:
                 return super().on_receive(message)
         return None

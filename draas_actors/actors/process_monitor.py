@@ -61,7 +61,6 @@ class ProcessMonitorActor(WatchedActor):
         self.by_token: dict[int, _Watch] = {}
         self.next_token = 1
         self.selector_thread: _SelectorThread | None = None
-        self.exits_seen = 0
 
     def started(self) -> None:
         self.selector_thread = _SelectorThread(self.actor_ref)
@@ -134,7 +133,6 @@ class ProcessMonitorActor(WatchedActor):
         self._forget(watch)
         exit_code = self.platform.reap(watch.pid)
         if watch.owner is not None:
-            self.exits_seen += 1
             try:
                 watch.owner.tell(
                     ProcessExited(watch.instance_id, watch.pid, exit_code, observed_at, _describe(exit_code, reason))

@@ -162,7 +162,6 @@ class StoreActor(WatchedActor):
         self.audit_flush_pending = False
         self.max_cursor = 0
         self.pruned_through = 0
-        self.commits = 0
 
     def started(self) -> None:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
@@ -288,7 +287,6 @@ class StoreActor(WatchedActor):
         try:
             if self.records or self.changes or self.audit or self.deletions:
                 self._commit()
-                self.commits += 1
             elif self.failure is not None:
                 self._heartbeat()  # nothing held back: a write of our own says whether the disk takes writes again
         except sqlite3.Error as error:

@@ -208,6 +208,7 @@ class AdmittingServer(TcpWSGIServer):  # type: ignore[misc]
     """waitress's TCP listener that always accepts, then admits, replaces or refuses by ``Admission``."""
 
     channel_class = AdmittedChannel
+    next_channel_cleanup: float  # waitress's; declared so that readable() can update it (waitress is untyped)
 
     def __init__(self, *args: Any, admission: Admission, request_timeout: float, **kwargs: Any) -> None:
         self.admission = admission

@@ -5,15 +5,15 @@ from __future__ import annotations
 import functools
 import json
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from collections.abc import Callable
+from typing import Any
 
 import falcon
+import falcon.routing
 
 from ..errors import DraasError
-from ..security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH, SecuritySettings, quick_start
+from ..security import SecuritySettings, quick_start
 from ..system import ControlPlane
-from . import resources as r
 from .audit import AuditRejections
 from .auth import Authenticate
 from .errors import handle_domain_error, serialize_http_error
@@ -22,33 +22,27 @@ from .network import ClientAddress, PushAllowlist
 from .openapi import build_openapi
 from .paths import CaseInsensitiveRoutes
 from .ratelimit import RateLimit, RateLimiter
+from .routes import ROUTES, Operation, ResourceFactory, Wiring, roles
 
 
-@dataclass(frozen=True)
-class Route:
-    template: str
-    resource: Any
-    roles: Mapping[str, str]  # HTTP method -> required role: the one place a route's roles are declared
-
-
-def routes(cp: ControlPlane, clock: Callable[[], float], security: SecuritySettings | None = None) -> list[Route]:
-    limits = (security or SecuritySettings()).limits
-    return [
-        Route("/api/status/updates", r.StatusUpdates(cp, clock, limits), {"POST": PUSH}),
-        Route("/api/status/{instance_id}/status", r.InstanceStatus(cp), {"GET": READ_OR_PUSH}),
-        Route("/api/status/recent-changes", r.RecentChanges(cp, clock), {"GET": READ}),
-        Route("/api/status/changes", r.Changes(cp), {"GET": READ}),
-        Route("/api/instances", r.Instances(cp), {"GET": READ, "POST": ADMIN}),
-        Route("/api/instances/{instance_id}", r.Instance(cp), {"GET": READ, "DELETE": ADMIN}),
-        Route("/api/instances/{instance_id}/restart-policy", r.InstanceRestartPolicy(cp), {"PUT": ADMIN}),
-        *(
-            Route(f"/api/instances/{{instance_id}}/{action}", r.InstanceAction(cp, action), {"POST": OPERATE})
-            for action in ("start", "stop", "restart")
-        ),
-        Route("/api/audit", r.Audit(cp), {"GET": ADMIN}),
-        Route("/healthz", r.Healthz(cp), {"GET": PUBLIC}),
-        Route("/readyz", r.Readyz(cp), {"GET": PUBLIC}),
-    ]
+def build_resources(table: tuple[Operation, ...], wiring: Wiring) -> dict[str, object]:
+    """path -> the resource serving it. Refuses, at start, a table whose operations on one path name different
+    resources, and a resource whose responders are not exactly its path's operations in the table (a responder
+    without an entry would be served without a role or a line in the document)."""
+    built: dict[str, object] = {}
+    factories: dict[str, ResourceFactory] = {}
+    for operation in table:
+        factory = factories.setdefault(operation.path, operation.resource)
+        if factory is not operation.resource:
+            raise ValueError(f"{operation.method} {operation.path} names another resource than the path's others")
+    for path, factory in factories.items():
+        resource = factory(wiring)
+        served = set(falcon.routing.map_http_methods(resource))
+        listed = {operation.method for operation in table if operation.path == path}
+        if served != listed:
+            raise ValueError(f"{path}: the resource serves {sorted(served)} but the route table lists {sorted(listed)}")
+        built[path] = resource
+    return built
 
 
 def create_app(
@@ -58,36 +52,36 @@ def create_app(
     daemon_keys: tuple[str, ...] = (),
     operator_keys: tuple[str, ...] = (),
     clock: Callable[[], float] = time.time,
-) -> falcon.App:
+    table: tuple[Operation, ...] = ROUTES,
+) -> falcon.App[falcon.Request, falcon.Response]:
     """The WSGI app. ``daemon_keys``/``operator_keys`` are plain quick-start keys: ``local-daemon`` (any
     platform, any instance) and ``local-admin``, on top of the identities in ``security.auth``."""
     security = security or SecuritySettings()
-    openapi = r.OpenApi()
-    table = [*routes(control_plane, clock, security), Route("/api/openapi.json", openapi, {"GET": PUBLIC})]
-    openapi.document = build_openapi(table)
-    roles = {route.template: route.roles for route in table}
+    wiring = Wiring(control_plane, clock, security, build_openapi(table))
+    resources = build_resources(table, wiring)
+    templates = list(resources)
     credentials = (*security.auth.credentials, *quick_start(daemon_keys, operator_keys))
     network = security.network
-    app = falcon.App(
-        # The order of the checks: client address, body limits, who (401), role (403), allowlist (403), rate (429).
-        middleware=[
-            CaseInsensitiveRoutes(route.template for route in table),  # before routing: /api/Status/updates
-            AuditRejections(control_plane, [route.template for route in table], clock=clock),  # sees every refusal
-            ClientAddress(network.trusted_proxies),
-            BodyLimits(security.limits),
-            Authenticate(roles, credentials),
-            PushAllowlist(network.push_allowlist),
-            RateLimit(RateLimiter(security.limits)),
-        ],
-    )
+    # The order of the checks: client address, body limits, who (401), role (403), allowlist (403), rate (429).
+    # Typed Any: falcon's middleware protocols are generic in request and response types it cannot infer here.
+    middleware: list[Any] = [
+        CaseInsensitiveRoutes(templates),  # before routing: /api/Status/updates
+        AuditRejections(control_plane, templates, clock=clock),  # sees every refusal
+        ClientAddress(network.trusted_proxies),
+        BodyLimits(security.limits),
+        Authenticate(roles(table), credentials),
+        PushAllowlist(network.push_allowlist),
+        RateLimit(RateLimiter(security.limits)),
+    ]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     # json.dumps writes NaN and Infinity by default, which no JSON parser takes: a non-finite number that got past
     # the input checks is a 500 to fix, never an answer that clients choke on.
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(
         dumps=functools.partial(json.dumps, ensure_ascii=False, allow_nan=False)
     )
-    for route in table:
-        app.add_route(route.template, route.resource)
+    for path, resource in resources.items():
+        app.add_route(path, resource)
     app.add_error_handler(DraasError, handle_domain_error)
     app.set_error_serializer(serialize_http_error)
     return app

@@ -16,7 +16,8 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import falcon
 from falcon.routing import CompiledRouter

@@ -8,7 +8,8 @@ Keys are hashed and compared in constant time with every configured hash; no key
 from __future__ import annotations
 
 import hmac
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import falcon
 
@@ -22,7 +23,8 @@ from ..security import (
     normalise_subject,
 )
 
-# Route template -> {HTTP method -> required role}: the route table in app.py, the one place roles are declared.
+# Route template -> {HTTP method -> required role}: built from the route table (routes.ROUTES), the one place
+# roles are declared.
 RoleTable = Mapping[str, Mapping[str, str]]
 NO_CERTIFICATE = "NONE"  # nginx's $ssl_client_verify when the client sent no certificate
 # The WSGI environ key set to the identity's name once a request's credential is valid: its connection may then

@@ -96,7 +96,7 @@ class FairQueue:
     def take(self) -> tuple[str, Any]:
         """The next ready caller (which moves to the back of the line) and its oldest task."""
         now = self.clock()
-        for caller, tasks in self.waiting.items():
+        for caller, tasks in self.waiting.items():  # noqa: B007 - the loop stops at the caller whose tasks it takes
             if self._ready(caller, now):
                 break
         else:

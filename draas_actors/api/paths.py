@@ -7,7 +7,7 @@ a template's fields (instance ids) keep their case, since ids are case-sensitive
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import falcon
 
@@ -35,9 +35,9 @@ class CaseInsensitiveRoutes:
         segments = _segments(path)
         for template in self.templates:
             if len(template) == len(segments) and all(
-                _is_field(t) or t.lower() == s.lower() for t, s in zip(template, segments)
+                _is_field(t) or t.lower() == s.lower() for t, s in zip(template, segments, strict=True)
             ):
-                return "/" + "/".join(s if _is_field(t) else t for t, s in zip(template, segments))
+                return "/" + "/".join(s if _is_field(t) else t for t, s in zip(template, segments, strict=True))
         return None
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import falcon
 
@@ -301,8 +302,10 @@ class Readyz:
 
 
 class OpenApi:
-    def __init__(self) -> None:
-        self.document: dict[str, Any] = {}  # set by create_app once every route is known
+    """GET /api/openapi.json: the document built from the route table."""
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self.document = document
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = self.document

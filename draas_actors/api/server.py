@@ -10,7 +10,7 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import BaseWSGIServer
 
-from ..security import Network
+from ..security import LimitSettings, Network
 from .admission import ConnectionRules, admission_of, create_admitting_server
 from .dispatch import fair_dispatcher, hold_after_refusal
 
@@ -36,7 +36,7 @@ class ServerLimits:
     connections_per_address: int = 32  # open connections from one client address; see admission
     uncapped: tuple[Network, ...] = ()  # addresses without a per-address cap ([network] trustedProxies)
     max_header_bytes: int = 65536  # request line + headers (waitress: 256 KiB); beyond it a 431
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = LimitSettings.max_body_bytes  # [limits] maxBodyBytes: one setting, one default
     refusal_hold: float = 1.0  # seconds a caller's next requests wait after a 429 (see dispatch)
 
     def threads_per_caller(self, threads: int) -> int:
@@ -83,17 +83,17 @@ class HttpServer:
 
     @property
     def port(self) -> int:
-        return int(self._server.effective_port)  # type: ignore[union-attr]
+        return int(self._server.effective_port)
 
     @property
     def host(self) -> str:
-        return str(self._server.effective_host)  # type: ignore[union-attr]
+        return str(self._server.effective_host)
 
     def connections(self) -> dict[str, int]:
         """Open connections in the general pool and in the reserve, and client addresses (read without a lock)."""
         return admission_of(self._server).counts()
 
-    def start(self) -> "HttpServer":
+    def start(self) -> HttpServer:
         self._thread.start()
         return self
 

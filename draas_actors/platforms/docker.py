@@ -8,8 +8,9 @@ long as the container's stop timeout; a failure is handed back to the caller's c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import docker
 import docker.errors

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Collection, Mapping
+from typing import TYPE_CHECKING
 
 import urllib3.exceptions
 
@@ -49,10 +50,10 @@ def connect(settings: KubernetesSettings) -> kubernetes.client.ApiClient:
 
     if settings.in_cluster:
         configuration = kubernetes.client.Configuration()
-        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
         return kubernetes.client.ApiClient(configuration)
     # persist_config=False: never write refreshed credentials back into the operator's kubeconfig.
-    client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+    client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(
         config_file=settings.kubeconfig, context=settings.context, persist_config=False
     )
     return client
@@ -69,7 +70,7 @@ class KubernetesPlatform:
         self._actions: ActionPool[kubernetes.client.ApiClient] = ActionPool(
             "kubernetes",
             connect=lambda: _connect_or_explain(settings),
-            disconnect=lambda client: client.close(),  # type: ignore[no-untyped-call]
+            disconnect=lambda client: client.close(),
             failures=(urllib3.exceptions.HTTPError, OSError),
             workers=workers,
         )

@@ -263,7 +263,7 @@ class ProcessPlatform:
 
 
 class _Stat:
-    __slots__ = ("state", "group", "session")
+    __slots__ = ("group", "session", "state")
 
     def __init__(self, state: str, group: int, session: int) -> None:
         self.state, self.group, self.session = state, group, session

@@ -14,9 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import psutil
 import pytest
@@ -95,12 +96,14 @@ class ControlPlaneProcess:
     def instance(self, instance_id: str) -> dict[str, Any]:
         response = self.request("GET", f"/api/instances/{instance_id}")
         assert response.status_code == 200, response.text
-        return response.json()
+        body: dict[str, Any] = response.json()
+        return body
 
     def instances(self) -> list[dict[str, Any]]:
         response = self.request("GET", "/api/instances")
         assert response.status_code == 200, response.text
-        return response.json()["instances"]
+        instances: list[dict[str, Any]] = response.json()["instances"]
+        return instances
 
     def changes_after(self, cursor: int) -> list[dict[str, Any]]:
         """Every change after ``cursor``, following ``nextCursor`` page by page."""
@@ -187,10 +190,8 @@ class RunPy:
         runtime = view.get("runtime")
         if not runtime:
             return
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             self.managed.add(ManagedPid(runtime["pid"], psutil.Process(runtime["pid"]).create_time()))
-        except psutil.NoSuchProcess:
-            pass
 
     def stop(
         self, control_plane: ControlPlaneProcess, signum: signal.Signals = signal.SIGTERM, timeout: float = STOP_TIMEOUT
@@ -209,10 +210,9 @@ class RunPy:
     def close(self) -> None:
         for control_plane in self.started:
             if control_plane.process.poll() is None:
-                try:  # last chance to learn about processes the test did not look at
+                # Last chance to learn about processes the test did not look at.
+                with contextlib.suppress(requests.RequestException, AssertionError):
                     control_plane.instances()
-                except (requests.RequestException, AssertionError):
-                    pass
         for process in self.processes:
             if process.poll() is None:
                 self._track_children(process.pid)
@@ -232,10 +232,8 @@ class RunPy:
         except psutil.NoSuchProcess:
             return
         for child in children:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 self.managed.add(ManagedPid(child.pid, child.create_time()))
-            except psutil.NoSuchProcess:
-                pass
 
     @staticmethod
     def _kill(process: subprocess.Popen[bytes]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from tests.e2e.conftest import REPO_ROOT, ControlPlaneProcess, RunPy, clean_environment, write_config
+from tests.e2e.conftest import REPO_ROOT, ControlPlaneProcess, RunPy, clean_environment
 from tests.helpers import wait_until
 from tests.mounts import tmpfs
 
@@ -67,7 +67,7 @@ def test_a_damaged_store_stops_run_py_in_one_line_and_fresh_store_starts_it_afre
 def test_a_read_only_data_dir_stops_run_py_in_one_line_naming_it(tmp_path: Path) -> None:
     (tmp_path / "empty.toml").write_text("")
     with tmpfs(tmp_path / "var", size="1m", read_only=True) as data_dir:
-        refused, took = run_py_once(data_dir)
+        refused, _ = run_py_once(data_dir)
     assert refused.returncode == 2, refused.stderr
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in refused.stderr, refused.stderr
@@ -143,8 +143,11 @@ def test_every_acknowledged_update_survives_a_sigkill_at_a_random_moment(
         ]
         for pusher in pushers:
             pusher.start()
-        wait_until(lambda: sum(len(p.acknowledged) for p in pushers) >= 20, timeout=10, message="first 202s")
-        time.sleep(dice.uniform(0.0, 0.3))  # noqa: the random moment of the kill is the point of the test
+        def first_acknowledged(group: list[Pusher] = pushers) -> bool:
+            return sum(len(p.acknowledged) for p in group) >= 20
+
+        wait_until(first_acknowledged, timeout=10, message="first 202s")
+        time.sleep(dice.uniform(0.0, 0.3))  # the random moment of the kill is the point of the test
         control_plane.process.send_signal(signal.SIGKILL)
         control_plane.process.wait(timeout=10)
         stop.set()

@@ -11,16 +11,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
 from daemons.push_client import PushClient, PushSettings
 from daemons.spool import Spool
-from draas_actors.commit import Outcome
 from draas_actors.api.app import create_app
 from draas_actors.api.server import HttpServer
+from draas_actors.commit import Outcome
 from draas_actors.messages import OutOfScope, Rejected, StatusReport
 from draas_actors.security import Identity
 from draas_actors.system import ControlPlane, SystemSettings
@@ -104,7 +105,7 @@ def running_in_thread(daemon: D, name: str, ready: threading.Event, what: str) -
     def body() -> None:
         try:
             daemon.run()
-        except BaseException as error:  # noqa: BLE001  (asserted below)
+        except BaseException as error:
             failures.append(error)
 
     thread = threading.Thread(target=body, name=name, daemon=True)

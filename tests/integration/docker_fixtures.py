@@ -24,8 +24,9 @@ import secrets
 import socket
 import struct
 import subprocess
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NoReturn, Sequence
+from typing import Any, NoReturn
 
 import docker
 import docker.errors
@@ -36,19 +37,19 @@ from docker.models.containers import Container
 from tests.helpers import wait_until
 
 __all__ = [
-    "ContainerFactory",
     "DEFAULT_COMMAND",
     "INSTANCE_LABEL",
     "MANAGED_LABEL",
     "RUN_LABEL",
     "TEST_IMAGE",
+    "ContainerFactory",
     "containers",
     "docker_client",
     "docker_run_id",
     "dockerd_pidfile",
+    "engine_answers",
     "engine_socket",
     "ensure_engine",
-    "engine_answers",
     "is_dockerd",
     "pid_in",
     "running_dockerd",
@@ -159,6 +160,7 @@ class ContainerFactory:
             detach=True,
             **kwargs,
         )
+        assert container.id is not None  # created: the engine gave it an id
         self.ids.append(container.id)
         return container
 

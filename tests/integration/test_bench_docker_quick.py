@@ -17,7 +17,7 @@ def _bench_containers(client: docker.DockerClient) -> set[str]:
 
 
 def test_quick_docker_benchmark_measures_ours_and_the_naive_daemon_and_removes_its_containers(
-    docker_client: docker.DockerClient,  # noqa: F811
+    docker_client: docker.DockerClient,
 ) -> None:
     before = _bench_containers(docker_client)
 

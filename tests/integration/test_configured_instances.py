@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from draas_actors.records import InstanceRecord
 from draas_actors.system import ControlPlane, SystemSettings

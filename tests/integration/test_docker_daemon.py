@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import secrets
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import docker
 import pytest
@@ -28,7 +29,11 @@ from tests.integration.daemon_support import (
     running_in_thread,
     spooled_bodies,
     stop_with_sigterm,
+)
+from tests.integration.daemon_support import (
     wait_for_statuses as wait_for_platform_statuses,
+)
+from tests.integration.daemon_support import (
     wait_for_view as wait_for_instance_view,
 )
 from tests.integration.docker_fixtures import (  # noqa: F401  (fixtures)
@@ -114,10 +119,14 @@ def view_of(plane: RunningControlPlane, instance_id: str) -> dict[str, Any] | No
 
 
 def wait_for_view(
-    plane: RunningControlPlane, instance_id: str, status: str, timeout: float = 5.0, **metadata: str
+    plane: RunningControlPlane, instance_id: str, status: str, timeout: float = 5.0, **metadata: str | None
 ) -> dict[str, Any]:
-    """Poll until the instance has ``status`` and these metadata values (strings, as the control plane keeps them)."""
-    return wait_for_instance_view(lambda iid: view_of(plane, iid), instance_id, status, timeout, metadata)
+    """Poll until the instance has ``status`` and these metadata values (strings, as the control plane keeps them).
+
+    A value may be typed ``str | None`` (docker's ``Container.id``), but must be there."""
+    present = {key: value for key, value in metadata.items() if value is not None}
+    assert len(present) == len(metadata), f"metadata without a value: {metadata}"
+    return wait_for_instance_view(lambda iid: view_of(plane, iid), instance_id, status, timeout, present)
 
 
 def last_change(plane: RunningControlPlane, instance_id: str) -> dict[str, Any]:
@@ -274,7 +283,7 @@ def test_a_starting_daemon_reports_twenty_existing_containers_and_misses_no_chan
     docker_run_id: str,
 ) -> None:
     groups: dict[str, list[tuple[str, Any]]] = {k: [] for k in ("running", "exit0", "exit1", "created", "paused")}
-    for n in range(4):
+    for _ in range(4):
         groups["running"].append(((iid := containers.instance_id("running")), containers.run(iid)))
         groups["exit0"].append(((iid := containers.instance_id("exit0")), containers.exited(iid, 0)))
         groups["exit1"].append(((iid := containers.instance_id("exit1")), containers.exited(iid, 1)))
@@ -306,7 +315,7 @@ def test_a_starting_daemon_reports_twenty_existing_containers_and_misses_no_chan
                 change_things()
             return rows
 
-        client.api.containers = listing_then_change
+        client.api.containers = listing_then_change  # type: ignore[method-assign]  # one patched listing
         return client
 
     with running_daemon(
@@ -564,7 +573,7 @@ def test_updates_made_while_the_control_plane_is_down_are_replayed_and_none_ackn
         events_before, pushed_before = daemon.stats.events, daemon.stats.pushed
         expected: dict[str, str] = dict(witnesses)
         expected_events = 0
-        for index, (iid, handle) in enumerate(zip(ids, handles)):
+        for index, (iid, handle) in enumerate(zip(ids, handles, strict=True)):
             changes, events, expected[iid] = outage_transitions(index, handle)
             for change in changes:
                 change()

@@ -15,8 +15,9 @@ import random
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -35,8 +36,8 @@ from tests.integration.daemon_support import (
     spooled_bodies,
     stop_with_sigterm,
 )
-from tests.integration.daemon_support import wait_for_view as wait_for_instance_view
 from tests.integration.daemon_support import wait_for_statuses as wait_for_platform_statuses
+from tests.integration.daemon_support import wait_for_view as wait_for_instance_view
 from tests.kube.fake_apiserver import FakeApiServer, running_fake_apiserver
 from tests.kube.pods import make_pod
 
@@ -541,14 +542,18 @@ def test_a_restarted_daemon_refills_a_fresh_control_plane_though_nothing_changed
     port = free_port()
     keys = secrets.token_hex(16), secrets.token_hex(16)
     base_url = f"http://127.0.0.1:{port}"
-    with control_plane_on(tmp_path / "a", port, *keys) as (first, _):
-        with running_daemon(api, base_url, keys[0], tmp_path / "spool") as daemon:
-            wait_for_statuses(first, expected, timeout=10.0)
-            wait_until(lambda: daemon.push.stats.pending == 0, 5.0, 0.01, "everything is acknowledged by A")
-    with control_plane_on(tmp_path / "b", port, *keys) as (second, _):
-        with running_daemon(api, base_url, keys[0], tmp_path / "spool") as again:
-            wait_for_statuses(second, expected, timeout=10.0)
-            assert again.stats.pushed == 0  # its listing found nothing new: the resync at start did it
+    with (
+        control_plane_on(tmp_path / "a", port, *keys) as (first, _),
+        running_daemon(api, base_url, keys[0], tmp_path / "spool") as daemon,
+    ):
+        wait_for_statuses(first, expected, timeout=10.0)
+        wait_until(lambda: daemon.push.stats.pending == 0, 5.0, 0.01, "everything is acknowledged by A")
+    with (
+        control_plane_on(tmp_path / "b", port, *keys) as (second, _),
+        running_daemon(api, base_url, keys[0], tmp_path / "spool") as again,
+    ):
+        wait_for_statuses(second, expected, timeout=10.0)
+        assert again.stats.pushed == 0  # its listing found nothing new: the resync at start did it
 
 
 # -- which pods ------------------------------------------------------------------------------------

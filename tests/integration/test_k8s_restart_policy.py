@@ -12,8 +12,9 @@ import itertools
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -247,10 +248,13 @@ def test_repeated_failures_back_off_and_end_failed_when_the_budget_is_spent(
     for restarts in range(1, 4):
         failed_at = time.monotonic()
         fail(api, reporter, "crashy", pod)
-        wait_until(lambda: len(api.deletions) == restarts, 5.0, 0.005, f"delete number {restarts}")
+        # Each closure is called within its own iteration, so late binding (B023) cannot bite.
+        wait_until(lambda: len(api.deletions) == restarts, 5.0, 0.005, f"delete number {restarts}")  # noqa: B023
         waited.append(time.monotonic() - failed_at)
         pod = replica_set.wait_for(restarts)
-        plane.wait_for("crashy", lambda v: runs_on(v, pod, restarts), message=f"runs after restart {restarts}")
+        plane.wait_for(
+            "crashy", lambda v: runs_on(v, pod, restarts), message=f"runs after restart {restarts}"  # noqa: B023
+        )
     fail(api, reporter, "crashy", pod)
 
     view = plane.wait_for("crashy", lambda v: v["status"] == "Failed" and v["lastReason"] == "restart budget exhausted")

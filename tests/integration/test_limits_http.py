@@ -422,7 +422,8 @@ def test_a_policy_number_too_big_for_a_float_is_a_422_naming_it(small: RunningCo
 
 @pytest.mark.parametrize(("field", "value"), [("stopTimeout", "1e999"), ("stopTimeout", "1e10"), ("pid", "1e30")])
 def test_a_process_number_out_of_bounds_is_a_422_naming_it(small: RunningControlPlane, field: str, value: str) -> None:
-    body = f'{{"instanceId": "big", "platform": "process", "process": {{"command": ["sleep", "60"], "{field}": {value}}}}}'
+    process = f'{{"command": ["sleep", "60"], "{field}": {value}}}'
+    body = f'{{"instanceId": "big", "platform": "process", "process": {process}}}'
     response = post(small, body.encode(), key=small.operator_key, path="/api/instances")
     assert_error(response, 422, f"process.{field}")
     assert instance_ids(small) == set()

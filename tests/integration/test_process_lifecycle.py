@@ -10,8 +10,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psutil
 import pytest
@@ -185,7 +186,7 @@ def test_a_command_that_cannot_be_executed_is_refused_at_registration(
     script = tmp_path / "run.sh"
     script.write_text("#!/bin/sh\nexec sleep 60\n")
     script.chmod(0o755)
-    cases = [
+    cases: list[tuple[list[str], dict[str, Any], str, str]] = [
         (["no-such-command-draas"], {}, "process.command", "not found"),
         ([str(tmp_path / "missing")], {}, "process.command", "not a file"),
         ([str(tmp_path)], {}, "process.command", "not a file"),

@@ -13,10 +13,11 @@ import textwrap
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ from draas_actors.model import Platform, Status
 from tests.helpers import RunningControlPlane, wait_until
 
 KEY = "daemon-key-for-tests"
-FAST = {"backoff_initial": 0.01, "backoff_max": 0.05, "connect_timeout": 1.0, "read_timeout": 2.0}
+FAST: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.05, "connect_timeout": 1.0, "read_timeout": 2.0}
 
 
 def update(instance_id: str, status: str = "Running", **extra: Any) -> dict[str, Any]:

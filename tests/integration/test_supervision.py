@@ -207,7 +207,7 @@ def test_a_slow_and_a_failing_subscriber_neither_delay_a_fast_one_nor_stop_the_b
 
         wait_until(lambda: len(received) == count, message=f"the fast subscriber got {count} events")
         assert [e.new_status.value for e, _ in received] == expected
-        latencies = [at - sent for (_, at), sent in zip(received, sent_at)]
+        latencies = [at - sent for (_, at), sent in zip(received, sent_at, strict=False)]
         assert max(latencies) < 0.5, latencies
         assert len(slow_calls) == 1  # it really is stuck on its first event
         wait_until(lambda: len(failing_calls) == count, message="the failing subscriber is called for every event")

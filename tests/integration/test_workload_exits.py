@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -73,7 +74,9 @@ def report(status: Status, observed_at: float, **metadata: Any) -> StatusReport:
 
 
 def register(cp: ControlPlane, **policy: Any) -> None:
-    record = InstanceRecord(instance_id=InstanceId("web"), platform=Platform.DOCKER, restart_policy=RestartPolicy(**policy))
+    record = InstanceRecord(
+        instance_id=InstanceId("web"), platform=Platform.DOCKER, restart_policy=RestartPolicy(**policy)
+    )
     cp.register(record)
 
 

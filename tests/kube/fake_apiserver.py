@@ -29,10 +29,11 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Final, Iterator, Literal
+from typing import Any, Final, Literal
 
 import kubernetes.client
 import kubernetes.config
@@ -114,7 +115,7 @@ class Watch:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- the server -------------------------------------------------------------------------------------------------------
@@ -459,7 +460,7 @@ class FakeApiServer:
                     if filter_.matches(pod):
                         watch.initial.append(event_line("ADDED", dumps(pod)))
             else:
-                since = int(resource_version)  # type: ignore[arg-type]
+                since = int(resource_version)
                 if since < self._floor:
                     return status_object(410, "Expired", f"too old resource version: {since} ({self._floor})")
                 for event in self._history:

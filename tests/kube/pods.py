@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import asdict, dataclass, fields, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Final
 
 PHASES: Final = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
@@ -78,7 +78,7 @@ def make_pod(
     *,
     namespace: str = "default",
     labels: dict[str, str] | None = None,
-    instance_id: str | None | _Default = _Default.NAME,
+    instance_id: str | _Default | None = _Default.NAME,
     phase: str = "Running",
     ready: bool = True,
     node_name: str | None = "node-1",
@@ -198,7 +198,7 @@ def _check_label(key: str, value: str, field: str) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _started_at(pod: dict[str, Any]) -> str:

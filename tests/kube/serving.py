@@ -15,8 +15,9 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Callable, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from tests.kube.selectors import (
@@ -241,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         except SelectorError as error:
             raise HttpError(400, "BadRequest", str(error)) from error
         resource_version = query.get("resourceVersion")
-        if resource_version not in (None, "") and not resource_version.isdigit():  # type: ignore[union-attr]
+        if resource_version not in (None, "") and not resource_version.isdigit():
             raise HttpError(400, "BadRequest", f"resourceVersion: invalid value {resource_version!r}: not a decimal")
         if query.get("watch", "").lower() in ("true", "1"):
             timeout = _optional_int(query, "timeoutSeconds")
@@ -328,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _client_gone(self) -> bool:
         try:
-            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            return bool(self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
         except BlockingIOError:
             return False
         except OSError:
@@ -356,6 +357,6 @@ def _optional_int(query: dict[str, str], name: str) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except ValueError as error:
         raise HttpError(400, "BadRequest", f"{name}: invalid value {value!r}: not an integer") from error

@@ -36,7 +36,7 @@ class Issued:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def name(cn: str, org: str = "draas") -> x509.Name:

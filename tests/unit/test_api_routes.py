@@ -492,7 +492,8 @@ def test_an_unknown_instance_whose_platform_cannot_be_guessed_is_422(api: Api) -
 
 def test_a_stale_report_from_the_same_source_is_dropped_and_counted(api: Api) -> None:
     t = 1_700_000_000
-    assert api.push({"instanceId": "web-1", "status": "Running", "source": "DockerDaemon", "observedAt": t}).status_code == 202
+    pushed = api.push({"instanceId": "web-1", "status": "Running", "source": "DockerDaemon", "observedAt": t})
+    assert pushed.status_code == 202
     api.wait_status("web-1", "Running")
     old = {"instanceId": "web-1", "status": "Failed", "source": "DockerDaemon", "observedAt": t - 10}
     assert api.push(old).status_code == 202  # accepted for delivery; the instance decides it is stale

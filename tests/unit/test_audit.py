@@ -7,8 +7,9 @@ import dataclasses
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, cast
+from typing import Any, cast
 
 import falcon
 import pykka

@@ -8,8 +8,8 @@ import importlib
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -29,7 +29,7 @@ def console_script(module: str) -> Callable[[], int]:
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     for line in config["options.entry_points"]["console_scripts"].strip().splitlines():
-        name, _, target = (part.strip() for part in line.partition("="))
+        _, _, target = (part.strip() for part in line.partition("="))
         target_module, _, function = target.partition(":")
         if target_module == module:
             main: Callable[[], int] = getattr(importlib.import_module(module), function)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, cast
 
+import docker
 import pytest
 
 from daemons.docker_daemon import DaemonSettings, DockerDaemon
@@ -63,7 +65,8 @@ def engine() -> ScriptedEngine:
 def daemon(tmp_path: Path, engine: ScriptedEngine) -> Iterator[DockerDaemon]:
     settings = DaemonSettings(control_plane_url="http://127.0.0.1:9", api_key="k", spool_path=tmp_path / "spool",
                               shutdown_flush=0.0)
-    made = DockerDaemon(settings, client_factory=lambda _: engine)  # the push client is never started
+    # The push client is never started; the scripted engine stands in for the docker client.
+    made = DockerDaemon(settings, client_factory=lambda _: cast(docker.DockerClient, engine))
     try:
         yield made
     finally:

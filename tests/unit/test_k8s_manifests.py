@@ -109,7 +109,7 @@ def to_model(api: ApiClient, manifest: Manifest) -> Any:
 
 def lost_in_round_trip(api: ApiClient, manifest: Manifest) -> list[str]:
     """What the manifest says that its model, serialised back the way the client sends it, does not."""
-    serialised = api.sanitize_for_serialization(to_model(api, manifest))  # type: ignore[no-untyped-call]
+    serialised = api.sanitize_for_serialization(to_model(api, manifest))
     return sorted(differences(manifest.data, serialised))
 
 
@@ -125,7 +125,7 @@ def differences(original: Any, round_trip: Any, path: str = "") -> Iterator[str]
             else:
                 yield from differences(original[key], round_trip[key], where)
     elif isinstance(original, list) and isinstance(round_trip, list) and len(original) == len(round_trip):
-        for i, (a, b) in enumerate(zip(original, round_trip)):
+        for i, (a, b) in enumerate(zip(original, round_trip, strict=True)):
             yield from differences(a, b, f"{path}[{i}]")
     elif original != round_trip or type(original) is not type(round_trip):
         yield f"{path}: {original!r} became {round_trip!r}"

@@ -30,7 +30,8 @@ def test_without_the_tables_the_defaults_apply(tmp_path: Path) -> None:
 def test_every_limit_is_read(tmp_path: Path) -> None:
     path = tmp_path / "draas.toml"
     path.write_text(
-        "[limits]\nmaxBodyBytes = 65536\nmaxJsonDepth = 5\nmaxMetadataKeys = 16\nmaxMetadataValueLength = 256\nmaxClockSkew = 30\n"
+        "[limits]\nmaxBodyBytes = 65536\nmaxJsonDepth = 5\nmaxMetadataKeys = 16\nmaxMetadataValueLength = 256\n"
+        "maxClockSkew = 30\n"
         "pushRate = 50.5\npushBurst = 100\npushRequestBurst = 4\noperatorRate = 20.0\noperatorBurst = 40\n"
         "[server]\nchannelTimeout = 12\nconnectionLimit = 50\nmaxHeaderBytes = 8192\nrequestTimeout = 2.5\n"
         "reservedConnections = 8\nconnectionsPerAddress = 16\n"

@@ -40,7 +40,7 @@ def test_cancelling_a_handle_that_already_fired_leaves_nothing_behind() -> None:
         wait_until(lambda: len(seen) == 100, message="every call fired")
         for handle in handles:
             scheduler.cancel(handle)
-        assert scheduler._pending == set()  # noqa: SLF001  (a long-running monitor must not accumulate handles)
+        assert scheduler._pending == set()
     finally:
         scheduler.stop()
 

@@ -4,7 +4,7 @@ import datetime as dt
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -383,7 +383,7 @@ def test_a_policy_refuses_a_non_finite_number_from_any_source(field: str) -> Non
     # The config loader builds policies too (TOML has inf and nan).
     for number in (float("inf"), float("nan")):
         with pytest.raises(ValueError):
-            RestartPolicy(**{field: number})
+            RestartPolicy(**cast(dict[str, Any], {field: number}))
 
 
 @pytest.mark.parametrize(("process", "field"), [({"stopTimeout": float("inf")}, "process.stopTimeout"),

@@ -1,0 +1,218 @@
+"""The route table: every operation the API serves, read both by ``create_app`` and by the OpenAPI document.
+
+One entry per (method, path): the resource that serves it, the role it needs, and what the document says about it.
+Operations on one path share one resource (falcon routes a path to one object), so they name the same factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH, SecuritySettings
+from ..system import ControlPlane
+from ..wire import RESTART_POLICY_SCHEMA
+from . import resources as r
+from .schemas import (
+    ERROR_REF,
+    HEALTHZ,
+    INSTANCE_REF,
+    PLATFORM,
+    SINCE,
+    STATUS,
+    STATUS_CHANGE_RECORD,
+    STATUS_LIST,
+    json_body,
+    query,
+)
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a resource is built from; ``document`` is the OpenAPI document, built from the table before any
+    resource is."""
+
+    control_plane: ControlPlane
+    clock: Callable[[], float]
+    security: SecuritySettings
+    document: Mapping[str, Any]
+
+
+ResourceFactory = Callable[[Wiring], object]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str  # upper case, as falcon's responders are named: on_<method lower>
+    path: str  # falcon's URI template, also the document's path
+    resource: ResourceFactory
+    role: str  # the one place an operation's role is declared
+    summary: str
+    responses: Mapping[str, Any]
+    parameters: tuple[Mapping[str, Any], ...] = ()
+    request: Mapping[str, Any] | None = None  # the requestBody's JSON schema; None: no body
+
+
+def _of_control_plane(resource: Callable[[ControlPlane], object]) -> ResourceFactory:
+    """The factory of a resource that needs only the control plane."""
+
+    def build(w: Wiring) -> object:
+        return resource(w.control_plane)
+
+    return build
+
+
+def _status_updates(w: Wiring) -> object:
+    return r.StatusUpdates(w.control_plane, w.clock, w.security.limits)
+
+
+def _recent_changes(w: Wiring) -> object:
+    return r.RecentChanges(w.control_plane, w.clock)
+
+
+def _action(action: str) -> ResourceFactory:
+    def build(w: Wiring) -> object:
+        return r.InstanceAction(w.control_plane, action)
+
+    return build
+
+
+def _openapi(w: Wiring) -> object:
+    return r.OpenApi(w.document)
+
+
+# One factory per path: the operations on a path name the same one, so falcon gets one resource for it.
+_instance_status = _of_control_plane(r.InstanceStatus)
+_changes = _of_control_plane(r.Changes)
+_instances = _of_control_plane(r.Instances)
+_instance = _of_control_plane(r.Instance)
+_restart_policy = _of_control_plane(r.InstanceRestartPolicy)
+_audit = _of_control_plane(r.Audit)
+_healthz = _of_control_plane(r.Healthz)
+_readyz = _of_control_plane(r.Readyz)
+
+_UPDATE_REF = {"$ref": "#/components/schemas/StatusUpdate"}
+_ACTIONS = (
+    ("start", " (409 for a Kubernetes instance: scale its Deployment)"),
+    ("stop", " (409 for a Kubernetes instance: scale its Deployment)"),
+    ("restart", " (a Kubernetes instance: its pod is deleted and its controller recreates it)"),
+)
+
+ROUTES: tuple[Operation, ...] = (
+    Operation(
+        "POST", "/api/status/updates", _status_updates, PUSH,
+        "Push one status update (object) or a batch (array) from a daemon",
+        {
+            "202": json_body("committed: the outcome of each update (applied, stale, invalidTransition) and the "
+                             "storeId (batch: counts and a result per item); warnings names each unknown property "
+                             "ignored"),
+            "400": ERROR_REF, "404": ERROR_REF, "422": ERROR_REF,
+        },
+        request={"oneOf": [_UPDATE_REF, {"type": "array", "items": _UPDATE_REF, "minItems": 1}]},
+    ),
+    Operation(
+        "GET", "/api/status/{instance_id}/status", _instance_status, READ_OR_PUSH,
+        "Current status of one instance, with upstream's InstanceRuntimeInfo fields (daemons may read it)",
+        {"200": json_body("status"), "404": ERROR_REF},
+    ),
+    Operation(
+        "GET", "/api/status/recent-changes", _recent_changes, READ,
+        "Changes since a time, as upstream's StatusController answers (a bare array)",
+        {"200": json_body("changes", {"type": "array", "items": STATUS_CHANGE_RECORD}), "422": ERROR_REF},
+        parameters=(
+            query("since", "RFC 3339 time or epoch seconds; default five minutes ago", SINCE),
+            query("statusFilter", "comma-separated new statuses in any case; ConfigurationChanged for configuration "
+                  "changes", STATUS_LIST),
+            query("limit", "at most this many (newest)", {"type": "integer", "minimum": 1, "maximum": 10000}),
+        ),
+    ),
+    Operation(
+        "GET", "/api/status/changes", _changes, READ,
+        "The change feed after a cursor",
+        {"200": json_body("a page of changes, nextCursor and the storeId"), "409": ERROR_REF, "410": ERROR_REF,
+         "422": ERROR_REF},
+        parameters=(
+            query("after", "cursor of the last change seen; 0 for the start",
+                  {"type": "integer", "minimum": 0, "maximum": 2**62}),
+            query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            query("storeId", "the storeId of the page the cursor came from; another store's is a 409",
+                  {"type": "string", "minLength": 1, "maxLength": 64}),
+        ),
+    ),
+    Operation(
+        "GET", "/api/instances", _instances, READ,
+        "List instances",
+        {"200": json_body("instances"), "422": ERROR_REF},
+        parameters=(
+            query("platform", "process, docker or kubernetes", PLATFORM), query("status", "a status name", STATUS),
+        ),
+    ),
+    Operation(
+        "POST", "/api/instances", _instances, ADMIN,
+        "Register an instance (process: a command to run or a PID to adopt)",
+        {"201": json_body("the instance", INSTANCE_REF), "400": ERROR_REF, "409": ERROR_REF, "422": ERROR_REF},
+        request={"$ref": "#/components/schemas/Registration"},
+    ),
+    Operation(
+        "GET", "/api/instances/{instance_id}", _instance, READ,
+        "One instance, with runtime and restart-policy explanations",
+        {"200": json_body("the instance", INSTANCE_REF), "404": ERROR_REF},
+    ),
+    Operation(
+        "DELETE", "/api/instances/{instance_id}", _instance, ADMIN,
+        "Deregister an instance (stops its process unless stop=false)",
+        {"204": {"description": "deregistered"}, "400": ERROR_REF, "404": ERROR_REF},
+        # falcon reads a blank "stop=" as true.
+        parameters=(
+            {**query("stop", "stop the workload (default true)", {"type": "boolean"}), "allowEmptyValue": True},
+        ),
+    ),
+    Operation(
+        "PUT", "/api/instances/{instance_id}/restart-policy", _restart_policy, ADMIN,
+        "Replace the restart policy (instances created by a push are observe-only: mode never)",
+        {"200": json_body("the instance", INSTANCE_REF), "400": ERROR_REF, "404": ERROR_REF, "422": ERROR_REF},
+        request=RESTART_POLICY_SCHEMA,
+    ),
+    *(
+        Operation(
+            "POST", f"/api/instances/{{instance_id}}/{action}", _action(action), OPERATE,
+            f"Operator {action}{note}",
+            {"202": json_body("the instance", INSTANCE_REF), "404": ERROR_REF, "409": ERROR_REF},
+        )
+        for action, note in _ACTIONS
+    ),
+    Operation(
+        "GET", "/api/audit", _audit, ADMIN,
+        "Rejected requests (401/403/413/415/422/429), newest first; repeats within a second are folded",
+        {"200": json_body("entries"), "422": ERROR_REF},
+        parameters=(
+            query("since", "RFC 3339 time or epoch seconds", SINCE),
+            query("limit", "at most this many", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        ),
+    ),
+    Operation(
+        "GET", "/healthz", _healthz, PUBLIC,
+        "Liveness, and the storeId of the store that answers (a random identifier, not a secret)",
+        {"200": json_body("alive", HEALTHZ)},
+    ),
+    Operation(
+        "GET", "/readyz", _readyz, PUBLIC,
+        "Readiness: core actors alive, nothing escalated, store writable",
+        {"200": json_body("ready"), "503": json_body("not ready")},
+    ),
+    Operation("GET", "/api/openapi.json", _openapi, PUBLIC, "This document", {"200": json_body("OpenAPI 3")}),
+)
+
+
+def paths(table: tuple[Operation, ...]) -> list[str]:
+    """Each path once, in the table's order."""
+    return list(dict.fromkeys(operation.path for operation in table))
+
+
+def roles(table: tuple[Operation, ...]) -> dict[str, dict[str, str]]:
+    """path -> HTTP method -> required role, as the authentication middleware reads it."""
+    found: dict[str, dict[str, str]] = {}
+    for operation in table:
+        found.setdefault(operation.path, {})[operation.method] = operation.role
+    return found

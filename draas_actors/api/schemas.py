@@ -1,0 +1,94 @@
+"""JSON schemas the OpenAPI document names: the wire's own, with what the server accepts stated as schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import CONFIGURATION_CHANGED, UPSTREAM_STATUS_NUMBERS, Platform, Status
+from ..wire import REGISTRATION_SCHEMA, REPORT_STATUS_NAMES, STATUS_NAMES, STATUS_UPDATE_SCHEMA
+
+
+def any_case(name: str) -> str:
+    """A pattern that matches ``name`` in any case: JSON Schema's patterns have no case-insensitive flag."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in name)
+
+
+ERROR: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string"},
+        "detail": {"type": ["string", "null"]},
+        "field": {"type": ["string", "null"]},
+    },
+}
+ERROR_REF: dict[str, Any] = {
+    "description": "error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+INSTANCE_REF: dict[str, Any] = {"$ref": "#/components/schemas/Instance"}
+INSTANCE: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "instanceId", "platform", "status", "restartCount", "lastExitCode", "nextRestartAt", "restartPolicy", "runtime",
+    ],
+}
+
+# What the server accepts, stated as schema rather than prose, so that a client (or a fuzzer) can know it.
+_ANY_CASE_STATUS = f"({'|'.join(any_case(name) for name in STATUS_NAMES)})"
+STATUS: dict[str, Any] = {"type": "string", "pattern": f"^{_ANY_CASE_STATUS}$"}
+PLATFORM: dict[str, Any] = {"type": "string", "enum": [p.value for p in Platform]}
+_NAME = rf"\s*({_ANY_CASE_STATUS}|{any_case(CONFIGURATION_CHANGED)})\s*"
+STATUS_LIST: dict[str, Any] = {"type": "string", "pattern": f"^({_NAME}(,{_NAME})*)?$"}  # empty: no filter
+_EPOCH = r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+SINCE: dict[str, Any] = {"type": "string", "anyOf": [{"format": "date-time"}, {"pattern": _EPOCH}]}
+
+# The validator's schema checks the status only for being text or an integer (parse_status_update then names the
+# field); the document says which names (in any case) and numbers it takes.
+STATUS_UPDATE: dict[str, Any] = {
+    **STATUS_UPDATE_SCHEMA,
+    "properties": {
+        **STATUS_UPDATE_SCHEMA["properties"],
+        "status": {
+            "description": STATUS_UPDATE_SCHEMA["properties"]["status"]["description"],
+            "anyOf": [
+                {"type": "string", "pattern": f"^({'|'.join(any_case(name) for name in REPORT_STATUS_NAMES)})$"},
+                {"type": "integer", "minimum": 0, "maximum": len(UPSTREAM_STATUS_NUMBERS) - 1},
+            ],
+        },
+    },
+}
+# Upstream's StatusChangeRecord, as GET /api/status/recent-changes answers with an array of them.
+STATUS_CHANGE_RECORD: dict[str, Any] = {
+    "type": "object",
+    "required": ["instanceId", "oldStatus", "newStatus", "source", "timestamp", "metadata"],
+    "properties": {
+        "instanceId": {"type": "string"},
+        "oldStatus": {"type": "string", "enum": [s.value for s in Status]},
+        "newStatus": {"type": "string", "enum": [*(s.value for s in Status), CONFIGURATION_CHANGED]},
+        "source": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+HEALTHZ: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "storeId"],
+    "properties": {"status": {"type": "string", "enum": ["alive"]}, "storeId": {"type": "string"}},
+}
+
+# The document's components: every "$ref" in the route table points at one of these.
+COMPONENTS: dict[str, Any] = {
+    "StatusUpdate": STATUS_UPDATE,
+    "Registration": REGISTRATION_SCHEMA,
+    "Error": ERROR,
+    "Instance": INSTANCE,
+}
+
+
+def json_body(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A response (or request) with a JSON body of ``schema`` (any object when None)."""
+    return {"description": description, "content": {"application/json": {"schema": schema or {"type": "object"}}}}
+
+
+def query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
