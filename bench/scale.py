@@ -83,6 +83,9 @@ class SideResult:
     updates_per_s: float  # at `instances`
     crash_ms: list[float]
     start_s: float  # a new control plane's start() with `instances` stored
+    # One full (generation 2) garbage collection with every instance: every thread waits that long, so a crash
+    # whose StatusChanged is due meanwhile waits too. Python runs one after each 25 % growth of long-lived objects.
+    gc_full_ms: float = 0.0
 
     @property
     def kib_per_instance(self) -> float:
@@ -267,6 +270,9 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
         create_s = time.perf_counter() - t0
         say(f"{runtime}: created in {create_s:.1f} s")
         rss, threads = _rss_mib(), _instance_threads(runtime)
+        t0 = time.perf_counter()
+        gc.collect()
+        gc_full_ms = (time.perf_counter() - t0) * 1000
         say(f"{runtime}: {updates} single updates at {instances:,} instances ...")
         full = _throughput(cp, instances, updates, pushed)
         say(f"{runtime}: {kills} local crashes ...")
@@ -290,7 +296,7 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
         again.stop(timeout=30.0)  # no process to stop: the crash instance was deregistered
     return SideResult(runtime=runtime, instances=instances, rss_base_mib=rss_base, rss_mib=rss,
                       instance_threads=threads, create_s=create_s, small_updates_per_s=small, updates_per_s=full,
-                      crash_ms=crash_ms, start_s=start_s)
+                      crash_ms=crash_ms, start_s=start_s, gc_full_ms=gc_full_ms)
 
 
 def _run_side(runtime: str, instances: int, updates: int, kills: int, say: Callable[[str], None]) -> SideResult:
@@ -332,7 +338,7 @@ def render(result: ScaleResult) -> str:
             f"{side.runtime:>7}: {side.kib_per_instance:.1f} KiB/instance (RSS {side.rss_base_mib:.0f} -> "
             f"{side.rss_mib:.0f} MiB), created in {side.create_s:.1f} s, updates/s {side.small_updates_per_s:,.0f} at "
             f"{SMALL} -> {side.updates_per_s:,.0f} at {side.instances:,}, crash median {median(side.crash_ms):.2f} ms, "
-            f"start {side.start_s:.1f} s")
+            f"start {side.start_s:.1f} s, a full GC {side.gc_full_ms:.0f} ms")
     ratio = t.kib_per_instance / p.kib_per_instance if p.kib_per_instance > 0 else float("nan")
     lines.append(f"memory per instance: threads / pooled = {ratio:.1f}x")
     lines.append("overall: " + ("PASS" if result.passed else "MISS"))
