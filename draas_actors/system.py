@@ -14,7 +14,7 @@ import pykka
 
 from .actors.bus import BusActor
 from .actors.instance import InstanceActor, InstanceServices
-from .actors.pool import ActorRuntime, ActorSettings
+from .actors.pool import ActorRuntime, ActorSettings, tell_inline
 from .actors.process_monitor import ProcessMonitorActor
 from .actors.refs import CoreRefs, Directory
 from .actors.store import Durability, Retention, StoreActor, StoreHealth
@@ -273,7 +273,12 @@ class ControlPlane:
             entry = None if report.instance_id in handed_over else self.directory.get(report.instance_id)
             if entry is not None:
                 try:
-                    entry.ref.tell(report)
+                    if report.exit_code is None:
+                        # The common report runs on this thread when its actor is idle (pool.tell_inline); an exit
+                        # may start a workload under the restart policy, which must not hold an HTTP thread.
+                        tell_inline(entry.ref, report)
+                    else:
+                        entry.ref.tell(report)
                     continue
                 except pykka.ActorDeadError:
                     pass

@@ -236,7 +236,8 @@ class _StopFlag:
             return self._cond.wait_for(lambda: self._set, timeout)
 
 
-_NEW, _STARTING, _IDLE, _SCHEDULED, _DEAD = range(5)
+# _INLINE: a caller is handling a message itself (``tell_inline``); like _SCHEDULED, puts only queue.
+_NEW, _STARTING, _IDLE, _SCHEDULED, _INLINE, _DEAD = range(6)
 
 
 class _Mailbox:
@@ -306,6 +307,32 @@ class _Mailbox:
             return
         pool.submit(self)  # a turn is over: let the others in the line run before its next messages
 
+    def run_inline(self, message: Any) -> bool:
+        """Handle ``message`` on the calling thread if the actor is idle (no turn in line or running, nothing queued),
+        under the same state that keeps a worker off it; False, having done nothing, if it is not idle.
+
+        The actor's order holds: the message is the first one since the actor went idle, and what arrives while it
+        is handled waits in the inbox for a pool turn, started here once the handler returns."""
+        with self._lock:
+            if self._state != _IDLE or self._items:
+                return False
+            self._state = _INLINE
+            actor = self._actor
+        assert actor is not None
+        _handle(actor, Envelope(message))
+        with self._lock:
+            stopped = actor.actor_stopped.is_set()
+            more = bool(self._items) and not stopped
+            if not stopped:
+                self._state = _SCHEDULED if more else _IDLE
+                if not more:
+                    self._items = None
+        if stopped:
+            self._teardown()
+        elif more:
+            actor._pool.submit(self)
+        return True
+
     def _teardown(self) -> None:
         with self._lock:
             self._state = _DEAD
@@ -317,6 +344,21 @@ class _Mailbox:
                     envelope.reply_to.set(None)
             else:
                 _refuse(envelope, "stopped before handling the message")
+
+
+def tell_inline(ref: pykka.ActorRef[Any], message: Any) -> None:
+    """``ref.tell(message)``, but handled on the calling thread when ``ref`` is a pooled actor with nothing to do.
+
+    The fast path of a push (see docs/performance.md): an HTTP thread that hands a report to a pool worker pays a
+    queue put, a wake-up and a GIL hand-off, then waits for the commit anyway. Running the handler here, under the
+    actor's mailbox state, keeps one message at a time and the actor's order. Only for messages whose handler
+    never blocks (it would hold the caller, not a pool worker the watchdog can replace). Raises
+    ``pykka.ActorDeadError`` as ``tell`` does.
+    """
+    inbox = ref.actor_inbox
+    if isinstance(inbox, _Mailbox) and ref.is_alive() and inbox.run_inline(message):
+        return
+    ref.tell(message)
 
 
 def _refuse(envelope: Envelope[Any], why: str) -> None:
