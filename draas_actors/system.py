@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +21,7 @@ from .actors.supervisor import ACCEPTED, SupervisionSettings, SupervisorActor
 from .commit import Outcome, Receipt, barrier
 from .delivery import Subscriptions
 from .errors import NotFound, Unavailable
+from .frozen import fast_replace
 from .messages import (
     MAX_REGISTER_BATCH,
     AuditEntry,
@@ -238,7 +238,7 @@ class ControlPlane:
                 return refused
         receipt = Receipt(len(reports))
         tickets = tuple(
-            dataclasses.replace(report, ticket=receipt.ticket(i)) for i, report in enumerate(reports)
+            fast_replace(report, ticket=receipt.ticket(i)) for i, report in enumerate(reports)
         )
         routed = self._route(tickets, scope)
         for index, outcome in enumerate(routed):
