@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import docker_events, k8s_watch, plane_start, process_restart, push_flood, push_throughput
+from . import docker_events, k8s_watch, plane_start, process_restart, push_flood, push_throughput, scale
 
 # name -> (run(quick) -> result with .passed and .to_json(), render(result) -> str)
 BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
@@ -64,6 +64,16 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
             say=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         push_throughput.render,
+    ),
+    "scale": (
+        lambda quick: scale.run(
+            pooled=scale.QUICK_POOLED if quick else scale.FULL_POOLED,
+            threads=scale.QUICK_THREADS if quick else scale.FULL_THREADS,
+            updates=scale.QUICK_UPDATES if quick else scale.FULL_UPDATES,
+            kills=scale.QUICK_KILLS if quick else scale.FULL_KILLS,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        scale.render,
     ),
 }
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from .actors.pool import ActorSettings
 from .actors.store import Durability, Retention
 from .actors.supervisor import SupervisionSettings
 from .api.server import ServerLimits
@@ -156,6 +157,15 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "askTimeout": {"type": "number", "exclusiveMinimum": 0},
             },
         },
+        "actors": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "runtime": {"enum": ["pool", "threads"]},
+                "poolThreads": {"type": "integer", "minimum": 1, "maximum": 256},
+                "poolMaxThreads": {"type": "integer", "minimum": 1, "maximum": 1024},
+            },
+        },
         "shutdown": {
             "type": "object",
             "additionalProperties": False,
@@ -252,6 +262,7 @@ def load_settings(
     except DraasError as error:
         raise ConfigError(f"{where}: {error.message}", field=error.field) from None
     _check_unique(instances, where)
+    actors = _actor_settings(raw.get("actors", {}), where)
     kubernetes = _kubernetes_settings(raw.get("kubernetes", {}), environ, where)
     security = _security_settings(raw, where)
     server, store, supervisor = raw.get("server", {}), raw.get("store", {}), raw.get("supervisor", {})
@@ -279,6 +290,7 @@ def load_settings(
             # One [supervisor] askTimeout bounds both the supervisor's asks and the facade's.
             **_given(supervisor, {"askTimeout": "ask_timeout"}),
             kubernetes=kubernetes,
+            actors=actors,
             docker=DockerSettings(**_given(raw.get("docker", {}), {"stopTimeout": "stop_timeout"})),
         ),
     )
@@ -366,6 +378,21 @@ def _convert(variable: str, text: str, kind: type) -> Any:
         return kind(text)
     except ValueError:
         raise ConfigError(f"{variable}: expected {kind.__name__}, got {text!r}", field=variable) from None
+
+
+def _actor_settings(section: Mapping[str, Any], where: str) -> ActorSettings:
+    actors = ActorSettings(**_given(section, {"runtime": "runtime", "poolThreads": "pool_threads",
+                                              "poolMaxThreads": "pool_max_threads"}))
+    if "poolMaxThreads" not in section and actors.pool_max_threads < actors.pool_threads:
+        # The ceiling follows a larger poolThreads, so that raising one setting alone is never an error.
+        return dataclasses.replace(actors, pool_max_threads=actors.pool_threads)
+    if actors.pool_max_threads < actors.pool_threads:
+        raise ConfigError(
+            f"{where}: actors.poolMaxThreads ({actors.pool_max_threads}) is below actors.poolThreads "
+            f"({actors.pool_threads})",
+            field="actors.poolMaxThreads",
+        )
+    return actors
 
 
 def _kubernetes_settings(section: Mapping[str, Any], environ: Mapping[str, str], where: str) -> KubernetesSettings:

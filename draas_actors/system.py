@@ -13,7 +13,8 @@ from typing import Any
 import pykka
 
 from .actors.bus import BusActor
-from .actors.instance import InstanceServices
+from .actors.instance import InstanceActor, InstanceServices
+from .actors.pool import ActorRuntime, ActorSettings
 from .actors.process_monitor import ProcessMonitorActor
 from .actors.refs import CoreRefs, Directory
 from .actors.store import Durability, Retention, StoreActor, StoreHealth
@@ -78,6 +79,7 @@ class SystemSettings:
     ask_timeout: float = 5.0
     kubernetes: KubernetesSettings = KubernetesSettings()
     docker: DockerSettings = DockerSettings()
+    actors: ActorSettings = ActorSettings()
 
 
 class ControlPlane:
@@ -103,6 +105,7 @@ class ControlPlane:
             refs=self.refs, scheduler=self.scheduler, processes=self.processes, docker=self.docker,
             kubernetes=self.kubernetes, clock=clock,
         )
+        self.runtime = ActorRuntime(settings.actors)  # where instance actors run; core actors keep their threads
         self.started_at = 0.0
         self.store_health = StoreHealth()
         self.store_id = ""  # the store's identity (storefile.py), known once start() has checked the store
@@ -130,6 +133,7 @@ class ControlPlane:
             services=self.services,
             core_factory=self._start_core,
             settings=self.settings.supervision,
+            instance_class=self.runtime.actor_class(InstanceActor),
         )
         self.refs.supervisor = supervisor
         self._ask(supervisor, GetHealth())  # answered only once its on_start has started the core actors
@@ -191,6 +195,9 @@ class ControlPlane:
         stopping = [entry.ref.stop(block=False) for entry in self.directory.snapshot().values()]
         for future in stopping:
             _await_stop(future, deadline)
+        # Any pooled actor not in the directory any more, then the pool's workers; the core actors, which the
+        # instances write to, after them.
+        self.runtime.shutdown(max(0.0, deadline - time.monotonic()))
         for name in ("monitor", "bus", "store"):
             ref = getattr(self.refs, name)
             if ref is not None:

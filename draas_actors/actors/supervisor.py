@@ -45,6 +45,7 @@ from ..policy import RestartMode, RestartPolicy
 from ..records import InstanceRecord
 from ..security import Identity, scope_refusal
 from .instance import InstanceActor, InstanceServices
+from .pool import PooledActor
 from .refs import CoreRefs, Directory, Entry
 from .watched import WatchedActor
 
@@ -88,8 +89,10 @@ class SupervisorActor(WatchedActor):
         services: InstanceServices,
         core_factory: CoreFactory,
         settings: SupervisionSettings,
+        instance_class: type[InstanceActor] = InstanceActor,
     ) -> None:
         super().__init__(watcher=None, key="supervisor")
+        self.instance_class = instance_class  # InstanceActor, or a subclass running on the actor pool
         self.refs = refs
         self.directory = directory  # written only here
         self.services = services
@@ -189,7 +192,7 @@ class SupervisorActor(WatchedActor):
         return ACCEPTED
 
     def _spawn_instance(self, record: InstanceRecord, *first: Any) -> pykka.ActorRef[Any]:
-        ref = start_unregistered(InstanceActor, record=record, services=self.services, watcher=self.actor_ref)
+        ref = start_unregistered(self.instance_class, record=record, services=self.services, watcher=self.actor_ref)
         # Told before the ref is published: a push that finds it in the directory queues behind these.
         for message in first:
             ref.tell(message)
@@ -324,6 +327,8 @@ def start_unregistered(actor_class: type[pykka.Actor], **kwargs: Any) -> pykka.A
     """``actor_class.start(**kwargs)`` without pykka's ``ActorRegistry``: instance actors are found through the
     ``Directory``, and the registry's list makes stopping N registered actors cost O(N^2) (each stop removes
     itself from the list). The control plane stops them itself (``ControlPlane._stop_actors``)."""
+    if issubclass(actor_class, PooledActor):
+        return actor_class.start(**kwargs)  # registers with its pool, which the control plane shuts down
     actor = actor_class(**kwargs)
     actor._start_actor_loop()
     return actor.actor_ref

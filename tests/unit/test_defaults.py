@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from draas_actors import settings as settings_module
+from draas_actors.actors.pool import ActorSettings
 from draas_actors.actors.supervisor import SupervisionSettings
 from draas_actors.api.server import ServerLimits
 from draas_actors.platforms.docker import DockerSettings
@@ -38,11 +39,13 @@ def test_an_empty_file_is_the_same_as_no_file(tmp_path: Path) -> None:
             s, system=dataclasses.replace(s.system, supervision=SupervisionSettings(max_restarts=2)))),
         ("[docker]\nstopTimeout = 3", lambda s: dataclasses.replace(
             s, system=dataclasses.replace(s.system, docker=DockerSettings(stop_timeout=3)))),
+        ("[actors]\npoolMaxThreads = 12", lambda s: dataclasses.replace(
+            s, system=dataclasses.replace(s.system, actors=ActorSettings(pool_max_threads=12)))),
         ("[limits]\nmaxBodyBytes = 4096", lambda s: dataclasses.replace(
             s, security=SecuritySettings(limits=LimitSettings(max_body_bytes=4096)),
             server_limits=ServerLimits(max_body_bytes=4096))),
     ],
-    ids=["server", "store", "supervisor", "docker", "limits"],
+    ids=["server", "store", "supervisor", "docker", "actors", "limits"],
 )
 def test_a_key_that_is_set_changes_its_field_and_nothing_else(tmp_path: Path, toml: str, changed: Any) -> None:
     path = tmp_path / "one.toml"
@@ -76,7 +79,8 @@ def test_the_loader_restates_no_default() -> None:
     # dataDir is the one key without a dataclass default; DEFAULT_DATA_DIR is where it is stated.
     restated = [
         call
-        for function in (settings_module.load_settings, settings_module._kubernetes_settings)
+        for function in (settings_module.load_settings, settings_module._kubernetes_settings,
+                         settings_module._actor_settings)
         for call in _literal_defaults(function)
         if "DEFAULT_DATA_DIR" not in call
     ]

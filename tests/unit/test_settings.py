@@ -369,3 +369,24 @@ def test_a_container_stop_timeout_out_of_range_is_named(tmp_path: Path, text: st
     path = tmp_path / "draas.toml"
     path.write_text(f"[docker]\nstopTimeout = {text}\n")
     assert _config_error(path, {}).field == "docker.stopTimeout"
+
+
+# -- actors --------------------------------------------------------------------------------------------
+
+
+def test_instance_actors_run_on_the_pool_unless_configured_onto_threads(tmp_path: Path) -> None:
+    assert load_settings(None, environ={}).system.actors.runtime == "pool"
+    path = tmp_path / "draas.toml"
+    path.write_text('[actors]\nruntime = "threads"\npoolThreads = 4\npoolMaxThreads = 6\n')
+    actors = load_settings(path, environ={}).system.actors
+    assert (actors.runtime, actors.pool_threads, actors.pool_max_threads) == ("threads", 4, 6)
+    path.write_text("[actors]\npoolThreads = 64\n")
+    assert load_settings(path, environ={}).system.actors.pool_max_threads == 64  # the ceiling follows
+
+
+def test_a_pool_ceiling_below_its_size_names_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "draas.toml"
+    path.write_text("[actors]\npoolThreads = 8\npoolMaxThreads = 4\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert caught.value.field == "actors.poolMaxThreads"
