@@ -6,6 +6,7 @@ message arrives, and a worker runs the actor for one turn (at most ``turn_messag
 then puts it back in line if more are waiting. So each actor still handles one message at a time, in order, with
 pykka's ``tell``/``ask``/``on_start``/``on_stop``/``on_failure`` contracts, and an idle actor costs a few small
 objects and no thread (a thread each is about 23 KiB of RSS, and the process cannot start more than ~22,000).
+``tell_inline`` lets the sender run a message itself when the actor is idle: the push's fast path.
 
 Pooled actors are registered with their pool, not in pykka's ``ActorRegistry`` (a list, where each stop scans
 for the actor: quadratic at this scale), so ``ActorRegistry.stop_all`` leaves them to ``ActorRuntime.shutdown``.
