@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .frozen import fast_replace
 from .model import InstanceId, Platform, Status, StopCause
 from .policy import BUDGET_EXHAUSTED, RestartHistory, RestartMode, RestartPolicy
 
@@ -61,7 +61,7 @@ class InstanceRecord:
     version: int = 0  # bumped on every change, so the store can ignore an older save arriving late
 
     def replace(self, **changes: Any) -> InstanceRecord:
-        return dataclasses.replace(self, **changes)
+        return fast_replace(self, **changes)  # on the path of every update: see frozen.py
 
 
 def record_to_json(record: InstanceRecord) -> str:

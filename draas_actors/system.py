@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -14,7 +13,7 @@ import pykka
 
 from .actors.bus import BusActor
 from .actors.instance import InstanceActor, InstanceServices
-from .actors.pool import ActorRuntime, ActorSettings
+from .actors.pool import ActorRuntime, ActorSettings, tell_inline
 from .actors.process_monitor import ProcessMonitorActor
 from .actors.refs import CoreRefs, Directory
 from .actors.store import Durability, Retention, StoreActor, StoreHealth
@@ -22,6 +21,7 @@ from .actors.supervisor import ACCEPTED, SupervisionSettings, SupervisorActor
 from .commit import Outcome, Receipt, barrier
 from .delivery import Subscriptions
 from .errors import NotFound, Unavailable
+from .frozen import fast_replace
 from .messages import (
     MAX_REGISTER_BATCH,
     Ask,
@@ -242,7 +242,7 @@ class ControlPlane:
                 return refused
         receipt = Receipt(len(reports))
         tickets = tuple(
-            dataclasses.replace(report, ticket=receipt.ticket(i)) for i, report in enumerate(reports)
+            fast_replace(report, ticket=receipt.ticket(i)) for i, report in enumerate(reports)
         )
         routed = self._route(tickets, scope)
         for index, outcome in enumerate(routed):
@@ -277,7 +277,12 @@ class ControlPlane:
             entry = None if report.instance_id in handed_over else self.directory.get(report.instance_id)
             if entry is not None:
                 try:
-                    entry.ref.tell(report)
+                    if report.exit_code is None:
+                        # The common report runs on this thread when its actor is idle (pool.tell_inline); an exit
+                        # may start a workload under the restart policy, which must not hold an HTTP thread.
+                        tell_inline(entry.ref, report)
+                    else:
+                        entry.ref.tell(report)
                     continue
                 except pykka.ActorDeadError:
                     pass

@@ -6,7 +6,6 @@ proxies, no blocking waits), so the execution model can move to a pooled dispatc
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import time
@@ -18,6 +17,7 @@ import pykka
 
 from ..commit import Outcome, Sync, Ticket
 from ..errors import Conflict
+from ..frozen import fast_replace
 from ..messages import (
     DeleteRecord,
     Deregister,
@@ -437,7 +437,7 @@ class InstanceActor(WatchedActor):
             self._tell(core, write)
         if carrier is None:
             self._sync(Sync(ack))
-        elif not self._tell(carrier[0], dataclasses.replace(carrier[1], ack=ack)):
+        elif not self._tell(carrier[0], fast_replace(carrier[1], ack=ack)):
             ack.failed(f"the {'status bus' if carrier[0] == 'bus' else 'store'} is restarting")
 
     def _write(self, core: str, message: Publish | SaveRecord) -> None:

@@ -6,6 +6,7 @@ message arrives, and a worker runs the actor for one turn (at most ``turn_messag
 then puts it back in line if more are waiting. So each actor still handles one message at a time, in order, with
 pykka's ``tell``/``ask``/``on_start``/``on_stop``/``on_failure`` contracts, and an idle actor costs a few small
 objects and no thread (a thread each is about 23 KiB of RSS, and the process cannot start more than ~22,000).
+``tell_inline`` lets the sender run a message itself when the actor is idle: the push's fast path.
 
 Pooled actors are registered with their pool, not in pykka's ``ActorRegistry`` (a list, where each stop scans
 for the actor: quadratic at this scale), so ``ActorRegistry.stop_all`` leaves them to ``ActorRuntime.shutdown``.
@@ -236,7 +237,8 @@ class _StopFlag:
             return self._cond.wait_for(lambda: self._set, timeout)
 
 
-_NEW, _STARTING, _IDLE, _SCHEDULED, _DEAD = range(5)
+# _INLINE: a caller is handling a message itself (``tell_inline``); like _SCHEDULED, puts only queue.
+_NEW, _STARTING, _IDLE, _SCHEDULED, _INLINE, _DEAD = range(6)
 
 
 class _Mailbox:
@@ -306,6 +308,32 @@ class _Mailbox:
             return
         pool.submit(self)  # a turn is over: let the others in the line run before its next messages
 
+    def run_inline(self, message: Any) -> bool:
+        """Handle ``message`` on the calling thread if the actor is idle (no turn in line or running, nothing queued),
+        under the same state that keeps a worker off it; False, having done nothing, if it is not idle.
+
+        The actor's order holds: the message is the first one since the actor went idle, and what arrives while it
+        is handled waits in the inbox for a pool turn, started here once the handler returns."""
+        with self._lock:
+            if self._state != _IDLE or self._items:
+                return False
+            self._state = _INLINE
+            actor = self._actor
+        assert actor is not None
+        _handle(actor, Envelope(message))
+        with self._lock:
+            stopped = actor.actor_stopped.is_set()
+            more = bool(self._items) and not stopped
+            if not stopped:
+                self._state = _SCHEDULED if more else _IDLE
+                if not more:
+                    self._items = None
+        if stopped:
+            self._teardown()
+        elif more:
+            actor._pool.submit(self)
+        return True
+
     def _teardown(self) -> None:
         with self._lock:
             self._state = _DEAD
@@ -317,6 +345,21 @@ class _Mailbox:
                     envelope.reply_to.set(None)
             else:
                 _refuse(envelope, "stopped before handling the message")
+
+
+def tell_inline(ref: pykka.ActorRef[Any], message: Any) -> None:
+    """``ref.tell(message)``, but handled on the calling thread when ``ref`` is a pooled actor with nothing to do.
+
+    The fast path of a push (see docs/performance.md): an HTTP thread that hands a report to a pool worker pays a
+    queue put, a wake-up and a GIL hand-off, then waits for the commit anyway. Running the handler here, under the
+    actor's mailbox state, keeps one message at a time and the actor's order. Only for messages whose handler
+    never blocks (it would hold the caller, not a pool worker the watchdog can replace). Raises
+    ``pykka.ActorDeadError`` as ``tell`` does.
+    """
+    inbox = ref.actor_inbox
+    if isinstance(inbox, _Mailbox) and ref.is_alive() and inbox.run_inline(message):
+        return
+    ref.tell(message)
 
 
 def _refuse(envelope: Envelope[Any], why: str) -> None:

@@ -61,3 +61,37 @@ def test_instance_actors_can_still_have_a_thread_each(tmp_path: Path) -> None:
         assert threading.active_count() - before >= INSTANCES
     finally:
         cp.stop(timeout=5)
+
+
+def test_a_pushed_report_runs_on_the_pushing_thread_when_its_actor_is_idle_but_an_exit_goes_to_the_pool(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from draas_actors.actors.instance import InstanceActor
+
+    handled: list[tuple[Status, str]] = []
+    real = InstanceActor.on_receive
+
+    def recording(self: InstanceActor, message: Any) -> Any:
+        if isinstance(message, StatusReport):
+            handled.append((message.status, threading.current_thread().name))
+        return real(self, message)
+
+    monkeypatch.setattr(InstanceActor, "on_receive", recording)
+    cp, _ = pushed_plane(tmp_path, "pool")
+    try:
+        ref = instance_ref(cp, "c7")
+        deadline = time.monotonic() + 5.0
+        while ref.actor_inbox._state != 2:  # type: ignore[attr-defined]  # idle: the first push is done with it
+            assert time.monotonic() < deadline, "the actor never went idle"
+            time.sleep(0.005)
+        now = time.time()
+        common: dict[str, Any] = dict(instance_id=InstanceId("c7"), source="docker-daemon", platform=Platform.DOCKER)
+        cp.submit((StatusReport(status=Status.STOPPED, observed_at=now + 1, **common),))
+        assert handled[-1] == (Status.STOPPED, threading.current_thread().name)
+        cp.submit((StatusReport(status=Status.RUNNING, observed_at=now + 2, **common),))
+        cp.submit((StatusReport(status=Status.FAILED, observed_at=now + 3, exit_code=1, **common),))
+        status, thread = handled[-1]
+        assert status is Status.FAILED and thread.startswith("instance-pool")
+        assert cp.get_instance("c7").last_exit_code == 1
+    finally:
+        cp.stop(timeout=5)

@@ -37,3 +37,18 @@ def test_an_empty_receipt_and_a_settled_barrier_need_no_wait() -> None:
     receipt, sync = barrier()
     sync.ack.committed()
     assert receipt.wait(0.0) == [Outcome.APPLIED]
+
+
+def test_a_receipt_can_be_waited_for_by_several_threads_and_again_once_done() -> None:
+    receipt = Receipt(1)
+    answers: list[list[Outcome | None]] = []
+    waiters = [threading.Thread(target=lambda: answers.append(receipt.wait(5.0))) for _ in range(3)]
+    for waiter in waiters:
+        waiter.start()
+    receipt.ticket(0).ack(Outcome.STALE).committed()
+    for waiter in waiters:
+        waiter.join(5.0)
+    assert answers == [[Outcome.STALE]] * 3 and receipt.wait(0.0) == [Outcome.STALE]
+    receipt.fail("late")  # after it is done: the latch stays open, a later wait hears the failure
+    with pytest.raises(Unavailable):
+        receipt.wait(0.0)
