@@ -93,6 +93,8 @@ class SideResult:
     gc_full_ms: float = 0.0
     crash_full_ms: list[float] = dataclasses.field(default_factory=list)  # with every instance idle besides
     crash_besides: int = 0  # idle instances beside the crashing one in crash_ms
+    small_cpu_us: float = 0.0  # the process's CPU time per update at SMALL instances
+    cpu_us: float = 0.0  # and at `instances`
 
     @property
     def kib_per_instance(self) -> float:
@@ -188,14 +190,17 @@ def _create(cp: ControlPlane, first: int, end: int) -> None:
         assert isinstance(outcomes, tuple), outcomes
 
 
-def _throughput(cp: ControlPlane, instances: int, updates: int, pushed: dict[int, Status]) -> float:
-    """The median of ROUNDS rates, after an untimed warm-up round of a quarter of ``updates``."""
+def _throughput(cp: ControlPlane, instances: int, updates: int, pushed: dict[int, Status]) -> tuple[float, float]:
+    """The median of ROUNDS rates, and of their CPU time per update in microseconds (the whole process's: less
+    swayed than the rate by what else the shared machine runs), after an untimed warm-up round of a quarter."""
     _round(cp, instances, max(CLIENTS, updates // 4), pushed)
-    return median([_round(cp, instances, updates, pushed) for _ in range(ROUNDS)])
+    rounds = [_round(cp, instances, updates, pushed) for _ in range(ROUNDS)]
+    return median([rate for rate, _ in rounds]), median([cpu for _, cpu in rounds])
 
 
-def _round(cp: ControlPlane, instances: int, updates: int, pushed: dict[int, Status]) -> float:
-    """Updates/s of CLIENTS threads each submitting single reports to its own share of the instances.
+def _round(cp: ControlPlane, instances: int, updates: int, pushed: dict[int, Status]) -> tuple[float, float]:
+    """Updates/s of CLIENTS threads each submitting single reports to its own share of the instances, and the
+    process's CPU microseconds per update.
 
     ``pushed``: per instance index, the status last pushed (each client reads and writes only its own indexes)."""
     errors: list[BaseException] = []
@@ -213,15 +218,16 @@ def _round(cp: ControlPlane, instances: int, updates: int, pushed: dict[int, Sta
             errors.append(error)
 
     threads = [threading.Thread(target=client, args=(c,), name=f"bench-client-{c}") for c in range(CLIENTS)]
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     if errors:
         raise errors[0]
-    return (updates // CLIENTS) * CLIENTS / elapsed
+    done = (updates // CLIENTS) * CLIENTS
+    return done / elapsed, cpu * 1e6 / done
 
 
 def _crashes(cp: ControlPlane, kills: int) -> tuple[list[float], list[Runtime]]:
@@ -271,7 +277,7 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
         _create(cp, 0, SMALL)
         say(f"{runtime}: {updates} single updates at {SMALL} instances ...")
         pushed: dict[int, Status] = {}
-        small = _throughput(cp, SMALL, updates, pushed)
+        small, small_cpu_us = _throughput(cp, SMALL, updates, pushed)
         besides = min(instances, CRASH_IDLE_BESIDES)
         say(f"{runtime}: creating {instances:,} instances ...")
         t0 = time.perf_counter()
@@ -290,7 +296,7 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
         gc.collect()
         gc_full_ms = (time.perf_counter() - t0) * 1000
         say(f"{runtime}: {updates} single updates at {instances:,} instances ...")
-        full = _throughput(cp, instances, updates, pushed)
+        full, cpu_us = _throughput(cp, instances, updates, pushed)
         say(f"{runtime}: {kills} local crashes with {instances:,} idle besides ...")
         crash_full_ms, more = _crashes(cp, kills)
         runtimes += more
@@ -314,7 +320,7 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
     return SideResult(runtime=runtime, instances=instances, rss_base_mib=rss_base, rss_mib=rss,
                       instance_threads=threads, create_s=create_s, small_updates_per_s=small, updates_per_s=full,
                       crash_ms=crash_ms, start_s=start_s, gc_full_ms=gc_full_ms, crash_full_ms=crash_full_ms,
-                      crash_besides=besides)
+                      crash_besides=besides, small_cpu_us=small_cpu_us, cpu_us=cpu_us)
 
 
 def _run_side(runtime: str, instances: int, updates: int, kills: int, say: Callable[[str], None],
@@ -360,7 +366,9 @@ def render(result: ScaleResult) -> str:
             f"{SMALL} -> {side.updates_per_s:,.0f} at {side.instances:,}, crash median {median(side.crash_ms):.2f} ms, "
             f"start {side.start_s:.1f} s, a full GC {side.gc_full_ms:.0f} ms")
         lines.append(
-            f"{'':>7}  crash with {side.instances:,} idle besides: median {median(side.crash_full_ms):.2f} ms, "
+            f"{'':>7}  CPU per update {side.small_cpu_us:.0f} us at {SMALL} -> {side.cpu_us:.0f} us at "
+            f"{side.instances:,}; crash with {side.instances:,} idle besides: "
+            f"median {median(side.crash_full_ms):.2f} ms, "
             f"p99 {p99(side.crash_full_ms):.2f} ms, max {max(side.crash_full_ms):.2f} ms")
     ratio = t.kib_per_instance / p.kib_per_instance if p.kib_per_instance > 0 else float("nan")
     lines.append(f"memory per instance: threads / pooled = {ratio:.1f}x")
