@@ -93,6 +93,7 @@ class SideResult:
     gc_full_ms: float = 0.0
     crash_full_ms: list[float] = dataclasses.field(default_factory=list)  # with every instance idle besides
     crash_besides: int = 0  # idle instances beside the crashing one in crash_ms
+    gc_besides_ms: float = 0.0  # one full collection with crash_besides instances, after the heap was settled
     small_cpu_us: float = 0.0  # the process's CPU time per update at SMALL instances
     cpu_us: float = 0.0  # and at `instances`
 
@@ -285,6 +286,9 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
         create_s = time.perf_counter() - t0
         # What run.py does once its control plane has started with them stored (--no-freeze: the code before it).
         frozen = settle_after_start() if freeze else 0
+        t0 = time.perf_counter()
+        gc.collect()  # what a full collection now costs every thread, a crash's StatusChanged included
+        gc_besides_ms = (time.perf_counter() - t0) * 1000
         say(f"{runtime}: {kills} local crashes with {besides:,} idle besides ({frozen:,} objects frozen) ...")
         crash_ms, runtimes = _crashes(cp, kills)
         t0 = time.perf_counter()
@@ -320,7 +324,7 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
     return SideResult(runtime=runtime, instances=instances, rss_base_mib=rss_base, rss_mib=rss,
                       instance_threads=threads, create_s=create_s, small_updates_per_s=small, updates_per_s=full,
                       crash_ms=crash_ms, start_s=start_s, gc_full_ms=gc_full_ms, crash_full_ms=crash_full_ms,
-                      crash_besides=besides, small_cpu_us=small_cpu_us, cpu_us=cpu_us)
+                      crash_besides=besides, gc_besides_ms=gc_besides_ms, small_cpu_us=small_cpu_us, cpu_us=cpu_us)
 
 
 def _run_side(runtime: str, instances: int, updates: int, kills: int, say: Callable[[str], None],
@@ -367,7 +371,8 @@ def render(result: ScaleResult) -> str:
             f"start {side.start_s:.1f} s, a full GC {side.gc_full_ms:.0f} ms")
         lines.append(
             f"{'':>7}  CPU per update {side.small_cpu_us:.0f} us at {SMALL} -> {side.cpu_us:.0f} us at "
-            f"{side.instances:,}; crash with {side.instances:,} idle besides: "
+            f"{side.instances:,}; a full GC at {side.crash_besides:,} {side.gc_besides_ms:.1f} ms; "
+            f"crash with {side.instances:,} idle besides: "
             f"median {median(side.crash_full_ms):.2f} ms, "
             f"p99 {p99(side.crash_full_ms):.2f} ms, max {max(side.crash_full_ms):.2f} ms")
     ratio = t.kib_per_instance / p.kib_per_instance if p.kib_per_instance > 0 else float("nan")
