@@ -15,8 +15,9 @@ layout, in order:
    stored; then local crashes, the issue's target: a ``sleep`` child under an on-failure policy, SIGKILLed by PID,
    timed to the ``StatusChanged`` Running -> Failed at an in-process subscriber, with 10,000 idle instances besides;
 3. the rest of the instances, then RSS, the threads that run instance actors, one full collection timed (the 40,000
-   instances made after the freeze are not frozen), the same throughput at full size, and crashes again with every
-   instance idle beside it (for information);
+   instances made after the freeze are not frozen yet), the heap settled again (as after a start with them all
+   stored), the same throughput at full size, and crashes again with every instance idle beside it (for
+   information);
 4. a stop, and a new control plane's ``start()`` on the same store with all the instances stored.
 """
 from __future__ import annotations
@@ -96,6 +97,8 @@ class SideResult:
     gc_besides_ms: float = 0.0  # one full collection with crash_besides instances, after the heap was settled
     small_cpu_us: float = 0.0  # the process's CPU time per update at SMALL instances
     cpu_us: float = 0.0  # and at `instances`
+    small_full_gcs: int = 0  # full collections during the timed rounds at SMALL
+    full_gcs: int = 0  # and at `instances`
 
     @property
     def kib_per_instance(self) -> float:
@@ -191,12 +194,16 @@ def _create(cp: ControlPlane, first: int, end: int) -> None:
         assert isinstance(outcomes, tuple), outcomes
 
 
-def _throughput(cp: ControlPlane, instances: int, updates: int, pushed: dict[int, Status]) -> tuple[float, float]:
+def _throughput(cp: ControlPlane, instances: int, updates: int,
+                pushed: dict[int, Status]) -> tuple[float, float, int]:
     """The median of ROUNDS rates, and of their CPU time per update in microseconds (the whole process's: less
-    swayed than the rate by what else the shared machine runs), after an untimed warm-up round of a quarter."""
+    swayed than the rate by what else the shared machine runs), after an untimed warm-up round of a quarter; and
+    the full garbage collections during the timed rounds."""
     _round(cp, instances, max(CLIENTS, updates // 4), pushed)
+    full_gcs = gc.get_stats()[2]["collections"]
     rounds = [_round(cp, instances, updates, pushed) for _ in range(ROUNDS)]
-    return median([rate for rate, _ in rounds]), median([cpu for _, cpu in rounds])
+    full_gcs = gc.get_stats()[2]["collections"] - full_gcs
+    return median([rate for rate, _ in rounds]), median([cpu for _, cpu in rounds]), full_gcs
 
 
 def _round(cp: ControlPlane, instances: int, updates: int, pushed: dict[int, Status]) -> tuple[float, float]:
@@ -278,7 +285,7 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
         _create(cp, 0, SMALL)
         say(f"{runtime}: {updates} single updates at {SMALL} instances ...")
         pushed: dict[int, Status] = {}
-        small, small_cpu_us = _throughput(cp, SMALL, updates, pushed)
+        small, small_cpu_us, small_gcs = _throughput(cp, SMALL, updates, pushed)
         besides = min(instances, CRASH_IDLE_BESIDES)
         say(f"{runtime}: creating {instances:,} instances ...")
         t0 = time.perf_counter()
@@ -299,8 +306,13 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
         t0 = time.perf_counter()
         gc.collect()
         gc_full_ms = (time.perf_counter() - t0) * 1000
+        if freeze:
+            # As run.py leaves a control plane that started with them all stored: unfrozen, the records that each
+            # update replaces outlive the young generations, and every 25 % growth of the old one is a full walk
+            # of all 50,000 instances during the rounds (about 150 ms each), a cost per instance that 100 do not pay.
+            settle_after_start()
         say(f"{runtime}: {updates} single updates at {instances:,} instances ...")
-        full, cpu_us = _throughput(cp, instances, updates, pushed)
+        full, cpu_us, full_gcs = _throughput(cp, instances, updates, pushed)
         say(f"{runtime}: {kills} local crashes with {instances:,} idle besides ...")
         crash_full_ms, more = _crashes(cp, kills)
         runtimes += more
@@ -324,7 +336,8 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
     return SideResult(runtime=runtime, instances=instances, rss_base_mib=rss_base, rss_mib=rss,
                       instance_threads=threads, create_s=create_s, small_updates_per_s=small, updates_per_s=full,
                       crash_ms=crash_ms, start_s=start_s, gc_full_ms=gc_full_ms, crash_full_ms=crash_full_ms,
-                      crash_besides=besides, gc_besides_ms=gc_besides_ms, small_cpu_us=small_cpu_us, cpu_us=cpu_us)
+                      crash_besides=besides, gc_besides_ms=gc_besides_ms, small_cpu_us=small_cpu_us, cpu_us=cpu_us,
+                      small_full_gcs=small_gcs, full_gcs=full_gcs)
 
 
 def _run_side(runtime: str, instances: int, updates: int, kills: int, say: Callable[[str], None],
@@ -371,7 +384,8 @@ def render(result: ScaleResult) -> str:
             f"start {side.start_s:.1f} s, a full GC {side.gc_full_ms:.0f} ms")
         lines.append(
             f"{'':>7}  CPU per update {side.small_cpu_us:.0f} us at {SMALL} -> {side.cpu_us:.0f} us at "
-            f"{side.instances:,}; a full GC at {side.crash_besides:,} {side.gc_besides_ms:.1f} ms; "
+            f"{side.instances:,} (full GCs in the rounds: {side.small_full_gcs} -> {side.full_gcs}); "
+            f"a full GC at {side.crash_besides:,} {side.gc_besides_ms:.1f} ms; "
             f"crash with {side.instances:,} idle besides: "
             f"median {median(side.crash_full_ms):.2f} ms, "
             f"p99 {p99(side.crash_full_ms):.2f} ms, max {max(side.crash_full_ms):.2f} ms")
