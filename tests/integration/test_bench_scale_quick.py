@@ -26,6 +26,7 @@ def test_quick_scale_benchmark_measures_both_layouts_and_leaves_no_child() -> No
         assert side.crash_besides == min(side.instances, scale.CRASH_IDLE_BESIDES)
         assert positive([side.small_updates_per_s, side.updates_per_s, side.start_s, side.rss_mib])
         assert positive([side.small_cpu_us, side.cpu_us])
+        assert len(side.paired_ratios) == scale.ROUNDS and positive(side.paired_ratios)
     # The layouts differ where the benchmark says they do: a few pool threads, against a thread per actor.
     assert pooled.instance_threads <= scale.TARGET_THREADS < scale.QUICK_THREADS <= threads.instance_threads
     summary = result.to_json()
