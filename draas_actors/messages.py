@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pykka
 
@@ -17,6 +17,16 @@ from .model import ChangeKind, InstanceId, Platform, Status
 from .policy import RestartPolicy
 from .records import InstanceRecord
 from .security import Identity
+
+R_co = TypeVar("R_co", covariant=True)
+
+
+class Ask(Generic[R_co]):
+    """A message that is asked, not told, and answered with an ``R_co``: ``ControlPlane._ask`` takes its answer's type
+    from the message, so a caller's use of the answer is checked (mypy --strict) without a cast at each call."""
+
+    __slots__ = ()
+
 
 # -- status reports and events --------------------------------------------------------------------
 
@@ -76,28 +86,28 @@ class ProcessExited(WorkloadMessage):
 
 
 @dataclass(frozen=True)
-class StartInstance:
+class StartInstance(Ask[InstanceRecord]):
     pass
 
 
 @dataclass(frozen=True)
-class StopInstance:
+class StopInstance(Ask[InstanceRecord]):
     # A stop for the control plane's own shutdown is not an operator's: the next start brings it back.
     shutdown: bool = False
 
 
 @dataclass(frozen=True)
-class RestartInstance:
+class RestartInstance(Ask[InstanceRecord]):
     pass
 
 
 @dataclass(frozen=True)
-class GetInstance:
+class GetInstance(Ask[InstanceRecord]):
     pass
 
 
 @dataclass(frozen=True)
-class SetRestartPolicy:
+class SetRestartPolicy(Ask[InstanceRecord]):
     policy: RestartPolicy
 
 
@@ -155,7 +165,7 @@ class Resume:
 
 
 @dataclass(frozen=True)
-class RegisterInstances:
+class RegisterInstances(Ask[None]):
     """Start an actor for each record (at most ``MAX_REGISTER_BATCH``): at start-up for the stored instances, and
     for one new instance from the API. A ``Conflict`` for an id that already has one, and then none is started."""
 
@@ -168,7 +178,7 @@ MAX_REGISTER_BATCH = 1_000  # records per RegisterInstances: keeps the superviso
 
 
 @dataclass(frozen=True)
-class DeregisterInstance:
+class DeregisterInstance(Ask["pykka.ActorRef[Any] | None"]):
     """Answered with the instance's actor ref, now out of the directory (the caller tells it to ``Deregister``), or
     None when there is no such instance."""
 
@@ -176,7 +186,7 @@ class DeregisterInstance:
 
 
 @dataclass(frozen=True)
-class RouteReports:
+class RouteReports(Ask["tuple[str | Rejected, ...]"]):
     """Reports the pushing thread could not deliver itself: for an unknown instance (auto-create), or for one whose
     actor it found dead. Answered with one ``ACCEPTED`` or ``Rejected`` per report. ``scope``: the pushing daemon,
     checked again for an instance that another push created after this push's scope check."""
@@ -220,7 +230,7 @@ class CheckChildren:
 
 
 @dataclass(frozen=True)
-class GetHealth:
+class GetHealth(Ask["Health"]):
     pass
 
 
@@ -263,7 +273,7 @@ class SubscriptionFilter:
 
 
 @dataclass(frozen=True)
-class Subscribe:
+class Subscribe(Ask[int]):
     callback: Callable[[StatusChanged], None]
     filter: SubscriptionFilter = SubscriptionFilter()
     queue_size: int = 10_000
@@ -286,7 +296,7 @@ class AppendChange:
 
 
 @dataclass(frozen=True)
-class DeleteRecord:
+class DeleteRecord(Ask[None]):
     instance_id: InstanceId
     created_at: float  # the deleted instance's: its saves still on the way (through the bus) are ignored, and a
     # new instance of the same id (created later) is kept
@@ -298,12 +308,12 @@ class Flush:
 
 
 @dataclass(frozen=True)
-class LoadRecords:
+class LoadRecords(Ask[list[InstanceRecord]]):
     pass
 
 
 @dataclass(frozen=True)
-class LoadRecord:
+class LoadRecord(Ask["InstanceRecord | None"]):
     """Asked (answered with the record or None), or told with ``reply_to``: then answered with ``RecordLoaded``,
     so that the supervisor never waits on the store."""
 
@@ -318,13 +328,13 @@ class RecordLoaded:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ListRecords:
+class ListRecords(Ask[list[InstanceRecord]]):
     platform: Platform | None = None
     status: Status | None = None
 
 
 @dataclass(frozen=True)
-class QueryChanges:
+class QueryChanges(Ask["ChangesPage"]):
     after: int
     limit: int
     store_id: str | None = None  # the store the caller's cursor is from; another one is a 409
@@ -338,7 +348,7 @@ class ChangesPage:
 
 
 @dataclass(frozen=True)
-class QueryRecent:
+class QueryRecent(Ask["tuple[StatusChanged, ...]"]):
     since: float
     statuses: frozenset[Status] | None  # status changes into these (and no configuration change); None: every change
     limit: int
@@ -351,7 +361,7 @@ class LastCursor:
 
 
 @dataclass(frozen=True)
-class CheckWritable:
+class CheckWritable(Ask["str | None"]):
     pass
 
 
@@ -384,7 +394,7 @@ class RecordAudit:
 
 
 @dataclass(frozen=True)
-class ListAudit:
+class ListAudit(Ask["tuple[AuditEntry, ...]"]):
     since: float | None
     limit: int
 

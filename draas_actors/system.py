@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pykka
 
@@ -24,6 +24,7 @@ from .delivery import Subscriptions
 from .errors import NotFound, Unavailable
 from .messages import (
     MAX_REGISTER_BATCH,
+    Ask,
     AuditEntry,
     ChangesPage,
     CheckWritable,
@@ -65,7 +66,10 @@ from .storefile import prepare_store
 
 log = logging.getLogger(__name__)
 
-ACTIONS = {"start": StartInstance(), "stop": StopInstance(), "restart": RestartInstance()}
+R = TypeVar("R")
+ACTIONS: dict[str, Ask[InstanceRecord]] = {
+    "start": StartInstance(), "stop": StopInstance(), "restart": RestartInstance()
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -337,11 +341,11 @@ class ControlPlane:
     def act(self, instance_id: str, action: str) -> InstanceRecord:
         return self._write(instance_id, ACTIONS[action])
 
-    def _write(self, instance_id: str, command: Any) -> InstanceRecord:
+    def _write(self, instance_id: str, command: Ask[InstanceRecord]) -> InstanceRecord:
         """An operator's command to an instance, answered once what it changed is committed."""
         self._refuse_while_store_fails()
         ref = self._instance(instance_id)
-        record: InstanceRecord = self._ask(ref, command)
+        record = self._ask(ref, command)
         self._commit(ref)
         return record
 
@@ -425,11 +429,12 @@ class ControlPlane:
             raise NotFound(f"no instance {instance_id!r}", field="instanceId")
         return entry.ref
 
-    def _ask(self, ref: pykka.ActorRef[Any] | None, message: Any) -> Any:
+    def _ask(self, ref: pykka.ActorRef[Any] | None, message: Ask[R]) -> R:
         if ref is None:
             raise Unavailable(f"no actor to handle {type(message).__name__}")
         try:
-            return ref.ask(message, timeout=self.settings.ask_timeout)
+            # The actor answers each Ask with its declared type (its handler's match arm returns it).
+            return cast(R, ref.ask(message, timeout=self.settings.ask_timeout))
         except pykka.ActorDeadError as error:
             raise Unavailable(f"{type(message).__name__}: actor is down, retry shortly") from error
         except pykka.Timeout as error:

@@ -147,17 +147,21 @@ def validate(schema: Mapping[str, Any], value: Any, *, prefix: str = "") -> None
     if error is None:
         return
     path = [str(p) for p in error.absolute_path]
+    # The stubs type these as unions over every keyword (or Unset); here each is what its keyword holds.
+    expected: Any = error.validator_value
+    subschema: Any = error.schema
+    instance: Any = error.instance
     if error.validator == "required":
-        missing = [p for p in error.validator_value if p not in error.instance]
+        missing = [p for p in expected if p not in instance]
         path.append(missing[0])
         message = f"{missing[0]} is required"
     elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = set(error.schema.get("properties", {}))
+        known = set(subschema.get("properties", {}))
         extra = sorted(k for k in error.instance if k not in known)
         path.append(extra[0] if extra else "")
         message = f"unknown field {extra[0]!r}" if extra else error.message
-    elif error.validator == "pattern" and PATTERN_MESSAGE in error.schema:
-        message = f"{error.instance!r} {error.schema[PATTERN_MESSAGE]}"
+    elif error.validator == "pattern" and PATTERN_MESSAGE in subschema:
+        message = f"{error.instance!r} {subschema[PATTERN_MESSAGE]}"
     else:
         message = error.message
     field = _join(prefix, path)

@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
 [ -x "$PY" ] || { echo "no virtualenv at $VENV: run 'make test'" >&2; exit 2; }
+# Static checks first, each failing the run (configured in pyproject.toml and setup.cfg): lint, types, layers.
+# DRAAS_SKIP_STATIC_CHECKS=1 skips them for a quick local run of a few tests; CI never sets it.
+if [ -z "${DRAAS_SKIP_STATIC_CHECKS:-}" ]; then
+  "$PY" -m ruff check --quiet .
+  "$PY" -m mypy
+  "$VENV/bin/lint-imports" --no-cache >/dev/null || "$VENV/bin/lint-imports" --no-cache
+fi
 # A real Docker Engine for the Docker tests. With CI=true an engine that does not come up fails the run;
 # elsewhere the Docker tests are skipped with the reason.
 if ! scripts/ensure-docker.sh; then

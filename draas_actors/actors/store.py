@@ -251,13 +251,13 @@ class StoreActor(WatchedActor):
                 row = self._db().execute(
                     "SELECT record FROM instances WHERE instance_id=?", (instance_id,)
                 ).fetchone()
-                record = record_from_json(row[0]) if row else None
+                loaded = record_from_json(row[0]) if row else None
                 if reply_to is not None:
                     try:
-                        reply_to.tell(RecordLoaded(instance_id, record))
+                        reply_to.tell(RecordLoaded(instance_id, loaded))
                     except pykka.ActorDeadError:
                         log.warning("the record of %s was loaded for an actor that is gone", instance_id)
-                return record
+                return loaded
             case ListRecords(platform=platform, status=status):
                 return self._list(platform, status)
             case QueryChanges(after, limit, store_id):

@@ -24,7 +24,7 @@ def test_quick_push_throughput_measures_bare_single_and_batch_and_leaves_no_chil
     # Where the time went, per thread group: the HTTP workers in every phase, the actors behind the real app only.
     groups = {phase.name: {share.group for share in phase.threads} for phase in (result.bare, result.single)}
     assert "waitress" in groups["bare"] and "StoreActor" not in groups["bare"]
-    assert {"waitress", "StoreActor", "InstanceActor"} <= groups["single"]
+    assert {"waitress", "StoreActor", "instance-pool"} <= groups["single"]  # instance actors run on the pool
     summary = assert_reported(result, push_throughput.render, "bare")
     assert summary["single"]["updates_per_s"] == result.single.per_second
     assert live_descendants() - before == set()
