@@ -100,7 +100,12 @@ class SideResult:
     cpu_us: float = 0.0  # and at `instances`
     small_full_gcs: int = 0  # full collections during the timed rounds at SMALL
     full_gcs: int = 0  # and at `instances`
-    paired_ratios: list[float] = dataclasses.field(default_factory=list)  # _paired: rate at `instances` / at SMALL
+    # _paired: the rates at SMALL (a second control plane, beside this one) and at `instances`, round after round.
+    paired: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+
+    @property
+    def paired_ratios(self) -> list[float]:
+        return [full / small for small, full in self.paired]
 
     @property
     def kib_per_instance(self) -> float:
@@ -341,12 +346,12 @@ def measure_side(runtime: str, instances: int, updates: int, kills: int, workdir
                       instance_threads=threads, create_s=create_s, small_updates_per_s=small, updates_per_s=full,
                       crash_ms=crash_ms, start_s=start_s, gc_full_ms=gc_full_ms, crash_full_ms=crash_full_ms,
                       crash_besides=besides, gc_besides_ms=gc_besides_ms, small_cpu_us=small_cpu_us, cpu_us=cpu_us,
-                      small_full_gcs=small_gcs, full_gcs=full_gcs, paired_ratios=paired)
+                      small_full_gcs=small_gcs, full_gcs=full_gcs, paired=paired)
 
 
 def _paired(settings: SystemSettings, workdir: pathlib.Path, cp: ControlPlane, instances: int, updates: int,
-            pushed: dict[int, Status]) -> list[float]:
-    """Per pair of rounds, the rate at ``instances`` over the rate at SMALL just before it.
+            pushed: dict[int, Status]) -> list[tuple[float, float]]:
+    """Per pair of rounds, the rate at SMALL and the rate at ``instances`` just after it.
 
     The two rates of the main figure are taken a minute apart, and on the shared machine the rate at SMALL alone
     swung 4,600-7,900 updates/s between runs: their ratio measured the other processes' load as much as the
@@ -358,12 +363,12 @@ def _paired(settings: SystemSettings, workdir: pathlib.Path, cp: ControlPlane, i
         _create(small_cp, 0, SMALL)
         small_pushed: dict[int, Status] = {}
         _round(small_cp, SMALL, max(CLIENTS, updates // 4), small_pushed)  # warm-up
-        ratios = []
+        pairs = []
         for _ in range(ROUNDS):
             small, _ = _round(small_cp, SMALL, updates, small_pushed)
             full, _ = _round(cp, instances, updates, pushed)
-            ratios.append(full / small)
-        return ratios
+            pairs.append((small, full))
+        return pairs
     finally:
         small_cp.stop(timeout=30.0)
 
@@ -418,8 +423,8 @@ def render(result: ScaleResult) -> str:
             f"median {median(side.crash_full_ms):.2f} ms, "
             f"p99 {p99(side.crash_full_ms):.2f} ms, max {max(side.crash_full_ms):.2f} ms")
         if side.paired_ratios:
-            lines.append(f"{'':>7}  paired rounds, rate at {side.instances:,} / at {SMALL}: "
-                         + ", ".join(f"{r:.2f}" for r in side.paired_ratios)
+            lines.append(f"{'':>7}  paired rounds, updates/s at {SMALL} / at {side.instances:,}, ratio: "
+                         + ", ".join(f"{small:,.0f}/{full:,.0f} {full / small:.2f}" for small, full in side.paired)
                          + f" (unpaired: {side.updates_per_s / side.small_updates_per_s:.2f})")
     ratio = t.kib_per_instance / p.kib_per_instance if p.kib_per_instance > 0 else float("nan")
     lines.append(f"memory per instance: threads / pooled = {ratio:.1f}x")
