@@ -16,6 +16,7 @@ from types import FrameType
 from .api.app import create_app
 from .api.server import HttpServer
 from .errors import ConfigError
+from .heap import settle_after_start
 from .messages import StatusChanged
 from .model import Status
 from .security import hash_key, new_key
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("start-up failed")
         control_plane.stop(timeout=settings.shutdown_timeout)
         return 1
+    # The actors of every stored instance live as long as the control plane: out of the collector's full walks.
+    log.debug("%d start-up objects frozen for the garbage collector", settle_after_start())
     settings, written = ensure_keys(settings)
     for path in written:
         log.info("generated an API key in %s (mode 0600); it is used until you configure one", path)

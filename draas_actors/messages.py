@@ -152,9 +152,13 @@ class Deregister:
 
 @dataclass(frozen=True)
 class Resume:
-    """Sent once after start-up from stored state: re-adopt or start per policy."""
+    """Sent once after start-up from stored state: re-adopt or start per policy.
+
+    ``stored``: the actor's record is the one the store holds, so a resume that changes nothing writes nothing (at a
+    control-plane start with 50,000 stored instances, those saves were 50,000 store writes and most of its work)."""
 
     control_plane_start: bool
+    stored: bool = False
 
 
 # -- supervisor -------------------------------------------------------------------------------------
@@ -167,6 +171,7 @@ class RegisterInstances(Ask[None]):
 
     records: tuple[InstanceRecord, ...]
     start: bool = True
+    stored: bool = False  # each record is as the store holds it (``Resume.stored``)
 
 
 MAX_REGISTER_BATCH = 1_000  # records per RegisterInstances: keeps the supervisor's other work waiting briefly

@@ -145,11 +145,12 @@ class ControlPlane:
             self.subscribe(callback)
         stored = {r.instance_id: r for r in self._ask(self.refs.store, LoadRecords())}
         now = self.services.clock()
+        changed: dict[InstanceId, InstanceRecord] = {}  # configured ones, new or differing from what is stored
         for record in configured:
-            previous = stored.get(record.instance_id)
+            previous = stored.pop(record.instance_id, None)
             # Configuration owns the spec and policy; the stored record owns what happened at run time, and when
             # the instance was first created (a record stored before createdAt was set for configured ones: now).
-            stored[record.instance_id] = (
+            changed[record.instance_id] = (
                 previous.replace(
                     process=record.process, restart_policy=record.restart_policy,
                     created_at=previous.created_at or now,
@@ -157,9 +158,11 @@ class ControlPlane:
                 if previous is not None and previous.platform is record.platform
                 else record.replace(created_at=now, status_since=now, updated_at=now)
             )
-        records = tuple(stored.values())
-        for first in range(0, len(records), MAX_REGISTER_BATCH):
-            self._ask(supervisor, RegisterInstances(records[first:first + MAX_REGISTER_BATCH], start=True))
+        # The stored ones as they are stored: their actors save nothing unless they change something.
+        for records, as_stored in ((tuple(stored.values()), True), (tuple(changed.values()), False)):
+            for first in range(0, len(records), MAX_REGISTER_BATCH):
+                batch = records[first:first + MAX_REGISTER_BATCH]
+                self._ask(supervisor, RegisterInstances(batch, start=True, stored=as_stored))
         self.started_at = time.time()
 
     def stop(self, *, stop_processes: bool = False, timeout: float = 10.0) -> None:

@@ -130,8 +130,8 @@ class InstanceActor(WatchedActor):
                 return self.record
             case PlatformActionFailed(action, error, retryable):
                 self._on_action_failed(action, error, retryable)
-            case Resume(control_plane_start):
-                self._resume(control_plane_start)
+            case Resume(control_plane_start, stored):
+                self._resume(control_plane_start, stored)
             case Deregister(stop_workload):
                 self._deregister(stop_workload)
             case _:
@@ -329,8 +329,9 @@ class InstanceActor(WatchedActor):
 
     # -- life cycle -------------------------------------------------------------------------------
 
-    def _resume(self, control_plane_start: bool) -> None:
-        """First message after (re)creation: pick up the workload where the stored record left it."""
+    def _resume(self, control_plane_start: bool, stored: bool = False) -> None:
+        """First message after (re)creation: pick up the workload where the stored record left it (``stored``: our
+        record is the store's, so a resume that changes nothing need not save it again)."""
         if self.workload.resume(control_plane_start):
             return  # a live process re-adopted, or its exit read
         record = self.record
@@ -338,7 +339,7 @@ class InstanceActor(WatchedActor):
         if record.status is Status.RESTARTING and not record.operator_stopped:
             self._resume_restart()  # a daemon will not report again: nothing has changed for it
         elif not self.workload.starts_with_control_plane:
-            self._update(source=CONTROL_PLANE)
+            self._touch(stored)
         elif record.status is Status.PENDING and not record.operator_stopped:
             self.workload.start(CONTROL_PLANE, restart=False)
         elif control_plane_start and record.last_stop_cause is StopCause.SHUTDOWN and startable:
@@ -353,6 +354,11 @@ class InstanceActor(WatchedActor):
             self._update(source=CONTROL_PLANE, operator_stopped=False)
             self.workload.start(CONTROL_PLANE, restart=False)
         else:
+            self._touch(stored)
+
+    def _touch(self, stored: bool) -> None:
+        """A resume that leaves the record as it was: saved (a new instance's first save), unless it is stored."""
+        if not stored:
             self._update(source=CONTROL_PLANE)
 
     def _resume_restart(self) -> None:

@@ -113,8 +113,8 @@ class SupervisorActor(WatchedActor):
         match message:
             case RouteReports(reports, scope):
                 return tuple(self._route(report, scope) for report in reports)
-            case RegisterInstances(records, start):
-                self._register(records, start)
+            case RegisterInstances(records, start, stored):
+                self._register(records, start, stored)
             case DeregisterInstance(instance_id):
                 return self._deregister(instance_id)
             case RecordLoaded(instance_id, record):
@@ -134,14 +134,14 @@ class SupervisorActor(WatchedActor):
 
     # -- registration and routing -----------------------------------------------------------------
 
-    def _register(self, records: tuple[InstanceRecord, ...], start: bool) -> None:
+    def _register(self, records: tuple[InstanceRecord, ...], start: bool, stored: bool) -> None:
         if len(records) > MAX_REGISTER_BATCH:
             raise ValueError(f"at most {MAX_REGISTER_BATCH} records per RegisterInstances, not {len(records)}")
         for record in records:  # all or none
             if record.instance_id in self.directory:
                 raise Conflict(f"instance {record.instance_id!r} already exists", field="instanceId")
         for record in records:
-            self._spawn_instance(record, Resume(control_plane_start=start))
+            self._spawn_instance(record, Resume(control_plane_start=start, stored=stored))
 
     def _deregister(self, instance_id: InstanceId) -> pykka.ActorRef[Any] | None:
         entry = self.directory.pop(instance_id)

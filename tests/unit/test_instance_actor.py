@@ -562,6 +562,23 @@ def test_a_workload_the_control_plane_does_not_start_stays_pending() -> None:
     assert isinstance(rig.store.told[-1], SaveRecord)
 
 
+def test_a_stored_record_that_a_resume_leaves_as_it_was_is_not_saved_again() -> None:
+    # 50,000 of these at a control-plane start were 50,000 store writes for nothing.
+    observed = make_rig(starts_with_control_plane=False)
+    observed.tell(Resume(control_plane_start=True, stored=True))
+    stopped = make_rig(record=_stopped(StopCause.OPERATOR, "stopped by operator"))
+    stopped.tell(Resume(control_plane_start=True, stored=True))
+    for rig in (observed, stopped):
+        assert not [m for m in rig.store.told if isinstance(m, SaveRecord)] and rig.record.version == 0
+
+
+def test_a_stored_record_that_a_resume_changes_is_saved() -> None:
+    rig = make_rig()  # Pending: the control plane starts it
+    rig.tell(Resume(control_plane_start=True, stored=True))
+    assert rig.workload.calls[-1] == ("start", "control-plane", False)
+    assert [m.change.new_status for m in rig.bus.told if isinstance(m, Publish) and m.change] == [Status.RUNNING]
+
+
 def test_a_pending_process_is_started_when_the_control_plane_starts() -> None:
     rig = make_rig()
     rig.tell(Resume(control_plane_start=True))
