@@ -356,7 +356,7 @@ class QueryRecent(Ask["tuple[StatusChanged, ...]"]):
 
 
 @dataclass(frozen=True)
-class LastCursor:
+class LastCursor(Ask[int]):
     pass
 
 

@@ -173,6 +173,7 @@ class SecuritySettings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    metrics_require_key: bool = False  # [metrics] requireKey: GET /metrics needs a read key; public by default
 
 
 def new_key() -> str:

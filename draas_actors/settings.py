@@ -186,6 +186,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "replacementGrace": _SECONDS,
             },
         },
+        "metrics": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"requireKey": {"type": "boolean"}},
+        },
         "instances": {"type": "array", "items": {"type": "object"}},
     },
 }
@@ -485,6 +490,7 @@ def _security_settings(raw: Mapping[str, Any], where: str) -> SecuritySettings:
             push_allowlist=_networks(network.get("pushAllowlist", []), "network.pushAllowlist", where),
         ),
         limits=_limit_settings(raw.get("limits", {})),
+        **_given(raw.get("metrics", {}), {"requireKey": "metrics_require_key"}),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ from .messages import (
     GetHealth,
     GetInstance,
     Health,
+    LastCursor,
     ListAudit,
     ListRecords,
     LoadRecord,
@@ -54,6 +56,8 @@ from .messages import (
     Subscribe,
     SubscriptionFilter,
 )
+from .metrics import ACCEPTED as PUSH_ACCEPTED
+from .metrics import OUT_OF_SCOPE, REFUSED_TRANSITION, REJECTED, STALE, Metrics
 from .model import InstanceId, Platform, Status
 from .platforms.docker import DockerPlatform, DockerSettings
 from .platforms.kubernetes import KubernetesPlatform, KubernetesSettings
@@ -67,6 +71,7 @@ from .storefile import prepare_store
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+_OUTCOME_LABELS = {Outcome.APPLIED: PUSH_ACCEPTED, Outcome.STALE: STALE, Outcome.INVALID_TRANSITION: REFUSED_TRANSITION}
 ACTIONS: dict[str, Ask[InstanceRecord]] = {
     "start": StartInstance(), "stop": StopInstance(), "restart": RestartInstance()
 }
@@ -98,6 +103,7 @@ class ControlPlane:
     ) -> None:
         self.settings = settings
         self.refs = CoreRefs()
+        self.metrics = Metrics()  # this plane's own registry: two planes in one process count apart
         self.directory = Directory()  # instance id -> its actor; the supervisor keeps it
         self.scheduler = Scheduler()
         self.subscriptions = Subscriptions()
@@ -107,7 +113,7 @@ class ControlPlane:
         self.kubernetes = kubernetes or KubernetesPlatform(settings.kubernetes)
         self.services = InstanceServices(
             refs=self.refs, scheduler=self.scheduler, processes=self.processes, docker=self.docker,
-            kubernetes=self.kubernetes, clock=clock,
+            kubernetes=self.kubernetes, clock=clock, metrics=self.metrics,
         )
         self.runtime = ActorRuntime(settings.actors)  # where instance actors run; core actors keep their threads
         self.started_at = 0.0
@@ -138,6 +144,7 @@ class ControlPlane:
             core_factory=self._start_core,
             settings=self.settings.supervision,
             instance_class=self.runtime.actor_class(InstanceActor),
+            metrics=self.metrics,
         )
         self.refs.supervisor = supervisor
         self._ask(supervisor, GetHealth())  # answered only once its on_start has started the core actors
@@ -163,6 +170,7 @@ class ControlPlane:
             for first in range(0, len(records), MAX_REGISTER_BATCH):
                 batch = records[first:first + MAX_REGISTER_BATCH]
                 self._ask(supervisor, RegisterInstances(batch, start=True, stored=as_stored))
+        self.metrics.compute(instance_counts=self._instance_counts, head_cursor=self._head_cursor)
         self.started_at = time.time()
 
     def stop(self, *, stop_processes: bool = False, timeout: float = 10.0) -> None:
@@ -216,11 +224,12 @@ class ControlPlane:
         if name == "store":
             return StoreActor.start(
                 path=self.store_path, retention=s.retention, scheduler=self.scheduler, store_id=self.store_id,
-                durability=s.durability, health=self.store_health, watcher=watcher,
+                durability=s.durability, health=self.store_health, watcher=watcher, metrics=self.metrics,
             )
         if name == "bus":
             return BusActor.start(
-                refs=self.refs, subscriptions=self.subscriptions, ask_timeout=s.ask_timeout, watcher=watcher
+                refs=self.refs, subscriptions=self.subscriptions, ask_timeout=s.ask_timeout, watcher=watcher,
+                metrics=self.metrics,
             )
         if name == "monitor":
             return ProcessMonitorActor.start(
@@ -242,6 +251,7 @@ class ControlPlane:
         if scope is not None:
             refused = self._out_of_scope(reports, scope)
             if refused is not None:
+                self.metrics.pushed_updates.labels(OUT_OF_SCOPE).inc(len(reports))
                 return refused
         receipt = Receipt(len(reports))
         tickets = tuple(
@@ -252,10 +262,28 @@ class ControlPlane:
             if isinstance(outcome, Rejected):
                 receipt.settle(index, None)
         committed = receipt.wait(self.settings.ask_timeout)
-        return tuple(
+        outcomes = tuple(
             outcome if isinstance(outcome, Rejected) else committed[i] or Outcome.APPLIED
             for i, outcome in enumerate(routed)
         )
+        self._count_outcomes(outcomes)
+        return outcomes
+
+    def _count_outcomes(self, outcomes: tuple[Outcome | Rejected, ...]) -> None:
+        counts = {PUSH_ACCEPTED: 0, STALE: 0, REFUSED_TRANSITION: 0, REJECTED: 0}
+        for outcome in outcomes:
+            counts[_OUTCOME_LABELS.get(outcome, REJECTED) if isinstance(outcome, Outcome) else REJECTED] += 1
+        for label, count in counts.items():
+            if count:
+                self.metrics.pushed_updates.labels(label).inc(count)
+
+    def _instance_counts(self) -> list[tuple[str, str, int]]:
+        """draas_instances at scrape time: the stored records counted by platform and status."""
+        counts = collections.Counter((r.platform.value, r.status.value) for r in self.list_instances())
+        return [(platform, status, count) for (platform, status), count in sorted(counts.items())]
+
+    def _head_cursor(self) -> int:
+        return self._ask(self.refs.store, LastCursor())
 
     def _out_of_scope(self, reports: tuple[StatusReport, ...], scope: Identity) -> OutOfScope | None:
         """The first report ``scope`` may not make, judged against the directory's platforms (a daemon may not

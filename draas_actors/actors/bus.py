@@ -11,6 +11,7 @@ import pykka
 from ..commit import Sync
 from ..delivery import Subscriptions
 from ..messages import LastCursor, Publish, SaveRecord, Subscribe
+from ..metrics import Metrics
 from .refs import CoreRefs
 from .watched import WatchedActor
 
@@ -27,12 +28,14 @@ class BusActor(WatchedActor):
         subscriptions: Subscriptions,
         ask_timeout: float,
         watcher: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(watcher=watcher, key="bus")
         self.refs = refs
         self.subscriptions = subscriptions
         self.ask_timeout = ask_timeout
         self.cursor = 0
+        self.metrics = metrics or Metrics()
 
     def started(self) -> None:
         # Cursors continue from what the store holds, so they stay monotonic across restarts.
@@ -53,6 +56,7 @@ class BusActor(WatchedActor):
                 store.tell(SaveRecord(record, ack, change))
                 if change is not None:
                     self.subscriptions.publish(change)
+                    self.metrics.status_changes.labels(change.platform.value, change.new_status.value).inc()
             case Sync(ack):
                 try:
                     self._store().tell(message)  # behind the writes this bus has passed on

@@ -35,6 +35,7 @@ from ..messages import (
     StopInstance,
     WorkloadMessage,
 )
+from ..metrics import Metrics
 from ..model import ChangeKind, Status, StopCause, can_transition, is_alive
 from ..platforms.docker import DockerPlatform
 from ..platforms.kubernetes import KubernetesPlatform
@@ -74,6 +75,7 @@ class InstanceServices:
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = field(default=random.random)
     workloads: WorkloadFactory = make_workload  # tests give a fake workload
+    metrics: Metrics = field(default_factory=Metrics)  # the plane's; a fresh one for tests that do not look
 
     @property
     def platforms(self) -> Platforms:
@@ -238,7 +240,9 @@ class InstanceActor(WatchedActor):
             return
         now = self.s.clock()
         decision = plan_restart(policy, record.history, now=now, ran_for=ran_for, rand=self.s.rand())
+        platform = record.platform.value
         if isinstance(decision, GiveUp):
+            self.s.metrics.restart_budgets_exhausted.labels(platform).inc()
             # A spawn failure has no exit code to tell it by: without its cause the reason would hide it.
             reason = decision.reason if cause is None else f"{cause}; {decision.reason}"
             log.error("instance %s: %s", record.instance_id, reason)
@@ -253,6 +257,8 @@ class InstanceActor(WatchedActor):
                 publish=True,  # Failed, then Failed for good: subscribers and the change feed are told too
             )
             return
+        cause_label = record.last_stop_cause.value if record.last_stop_cause is not None else "unknown"
+        self.s.metrics.restarts.labels(platform, cause_label).inc()
         self._update(
             status=Status.RESTARTING,
             source=POLICY,

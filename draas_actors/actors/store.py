@@ -49,6 +49,7 @@ from ..messages import (
     SaveRecord,
     StatusChanged,
 )
+from ..metrics import Metrics
 from ..model import ChangeKind, InstanceId, Platform, Status
 from ..records import InstanceRecord, record_from_json, record_to_json
 from ..scheduler import Scheduler
@@ -143,8 +144,10 @@ class StoreActor(WatchedActor):
         durability: Durability = Durability.PROCESS_CRASH,
         health: StoreHealth | None = None,
         watcher: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(watcher=watcher, key="store")
+        self.metrics = metrics or Metrics()
         self.path = path
         self.retention = retention
         self.scheduler = scheduler
@@ -300,7 +303,8 @@ class StoreActor(WatchedActor):
             return
         try:
             if self.records or self.changes or self.audit or self.deletions:
-                self._commit()
+                with self.metrics.store_flush.time():
+                    self._commit()
             elif self.failure is not None:
                 self._heartbeat()  # nothing held back: a write of our own says whether the disk takes writes again
         except sqlite3.Error as error:

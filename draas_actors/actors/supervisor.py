@@ -40,6 +40,7 @@ from ..messages import (
     StatusChanged,
     StatusReport,
 )
+from ..metrics import Metrics
 from ..model import InstanceId, Status, StopCause, guess_platform
 from ..policy import RestartMode, RestartPolicy
 from ..records import InstanceRecord
@@ -90,6 +91,7 @@ class SupervisorActor(WatchedActor):
         core_factory: CoreFactory,
         settings: SupervisionSettings,
         instance_class: type[InstanceActor] = InstanceActor,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(watcher=None, key="supervisor")
         self.instance_class = instance_class  # InstanceActor, or a subclass running on the actor pool
@@ -98,6 +100,7 @@ class SupervisorActor(WatchedActor):
         self.services = services
         self.core_factory = core_factory
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.restarting: dict[str, _Restart] = {}  # ids in the directory whose actor is dead and being replaced
         self.restarts: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         self.escalated: set[str] = set()
@@ -215,6 +218,7 @@ class SupervisorActor(WatchedActor):
                 self._load(InstanceId(instance_id), restart)
 
     def _on_death(self, kind: str, key: str, error: str, pending: tuple[Any, ...], urn: str = "") -> None:
+        self._count_death(kind, key, urn)
         if kind == "instance":
             entry = self.directory.get(key)
             if entry is None:
@@ -233,6 +237,21 @@ class SupervisorActor(WatchedActor):
                 return
         self._restart_core(key, error, pending)
 
+    def _count_death(self, kind: str, key: str, urn: str) -> None:
+        """One death counted once: a report of a death already handled (another incarnation, or the check's
+        second look at an actor being replaced) is not a new one."""
+        if kind == "instance":
+            entry = self.directory.get(key)
+            if entry is None or (urn and entry.ref.actor_urn != urn) or (not urn and entry.ref.is_alive()):
+                return
+            if key in self.restarting and self.restarting[key].urn == entry.ref.actor_urn:
+                return
+        else:
+            ref = getattr(self.refs, key, None)
+            if ref is not None and ((urn and ref.actor_urn != urn) or (not urn and ref.is_alive())):
+                return
+        self.metrics.actor_deaths.labels("instance" if kind == "instance" else key).inc()
+
     def _allow_restart(self, child: str) -> bool:
         now = time.monotonic()
         times = self.restarts[child]
@@ -242,6 +261,8 @@ class SupervisorActor(WatchedActor):
             return False
         times.append(now)
         self.actor_restarts += 1
+        self.metrics.actor_restarts.labels(child.split(":", 1)[0] if child.startswith("instance:") else
+                                           child.split(":", 1)[1]).inc()
         return True
 
     def _restart_core(self, name: str, error: str, pending: tuple[Any, ...]) -> None:

@@ -18,11 +18,12 @@ from .audit import AuditRejections
 from .auth import Authenticate
 from .errors import handle_domain_error, serialize_http_error
 from .limits import BodyLimits
+from .metering import MeterRequests
 from .network import ClientAddress, PushAllowlist
 from .openapi import build_openapi
 from .paths import CaseInsensitiveRoutes
 from .ratelimit import RateLimit, RateLimiter
-from .routes import ROUTES, Operation, ResourceFactory, Wiring, roles
+from .routes import ROUTES, Operation, ResourceFactory, Wiring, roles, with_metrics_access
 
 
 def build_resources(table: tuple[Operation, ...], wiring: Wiring) -> dict[str, object]:
@@ -57,6 +58,7 @@ def create_app(
     """The WSGI app. ``daemon_keys``/``operator_keys`` are plain quick-start keys: ``local-daemon`` (any
     platform, any instance) and ``local-admin``, on top of the identities in ``security.auth``."""
     security = security or SecuritySettings()
+    table = with_metrics_access(table, security)
     wiring = Wiring(control_plane, clock, security, build_openapi(table))
     resources = build_resources(table, wiring)
     templates = list(resources)
@@ -65,6 +67,7 @@ def create_app(
     # The order of the checks: client address, body limits, who (401), role (403), allowlist (403), rate (429).
     # Typed Any: falcon's middleware protocols are generic in request and response types it cannot infer here.
     middleware: list[Any] = [
+        MeterRequests(control_plane.metrics),  # first: its clock and count cover every other middleware's refusal
         CaseInsensitiveRoutes(templates),  # before routing: /api/Status/updates
         AuditRejections(control_plane, templates, clock=clock),  # sees every refusal
         ClientAddress(network.trusted_proxies),

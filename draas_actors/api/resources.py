@@ -11,6 +11,8 @@ import falcon
 from ..commit import Outcome
 from ..errors import InvalidInput, MalformedInput, NotFound
 from ..messages import AuditEntry, OutOfScope, Rejected, StatusReport
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..metrics import Metrics
 from ..model import Platform, Status, is_configuration_changed, parse_status
 from ..security import DAEMON, Identity, LimitSettings, scope_refusal
 from ..system import ControlPlane
@@ -299,6 +301,17 @@ class Readyz:
         ready, details = self.cp.ready()
         resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
         resp.media = {"status": "ready" if ready else "not ready", **details}
+
+
+class MetricsExposition:
+    """GET /metrics: this control plane's metrics in the Prometheus text format (``draas_actors/metrics.py``)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = METRICS_CONTENT_TYPE
+        resp.data = self.metrics.exposition()
 
 
 class OpenApi:

@@ -6,6 +6,7 @@ Operations on one path share one resource (falcon routes a path to one object), 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,18 @@ from .schemas import (
     json_body,
     query,
 )
+
+METRICS_PATH = "/metrics"
+
+
+def with_metrics_access(table: tuple[Operation, ...], security: SecuritySettings) -> tuple[Operation, ...]:
+    """The table with GET /metrics public, or needing a read key when ``[metrics] requireKey`` says so: one setting
+    decides, and the document, the authentication and the route all read the table it gives."""
+    if not security.metrics_require_key:
+        return table
+    return tuple(
+        dataclasses.replace(op, role=READ) if op.path == METRICS_PATH and op.method == "GET" else op for op in table
+    )
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,10 @@ def _action(action: str) -> ResourceFactory:
         return r.InstanceAction(w.control_plane, action)
 
     return build
+
+
+def _metrics(w: Wiring) -> object:
+    return r.MetricsExposition(w.control_plane.metrics)
 
 
 def _openapi(w: Wiring) -> object:
@@ -200,6 +217,12 @@ ROUTES: tuple[Operation, ...] = (
         "GET", "/readyz", _readyz, PUBLIC,
         "Readiness: core actors alive, nothing escalated, store writable",
         {"200": json_body("ready"), "503": json_body("not ready")},
+    ),
+    Operation(
+        "GET", METRICS_PATH, _metrics, PUBLIC,
+        "Prometheus metrics (text format): public, or a read key with [metrics] requireKey = true",
+        {"200": {"description": "metrics in the Prometheus text exposition format",
+                 "content": {"text/plain": {"schema": {"type": "string"}}}}},
     ),
     Operation("GET", "/api/openapi.json", _openapi, PUBLIC, "This document", {"200": json_body("OpenAPI 3")}),
 )

@@ -25,7 +25,8 @@ from tests.helpers import unstarted_control_plane
 App = falcon.App[falcon.Request, falcon.Response]
 HTTP_METHODS = {m.lower() for m in falcon.constants.COMBINED_METHODS}
 OPENAPI_PATH = "/api/openapi.json"
-EXPECTED_PUBLIC = {"/healthz", "/readyz", OPENAPI_PATH}
+# /metrics is public by default ([metrics] requireKey makes it need a read key: tests/unit/test_metrics.py).
+EXPECTED_PUBLIC = {"/healthz", "/readyz", "/metrics", OPENAPI_PATH}
 
 
 @pytest.fixture
