@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -22,6 +22,7 @@ from .actors.supervisor import ACCEPTED, SupervisionSettings, SupervisorActor
 from .commit import Outcome, Receipt, barrier
 from .delivery import Subscriptions
 from .errors import NotFound, Unavailable
+from .feed import ChangeFeed, next_changes
 from .frozen import fast_replace
 from .messages import (
     MAX_REGISTER_BATCH,
@@ -106,7 +107,8 @@ class ControlPlane:
         self.metrics = Metrics()  # this plane's own registry: two planes in one process count apart
         self.directory = Directory()  # instance id -> its actor; the supervisor keeps it
         self.scheduler = Scheduler()
-        self.subscriptions = Subscriptions()
+        self.subscriptions = Subscriptions()  # hear changes before their commit (run.py's log lines)
+        self.feed = ChangeFeed()  # committed changes, for readers that hand out cursors (stream, webhooks)
         self.processes = processes or ProcessPlatform(settings.data_dir / "logs")
         self.docker = docker or DockerPlatform(settings.docker)
         # Its client is made on the first delete, so a control plane without Kubernetes starts and works.
@@ -175,6 +177,7 @@ class ControlPlane:
 
     def stop(self, *, stop_processes: bool = False, timeout: float = 10.0) -> None:
         """Stop every actor; managed processes keep running for re-adoption unless asked otherwise."""
+        self.feed.close()  # its readers (streams, webhook deliveries) end first
         supervisor = self.refs.supervisor
         if stop_processes and supervisor is not None:
             asked: set[str] = set()
@@ -225,6 +228,7 @@ class ControlPlane:
             return StoreActor.start(
                 path=self.store_path, retention=s.retention, scheduler=self.scheduler, store_id=self.store_id,
                 durability=s.durability, health=self.store_health, watcher=watcher, metrics=self.metrics,
+                feed=self.feed,
             )
         if name == "bus":
             return BusActor.start(
@@ -405,6 +409,13 @@ class ControlPlane:
 
     def changes(self, after: int, limit: int, store_id: str | None = None) -> ChangesPage:
         return self._ask(self.refs.store, QueryChanges(after, limit, store_id))
+
+    def next_changes(self, cursor: int, limit: int, timeout: float) -> tuple[Sequence[StatusChanged], int]:
+        """Committed changes after ``cursor`` (waiting up to ``timeout`` for the first) and the cursor to go on
+        from; ``CursorExpired`` when retention pruned what follows ``cursor``. See ``feed.py``."""
+        return next_changes(
+            self.feed, lambda after, n: self.changes(after, n).changes, cursor, limit, timeout
+        )
 
     def recent_changes(
         self, since: float, statuses: frozenset[Status] | None, limit: int, *, configuration: bool = False

@@ -30,6 +30,7 @@ import pykka
 
 from ..commit import Ack, Sync
 from ..errors import Conflict, CursorExpired, Unavailable
+from ..feed import ChangeFeed
 from ..messages import (
     AppendChange,
     AuditEntry,
@@ -145,6 +146,7 @@ class StoreActor(WatchedActor):
         health: StoreHealth | None = None,
         watcher: Any = None,
         metrics: Metrics | None = None,
+        feed: ChangeFeed | None = None,
     ) -> None:
         super().__init__(watcher=watcher, key="store")
         self.metrics = metrics or Metrics()
@@ -154,6 +156,7 @@ class StoreActor(WatchedActor):
         self.store_id = store_id
         self.durability = durability
         self.health = health or StoreHealth()
+        self.feed = feed or ChangeFeed()  # told each commit's changes, after the commit
         self.db: sqlite3.Connection | None = None
         self.records: dict[str, InstanceRecord] = {}
         self.deletions: dict[str, float] = {}  # id -> created_at of the deleted instance, not yet committed
@@ -183,6 +186,7 @@ class StoreActor(WatchedActor):
         row = db.execute("SELECT value FROM meta WHERE key='pruned_through'").fetchone()
         self.pruned_through = int(row[0]) if row else 0
         self.max_cursor = max(self.max_cursor, self.pruned_through)
+        self.feed.started(self.max_cursor)
         self._prune()
         self.scheduler.call_later(self.retention.prune_interval, self.actor_ref, _Prune())
 
@@ -303,8 +307,10 @@ class StoreActor(WatchedActor):
             return
         try:
             if self.records or self.changes or self.audit or self.deletions:
+                changes = self.changes
                 with self.metrics.store_flush.time():
                     self._commit()
+                self.feed.committed(changes)
             elif self.failure is not None:
                 self._heartbeat()  # nothing held back: a write of our own says whether the disk takes writes again
         except sqlite3.Error as error:
