@@ -18,7 +18,7 @@ from .actors.pool import ActorRuntime, ActorSettings, tell_inline
 from .actors.process_monitor import ProcessMonitorActor
 from .actors.refs import CoreRefs, Directory
 from .actors.store import Durability, Retention, StoreActor, StoreHealth
-from .actors.supervisor import ACCEPTED, SupervisionSettings, SupervisorActor
+from .actors.supervisor import ACCEPTED, CORE_CHILDREN, SupervisionSettings, SupervisorActor
 from .commit import Outcome, Receipt, barrier
 from .delivery import Subscriptions
 from .errors import NotFound, Unavailable
@@ -59,7 +59,7 @@ from .messages import (
 )
 from .metrics import ACCEPTED as PUSH_ACCEPTED
 from .metrics import OUT_OF_SCOPE, REFUSED_TRANSITION, REJECTED, STALE, Metrics
-from .model import InstanceId, Platform, Status
+from .model import InstanceId, Platform, Status, StopCause
 from .platforms.docker import DockerPlatform, DockerSettings
 from .platforms.kubernetes import KubernetesPlatform, KubernetesSettings
 from .platforms.process import ProcessPlatform
@@ -105,6 +105,10 @@ class ControlPlane:
         self.settings = settings
         self.refs = CoreRefs()
         self.metrics = Metrics()  # this plane's own registry: two planes in one process count apart
+        self.metrics.zero(
+            platforms=(p.value for p in Platform), statuses=(s.value for s in Status),
+            reasons=(c.value for c in StopCause), actor_kinds=("instance", *CORE_CHILDREN),
+        )
         self.directory = Directory()  # instance id -> its actor; the supervisor keeps it
         self.scheduler = Scheduler()
         self.subscriptions = Subscriptions()  # hear changes before their commit (run.py's log lines)
@@ -280,6 +284,11 @@ class ControlPlane:
         for label, count in counts.items():
             if count:
                 self.metrics.pushed_updates.labels(label).inc(count)
+
+    def count_invalid(self, count: int) -> None:
+        """Updates refused on their face by the API (an unknown status, a missing field) never reach ``submit``:
+        they are counted as rejected too, like the ones the supervisor cannot place."""
+        self.metrics.pushed_updates.labels(REJECTED).inc(count)
 
     def _instance_counts(self) -> list[tuple[str, str, int]]:
         """draas_instances at scrape time: the stored records counted by platform and status."""

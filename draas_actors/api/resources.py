@@ -85,7 +85,11 @@ class StatusUpdates:
             charge_items(req, len(body))  # a batch costs one token per item; the middleware took the first
             self._batch(req, body, received_at, resp)
             return
-        report = parse_status_update(body, received_at=received_at, limits=self.update_limits)
+        try:
+            report = parse_status_update(body, received_at=received_at, limits=self.update_limits)
+        except (InvalidInput, MalformedInput):  # as a batch's item would be: rejected
+            self.cp.count_invalid(1)
+            raise
         (outcome,) = self._submit(req, (report,), [""])
         if isinstance(outcome, Rejected):
             if outcome.not_found:
@@ -106,6 +110,8 @@ class StatusUpdates:
             raise InvalidInput("the batch is empty", field="body")
         parsed = parse_status_updates(body, received_at=received_at, limits=self.update_limits)
         valid = [(f"[{i}].", p) for i, p in enumerate(parsed) if not isinstance(p, InvalidInput)]
+        if len(valid) < len(parsed):
+            self.cp.count_invalid(len(parsed) - len(valid))
         outcomes = iter(self._submit(req, tuple(p for _, p in valid), [prefix for prefix, _ in valid]))
         results: list[dict[str, Any]] = []
         for index, item in enumerate(parsed):

@@ -122,3 +122,29 @@ def test_metrics_are_public_by_default_and_need_a_read_key_when_the_setting_says
     assert guarded.get("/metrics", key=OPERATOR_KEY).status_code == 200
     document: Any = guarded.get("/api/openapi.json", key=None).json
     assert document["paths"]["/metrics"]["get"]["security"]
+
+
+def test_series_known_in_advance_start_at_zero_before_anything_happens(start_api: Callable[..., Api]) -> None:
+    samples = scrape(start_api())
+    present = {(s.name, tuple(sorted(s.labels.items()))) for s in samples}
+    for name, labels in [
+        ("draas_restarts_total", {"platform": "process", "reason": "crashed"}),
+        ("draas_restart_budgets_exhausted_total", {"platform": "kubernetes"}),
+        ("draas_status_changes_total", {"platform": "docker", "status": "Failed"}),
+        ("draas_pushed_updates_total", {"outcome": "out_of_scope"}),
+        ("draas_actor_deaths_total", {"kind": "store"}),
+        ("draas_actor_restarts_total", {"kind": "instance"}),
+    ]:
+        assert (name, tuple(sorted(labels.items()))) in present, (name, labels)
+        assert value(samples, name, **labels) == 0
+
+
+def test_updates_refused_on_their_face_are_counted_as_rejected(start_api: Callable[..., Api]) -> None:
+    api = start_api()
+    assert api.push({"instanceId": "web-1", "status": "Sleeping", "source": "DockerDaemon"}).status_code == 422
+    assert api.push([
+        {"instanceId": "web-1", "status": "Running", "source": "DockerDaemon"}, "not an update", {"status": "Running"},
+    ]).status_code == 202
+    samples = scrape(api)
+    assert value(samples, "draas_pushed_updates_total", outcome="rejected") == 3
+    assert value(samples, "draas_pushed_updates_total", outcome="accepted") == 1
