@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from draas_actors.model import Platform
@@ -21,6 +20,7 @@ from draas_actors.security import READ, AuthSettings, SecuritySettings, daemon_i
 from tests.helpers import HTTP_TIMEOUT, ProcessJanitor, RunningControlPlane, running_control_plane, wait_until
 from tests.integration.test_process_lifecycle import process_body, sleeper
 from tests.integration.test_supervision import crash_instance_actor, replacement
+from tests.metrics_support import label_values, scrape, value
 from tests.security_fixtures import credential, fixed_key
 from tests.unit.test_metrics import REQUIRED
 
@@ -40,23 +40,11 @@ def plane(tmp_path: Path, janitor: ProcessJanitor) -> Iterator[RunningControlPla
         yield up
 
 
-def scrape(base_url: str, key: str | None = None) -> list[Sample]:
-    headers = {"X-API-Key": key} if key is not None else {}
-    response = requests.get(base_url + "/metrics", headers=headers, timeout=HTTP_TIMEOUT)
-    assert response.status_code == 200, response.text
-    return [s for family in text_string_to_metric_families(response.text) for s in family.samples]
-
-
-def value(samples: list[Sample], name: str, **labels: str) -> float:
-    """The sum of the samples named ``name`` whose labels include ``labels`` (0 when there is none)."""
-    return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
-
-
 def scrape_until(plane: RunningControlPlane, name: str, expected: float, **labels: str) -> list[Sample]:
     """Scrape until ``name{labels}`` reaches ``expected`` (actors count after the HTTP answer); that scrape."""
 
     def reached() -> list[Sample] | None:
-        samples = scrape(plane.base_url)
+        samples = scrape(plane.base_url + "/metrics")
         return samples if value(samples, name, **labels) >= expected else None
 
     return wait_until(reached, message=f"{name}{labels} reaches {expected}")
@@ -94,7 +82,7 @@ def push_one_of_each_outcome(plane: RunningControlPlane) -> None:
 def test_a_scrape_counts_every_push_outcome_requests_changes_and_the_store(plane: RunningControlPlane) -> None:
     push_one_of_each_outcome(plane)
 
-    samples = scrape(plane.base_url)
+    samples = scrape(plane.base_url + "/metrics")
     assert value(samples, "draas_pushed_updates_total", outcome="accepted") == 4
     assert value(samples, "draas_pushed_updates_total", outcome="stale") == 1
     assert value(samples, "draas_pushed_updates_total", outcome="refused_transition") == 1
@@ -113,7 +101,7 @@ def test_a_scrape_counts_every_push_outcome_requests_changes_and_the_store(plane
     assert value(samples, "draas_http_request_duration_seconds_bucket", route=route, le="+Inf") == 6
     assert value(samples, "draas_store_flush_duration_seconds_count") >= 1
     # The scrape itself is counted on the next one, under its route and not a path.
-    assert value(scrape(plane.base_url), "draas_http_requests_total", route="/metrics", code="200") >= 1
+    assert value(scrape(plane.base_url + "/metrics"), "draas_http_requests_total", route="/metrics", code="200") >= 1
 
 
 def test_actor_and_workload_restarts_are_counted_by_kind_platform_and_reason(plane: RunningControlPlane) -> None:
@@ -151,11 +139,11 @@ def test_every_metric_the_issue_lists_is_exposed_named_draas_and_without_an_inst
                 for s in samples}
     assert families >= REQUIRED, REQUIRED - families
     assert all(s.name.startswith("draas_") for s in samples), sorted({s.name for s in samples})
-    labels = {v for s in samples for v in s.labels.values()}
+    labels = label_values(samples)
     assert not labels & INSTANCE_IDS, labels & INSTANCE_IDS
     # A path with an id in it is counted under its route template, never the path.
     assert plane.get("/api/instances/web-1").status_code == 200
-    labels = {v for s in scrape(plane.base_url) for v in s.labels.values()}
+    labels = label_values(scrape(plane.base_url + "/metrics"))
     assert "/api/instances/{instance_id}" in labels
     assert not labels & INSTANCE_IDS
 
@@ -166,6 +154,6 @@ def test_with_require_key_metrics_need_a_read_key(tmp_path: Path, janitor: Proce
         refused = requests.get(plane.base_url + "/metrics", timeout=HTTP_TIMEOUT)
         assert refused.status_code == 401, refused.text
         assert "draas_" not in refused.text
-        samples = scrape(plane.base_url, key=READER)
+        samples = scrape(plane.base_url + "/metrics", key=READER)
         # The refusal was counted like any other request, under the route's template.
         assert value(samples, "draas_http_requests_total", route="/metrics", code="401") == 1

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from falcon import testing
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from draas_actors.api.app import create_app
@@ -16,6 +15,7 @@ from draas_actors.metrics import Metrics
 from draas_actors.security import SecuritySettings
 from draas_actors.system import ControlPlane, SystemSettings
 from tests.helpers import wait_until
+from tests.metrics_support import samples_of, value
 from tests.unit.test_api_routes import DAEMON_KEY, OPERATOR_KEY, Api, FakeProcesses
 
 # What the brief asks for, at least (counters are exposed with _total).
@@ -47,12 +47,7 @@ def scrape(api: Api, key: str | None = None) -> list[Sample]:
     result = api.get("/metrics", key=key)
     assert result.status_code == 200, result.text
     assert result.headers["content-type"].startswith("text/plain")
-    return [s for family in text_string_to_metric_families(result.text) for s in family.samples]
-
-
-def value(samples: list[Sample], name: str, **labels: str) -> float:
-    """The sum of the samples named ``name`` whose labels include ``labels`` (0 when there is none)."""
-    return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
+    return samples_of(result.text)
 
 
 def test_every_metric_is_named_draas_and_none_has_an_instance_id_label() -> None:
