@@ -334,6 +334,12 @@ class ListRecords(Ask[list[InstanceRecord]]):
 
 
 @dataclass(frozen=True)
+class CountInstances(Ask[list[tuple[str, str, int]]]):
+    """Instances by platform and status, as ``(platform, status, count)`` rows: counted by the store's index
+    columns, without decoding a record (``draas_instances``, at every scrape)."""
+
+
+@dataclass(frozen=True)
 class QueryChanges(Ask["ChangesPage"]):
     after: int
     limit: int

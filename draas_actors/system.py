@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +29,7 @@ from .messages import (
     AuditEntry,
     ChangesPage,
     CheckWritable,
+    CountInstances,
     DeleteRecord,
     Deregister,
     DeregisterInstance,
@@ -291,9 +291,9 @@ class ControlPlane:
         self.metrics.pushed_updates.labels(REJECTED).inc(count)
 
     def _instance_counts(self) -> list[tuple[str, str, int]]:
-        """draas_instances at scrape time: the stored records counted by platform and status."""
-        counts = collections.Counter((r.platform.value, r.status.value) for r in self.list_instances())
-        return [(platform, status, count) for (platform, status), count in sorted(counts.items())]
+        """draas_instances at scrape time: the stored records counted by platform and status, in the store (with
+        10,000 instances, decoding every record made one scrape take 300 ms)."""
+        return self._ask(self.refs.store, CountInstances())
 
     def _head_cursor(self) -> int:
         return self._ask(self.refs.store, LastCursor())

@@ -36,6 +36,7 @@ from ..messages import (
     AuditEntry,
     ChangesPage,
     CheckWritable,
+    CountInstances,
     DeleteRecord,
     Flush,
     LastCursor,
@@ -267,6 +268,11 @@ class StoreActor(WatchedActor):
                 return loaded
             case ListRecords(platform=platform, status=status):
                 return self._list(platform, status)
+            case CountInstances():
+                self._flush()
+                return self._db().execute(
+                    "SELECT platform, status, COUNT(*) FROM instances GROUP BY platform, status ORDER BY 1, 2"
+                ).fetchall()
             case QueryChanges(after, limit, store_id):
                 return self._changes_after(after, limit, store_id)
             case QueryRecent(since, statuses, limit, configuration):
