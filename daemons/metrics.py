@@ -32,6 +32,7 @@ __all__ = [
     "MetricsServer",
     "counter",
     "daemon_counts",
+    "gauge",
     "labelled",
     "watch_families",
 ]
@@ -53,8 +54,12 @@ class Family:
     gauge: bool = False
 
 
-def counter(name: str, help: str, source: str, *, gauge: bool = False) -> Family:
-    return Family(name, help, (("", source),), gauge=gauge)
+def counter(name: str, help: str, source: str) -> Family:
+    return Family(name, help, (("", source),))
+
+
+def gauge(name: str, help: str, source: str) -> Family:
+    return Family(name, help, (("", source),), gauge=True)
 
 
 def labelled(name: str, help: str, label: str, sources: Mapping[str, str]) -> Family:
@@ -72,8 +77,8 @@ PUSH_FAMILIES = (
             "submitted"),
     counter("draas_daemon_push_retries", "Push attempts that failed in a retryable way (connection, 408, 429, 5xx)",
             "retried"),
-    counter("draas_daemon_spool_depth", "Updates in the spool waiting for delivery (earlier runs' included)",
-            "pending", gauge=True),
+    gauge("draas_daemon_spool_depth", "Updates in the spool waiting for delivery (earlier runs' included)",
+          "pending"),
     counter("draas_daemon_snapshots", "Times every instance's last update was pushed again (another store, or "
             "the periodic resync)", "snapshots"),
     counter("draas_daemon_store_checks", "GET /healthz answers that named the control plane's store",
