@@ -6,7 +6,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.helpers import HTTP_TIMEOUT
+from tests.helpers import HTTP_TIMEOUT, wait_until
 
 
 def samples_of(text: str) -> list[Sample]:
@@ -30,3 +30,17 @@ def value(samples: list[Sample], name: str, **labels: str) -> float:
 
 def label_values(samples: list[Sample]) -> set[str]:
     return {v for s in samples for v in s.labels.values()}
+
+
+def scrape_until(url: str, name: str, at_least: float, timeout: float = 15.0, **labels: str) -> list[Sample]:
+    """Scrape ``url`` until ``name{labels}`` is at least ``at_least`` (what is counted moves after the answer that
+    caused it, and a daemon's server may not listen yet); that scrape."""
+
+    def reached() -> list[Sample] | None:
+        try:
+            samples = scrape(url)
+        except requests.ConnectionError:
+            return None
+        return samples if value(samples, name, **labels) >= at_least else None
+
+    return wait_until(reached, timeout, 0.05, f"{name}{labels} reaches {at_least} at {url}")

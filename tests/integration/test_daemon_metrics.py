@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from prometheus_client.samples import Sample
 
 from daemons.metrics import MetricsServer
@@ -31,7 +30,7 @@ from tests.integration.test_k8s_daemon import NS, api, k8s_daemon_env, running_d
 from tests.integration.test_k8s_daemon import wait_for_view as wait_for_pod
 from tests.kube.fake_apiserver import FakeApiServer
 from tests.kube.pods import make_pod
-from tests.metrics_support import label_values, scrape, value
+from tests.metrics_support import label_values, scrape_until, value
 
 
 @contextlib.contextmanager
@@ -42,19 +41,6 @@ def socket_listening() -> Iterator[int]:
         taken.listen()
         port: int = taken.getsockname()[1]
         yield port
-
-
-def scrape_until(url: str, name: str, at_least: float, **labels: str) -> list[Sample]:
-    """Scrape ``url`` until ``name{labels}`` is at least ``at_least`` (the daemon counts as it goes); that scrape."""
-
-    def reached() -> list[Sample] | None:
-        try:
-            samples = scrape(url)
-        except requests.ConnectionError:
-            return None  # the command is still starting
-        return samples if value(samples, name, **labels) >= at_least else None
-
-    return wait_until(reached, 15.0, 0.05, f"{name}{labels} reaches {at_least} at {url}")
 
 
 def check_names_and_labels(samples: list[Sample], ids: set[str]) -> None:

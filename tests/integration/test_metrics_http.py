@@ -17,10 +17,10 @@ from prometheus_client.samples import Sample
 
 from draas_actors.model import Platform
 from draas_actors.security import READ, AuthSettings, SecuritySettings, daemon_identity, operator_identity
-from tests.helpers import HTTP_TIMEOUT, ProcessJanitor, RunningControlPlane, running_control_plane, wait_until
+from tests.helpers import HTTP_TIMEOUT, ProcessJanitor, RunningControlPlane, running_control_plane
 from tests.integration.test_process_lifecycle import process_body, sleeper
 from tests.integration.test_supervision import crash_instance_actor, replacement
-from tests.metrics_support import label_values, scrape, value
+from tests.metrics_support import label_values, scrape, scrape_until, value
 from tests.security_fixtures import credential, fixed_key
 from tests.unit.test_metrics import REQUIRED
 
@@ -40,14 +40,8 @@ def plane(tmp_path: Path, janitor: ProcessJanitor) -> Iterator[RunningControlPla
         yield up
 
 
-def scrape_until(plane: RunningControlPlane, name: str, expected: float, **labels: str) -> list[Sample]:
-    """Scrape until ``name{labels}`` reaches ``expected`` (actors count after the HTTP answer); that scrape."""
-
-    def reached() -> list[Sample] | None:
-        samples = scrape(plane.base_url + "/metrics")
-        return samples if value(samples, name, **labels) >= expected else None
-
-    return wait_until(reached, message=f"{name}{labels} reaches {expected}")
+def metrics_until(plane: RunningControlPlane, name: str, expected: float, **labels: str) -> list[Sample]:
+    return scrape_until(plane.base_url + "/metrics", name, expected, 5.0, **labels)
 
 
 def update(instance_id: str, status: str, observed_at: float, **fields: Any) -> dict[str, Any]:
@@ -109,7 +103,7 @@ def test_actor_and_workload_restarts_are_counted_by_kind_platform_and_reason(pla
     assert plane.push(update("web-2", "Running", now)).status_code == 202
     dead = crash_instance_actor(plane.cp, "web-2")
     replacement(plane.cp, "web-2", dead)
-    samples = scrape_until(plane, "draas_actor_restarts_total", 1, kind="instance")
+    samples = metrics_until(plane, "draas_actor_restarts_total", 1, kind="instance")
     assert value(samples, "draas_actor_deaths_total", kind="instance") == 1
 
     # A real process, killed by a signal that is not ours: restarted once by its policy, then its budget is spent.
@@ -117,12 +111,12 @@ def test_actor_and_workload_restarts_are_counted_by_kind_platform_and_reason(pla
     first = plane.register(process_body("svc", sleeper(), policy))["runtime"]["pid"]
     os.kill(first, signal.SIGKILL)
     second = plane.wait_for("svc", lambda v: v["restartCount"] == 1 and v["status"] == "Running")["runtime"]["pid"]
-    samples = scrape_until(plane, "draas_restarts_total", 1, platform="process")
+    samples = metrics_until(plane, "draas_restarts_total", 1, platform="process")
     assert value(samples, "draas_restarts_total", platform="process", reason="killed") == 1
     assert value(samples, "draas_restart_budgets_exhausted_total", platform="process") == 0
     os.kill(second, signal.SIGKILL)
     plane.wait_for("svc", lambda v: v["lastReason"] == "restart budget exhausted")
-    samples = scrape_until(plane, "draas_restart_budgets_exhausted_total", 1, platform="process")
+    samples = metrics_until(plane, "draas_restart_budgets_exhausted_total", 1, platform="process")
     assert value(samples, "draas_restarts_total", platform="process") == 1
     assert value(samples, "draas_instances", platform="process", status="Failed") == 1
 
@@ -133,7 +127,7 @@ def test_every_metric_the_issue_lists_is_exposed_named_draas_and_without_an_inst
     push_one_of_each_outcome(plane)
     dead = crash_instance_actor(plane.cp, "web-2")
     replacement(plane.cp, "web-2", dead)
-    samples = scrape_until(plane, "draas_actor_restarts_total", 1)
+    samples = metrics_until(plane, "draas_actor_restarts_total", 1)
 
     families = {s.name.removesuffix("_total").removesuffix("_count").removesuffix("_sum").removesuffix("_bucket")
                 for s in samples}
