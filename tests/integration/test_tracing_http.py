@@ -107,3 +107,18 @@ def test_one_trace_id_travels_from_a_docker_event_through_the_spool_and_the_push
         change = change_of(traced_plane, "web-1", status)
         assert change["traceparent"] == traceparent_of_span(update)
         assert str(change["traceparent"]).split("-")[1] == f"{event_span.context.trace_id:032x}"
+
+
+def test_an_invalid_traceparent_header_starts_a_fresh_trace_that_the_change_keeps(
+    traced_plane: RunningControlPlane, tracing: Tracing
+) -> None:
+    headers = {**traced_plane.daemon_headers, "traceparent": "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01"}
+    body = {"instanceId": "web-1", "status": "Running", "source": "DockerDaemon", "platform": "docker"}
+    response = requests.post(
+        traced_plane.base_url + "/api/status/updates", json=body, headers=headers, timeout=HTTP_TIMEOUT
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["warnings"][0].startswith("traceparent header ignored")
+    [server] = tracing.spans(PUSH_SPAN)
+    assert server.parent is None
+    assert change_of(traced_plane, "web-1", "Running")["traceparent"] == traceparent_of_span(server)
