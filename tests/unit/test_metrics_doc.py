@@ -1,4 +1,7 @@
-"""docs/metrics.md lists every metric the control plane and the daemons define, and no other."""
+"""docs/metrics.md lists every metric the control plane and the daemons define.
+
+Only that way round: the document also lists what the live stream and the webhooks add (issue 12), which are
+built beside this and merged in any order."""
 
 from __future__ import annotations
 
@@ -28,7 +31,6 @@ def documented_names() -> set[str]:
     return set(re.findall(r"^\| `(draas_\w+)` \|", DOC.read_text(), flags=re.MULTILINE))
 
 
-def test_every_metric_is_documented_and_every_documented_metric_exists() -> None:
-    exposed, documented = exposed_names(), documented_names()
-    assert not exposed - documented, f"add these to docs/metrics.md: {sorted(exposed - documented)}"
-    assert not documented - exposed, f"docs/metrics.md lists metrics nobody defines: {sorted(documented - exposed)}"
+def test_every_metric_is_documented() -> None:
+    missing = exposed_names() - documented_names()
+    assert not missing, f"add these to docs/metrics.md: {sorted(missing)}"
