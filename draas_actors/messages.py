@@ -339,12 +339,6 @@ class ListRecords(Ask[list[InstanceRecord]]):
 
 
 @dataclass(frozen=True)
-class CountInstances(Ask[list[tuple[str, str, int]]]):
-    """Instances by platform and status, as ``(platform, status, count)`` rows: counted by the store's index
-    columns, without decoding a record (``draas_instances``, at every scrape)."""
-
-
-@dataclass(frozen=True)
 class QueryChanges(Ask["ChangesPage"]):
     after: int
     limit: int
@@ -369,6 +363,12 @@ class QueryRecent(Ask["tuple[StatusChanged, ...]"]):
 @dataclass(frozen=True)
 class LastCursor(Ask[int]):
     pass
+
+
+@dataclass(frozen=True)
+class CountInstances(Ask[list[tuple[str, str, int]]]):
+    """Instances by platform and status, as ``(platform, status, count)`` rows: counted by the store's index
+    columns, without decoding a record (``draas_instances``, at every scrape)."""
 
 
 @dataclass(frozen=True)

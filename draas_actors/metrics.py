@@ -56,7 +56,7 @@ class _Computed(Collector):
                 log.warning("draas_change_log_head_cursor not collected: %s", error)
             else:
                 yield GaugeMetricFamily(
-                    "draas_change_log_head_cursor", "Cursor of the newest change in the change log", value=head
+                    "draas_change_log_head_cursor", "Cursor of the newest committed change (change log)", value=head
                 )
 
 

@@ -17,7 +17,7 @@ from .actors.pool import ActorRuntime, ActorSettings, tell_inline
 from .actors.process_monitor import ProcessMonitorActor
 from .actors.refs import CoreRefs, Directory
 from .actors.store import Durability, Retention, StoreActor, StoreHealth
-from .actors.supervisor import ACCEPTED, CORE_CHILDREN, SupervisionSettings, SupervisorActor
+from .actors.supervisor import ACCEPTED, SupervisionSettings, SupervisorActor
 from .commit import Outcome, Receipt, barrier
 from .delivery import Subscriptions
 from .errors import NotFound, Unavailable
@@ -36,7 +36,6 @@ from .messages import (
     GetHealth,
     GetInstance,
     Health,
-    LastCursor,
     ListAudit,
     ListRecords,
     LoadRecord,
@@ -107,7 +106,7 @@ class ControlPlane:
         self.metrics = Metrics()  # this plane's own registry: two planes in one process count apart
         self.metrics.zero(
             platforms=(p.value for p in Platform), statuses=(s.value for s in Status),
-            reasons=(c.value for c in StopCause), actor_kinds=("instance", *CORE_CHILDREN),
+            reasons=(c.value for c in StopCause), actor_kinds=SupervisorActor.child_kinds,
         )
         self.directory = Directory()  # instance id -> its actor; the supervisor keeps it
         self.scheduler = Scheduler()
@@ -296,7 +295,9 @@ class ControlPlane:
         return self._ask(self.refs.store, CountInstances())
 
     def _head_cursor(self) -> int:
-        return self._ask(self.refs.store, LastCursor())
+        """The newest committed change's cursor: what a list's cursor, a stream's id and a webhook's lag are
+        measured against (the store's own head runs ahead of it while the store cannot commit)."""
+        return self.feed.head
 
     def _out_of_scope(self, reports: tuple[StatusReport, ...], scope: Identity) -> OutOfScope | None:
         """The first report ``scope`` may not make, judged against the directory's platforms (a daemon may not

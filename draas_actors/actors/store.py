@@ -268,17 +268,17 @@ class StoreActor(WatchedActor):
                 return loaded
             case ListRecords(platform=platform, status=status):
                 return self._list(platform, status)
-            case CountInstances():
-                self._flush()
-                return self._db().execute(
-                    "SELECT platform, status, COUNT(*) FROM instances GROUP BY platform, status ORDER BY 1, 2"
-                ).fetchall()
             case QueryChanges(after, limit, store_id):
                 return self._changes_after(after, limit, store_id)
             case QueryRecent(since, statuses, limit, configuration):
                 return self._recent(since, statuses, limit, configuration)
             case LastCursor():
                 return self.max_cursor
+            case CountInstances():
+                self._flush()
+                return self._db().execute(
+                    "SELECT platform, status, COUNT(*) FROM instances GROUP BY platform, status ORDER BY 1, 2"
+                ).fetchall()
             case CheckWritable():
                 # A write of our own, so that a disk that filled up since the last commit is found now.
                 self._flush()

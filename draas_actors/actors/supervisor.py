@@ -83,6 +83,8 @@ class _Restart:
 
 class SupervisorActor(WatchedActor):
     kind = "supervisor"
+    # The kinds of child it counts deaths and restarts of (draas_actor_deaths_total and _restarts_total).
+    child_kinds = ("instance", *CORE_CHILDREN)
 
     def __init__(
         self,
