@@ -65,7 +65,7 @@ def served_control_plane(
             cp.subscribe(subscriber)
         else:
             cp.subscribe(subscriber, queue_size=queue_size)
-        server = HttpServer(make_app(cp), host=HOST, port=0, threads=threads).start()
+        server = HttpServer(make_app(cp), host=HOST, port=0, threads=threads, streams=cp.streams).start()
         plane = ServedPlane(cp, server.port)
         deadline = time.monotonic() + READY_S
         while not answers(plane.base_url + "/healthz"):
