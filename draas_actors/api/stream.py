@@ -17,7 +17,7 @@ from ..model import Platform, parse_status
 from ..streams import StreamSettings
 from ..system import ControlPlane
 from . import sse
-from .follow import Follower, Source, Start
+from .follow import EventCache, Follower, Source, Start
 
 STREAM_PATH = "/api/status/stream"
 MAX_CURSOR = 2**62
@@ -29,6 +29,7 @@ class StatusStream:
     def __init__(self, control_plane: ControlPlane, settings: StreamSettings) -> None:
         self.cp = control_plane
         self.settings = settings
+        self.events = EventCache()  # shared by this app's streams
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         event_filter = parse_filter(req)
@@ -42,7 +43,7 @@ class StatusStream:
         cp = self.cp
         source = Source(
             next_changes=cp.next_changes, head=lambda: cp.feed.head,
-            ended=lambda: cp.feed.closed or cp.streams.stopping, wait=cp.streams.wait,
+            ended=lambda: cp.feed.closed or cp.streams.stopping, wait=cp.streams.wait, render=self.events.render,
         )
         resp.content_type = sse.CONTENT_TYPE
         resp.set_header("Cache-Control", "no-store")
