@@ -95,7 +95,8 @@ class Follower:
         written = 0  # bytes yielded so far
         marks: deque[tuple[int, int]] = deque()  # (bytes written through, cursor written through), oldest first
         taken = cursor  # the newest cursor whose bytes the reader has taken
-        live = False  # caught up with the head once: from then on, falling max_lag behind is an overflow
+        # Opened at the head, or once the reader took everything up to it: from then on, lag is an overflow.
+        live = cursor >= self.source.head()
         now = clock()
         last_write = last_progress = now
         last_sent = 0
@@ -120,6 +121,7 @@ class Follower:
             if unsent == 0 or sent != last_sent:
                 last_sent, last_progress = sent, now
             head = self.source.head()
+            live = live or taken >= head
             behind = head - taken
             if (live and unsent and behind > s.max_lag) or now - last_progress >= s.stall_seconds:
                 yield sse.event("overflow", {"behind": behind, "maxLag": s.max_lag})
@@ -133,12 +135,14 @@ class Follower:
                 yield written_through(sse.event("reset", {"storeId": self.start.store_id, "cursor": cursor}, cursor))
                 continue
             if cursor == head:
-                live = True
                 marks.append((written, cursor))  # what the filter left out counts as taken once the rest is
-                if now - last_write >= s.heartbeat_seconds:
+                due = last_write + s.heartbeat_seconds - now
+                if due <= 0 and not unsent:  # bytes still waiting for the reader say as much as a heartbeat
                     yield written_through(sse.comment("heartbeat"))
+                    continue
                 # Nothing new: look again a poll later (see the module docstring), or at the heartbeat.
-                self.source.wait(max(0.0, min(self.source.poll(), last_write + s.heartbeat_seconds - now)))
+                poll = self.source.poll()
+                self.source.wait(min(poll, due) if due > 0 else poll)
                 continue
             try:
                 changes, cursor_after = self.source.next_changes(cursor, PAGE, 0.0)
