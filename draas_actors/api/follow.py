@@ -95,6 +95,7 @@ class Follower:
         written = 0  # bytes yielded so far
         marks: deque[tuple[int, int]] = deque()  # (bytes written through, cursor written through), oldest first
         taken = cursor  # the newest cursor whose bytes the reader has taken
+        everything = self.filter == SubscriptionFilter()
         # Opened at the head, or once the reader took everything up to it: from then on, lag is an overflow.
         live = cursor >= self.source.head()
         now = clock()
@@ -156,7 +157,9 @@ class Follower:
                 continue
             except Unavailable:
                 return  # the store does not answer: the reader reconnects with its last id
-            events = b"".join(self.source.render(c) for c in changes if self.filter.matches(c))
+            render = self.source.render
+            events = b"".join([render(c) for c in changes] if everything else
+                              [render(c) for c in changes if self.filter.matches(c)])
             cursor = max(cursor, cursor_after)
             if events:
                 yield written_through(events)
@@ -167,23 +170,25 @@ class Follower:
 
 class EventCache:
     """Each change's event bytes, made once for every stream: formatting a change per stream was most of what 200
-    streams cost the pushing daemon (bench/stream_push.py). Bounded: when full it starts afresh."""
+    streams cost the pushing daemon (bench/stream_push.py). A change is known by its cursor and its identity: the
+    feed hands every stream the same objects, and a replaced store's change under a reused cursor is another object.
+    Bounded: when full it starts afresh."""
 
     def __init__(self, size: int = 16_384) -> None:
         self.size = size
-        self._events: dict[tuple[int, str, float], bytes] = {}
+        self._events: dict[int, tuple[StatusChanged, bytes]] = {}
         self._lock = threading.Lock()
 
     def render(self, change: StatusChanged) -> bytes:
-        key = (change.cursor, change.instance_id, change.timestamp)  # a replaced store reuses cursors
-        found = self._events.get(key)
-        if found is None:
-            found = sse.event(STATUS_CHANGED, change_view(change), change.cursor)
-            with self._lock:
-                if len(self._events) >= self.size:
-                    self._events.clear()
-                self._events[key] = found
-        return found
+        found = self._events.get(change.cursor)
+        if found is not None and found[0] is change:
+            return found[1]
+        event = sse.event(STATUS_CHANGED, change_view(change), change.cursor)
+        with self._lock:
+            if len(self._events) >= self.size:
+                self._events.clear()
+            self._events[change.cursor] = (change, event)
+        return event
 
 
 __all__ = ["BUFFER_BYTES", "PAGE", "POLL_SECONDS", "EventCache", "Follower", "NextChanges", "Source", "Start",

@@ -236,10 +236,13 @@ def test_a_stream_ends_when_the_server_stops_the_client_leaves_or_the_store_does
     assert list(stream) == []
 
 
-def test_the_event_cache_makes_each_change_once() -> None:
+def test_the_event_cache_makes_each_change_once_and_knows_a_change_by_its_identity() -> None:
     cache = EventCache(size=2)
-    first = cache.render(change(1))
-    assert cache.render(change(1)) is first
+    first = change(1)
+    made = cache.render(first)
+    assert cache.render(first) is made
+    replaced = change(1, "another-store")  # the same cursor in a replaced store's log
+    assert b"another-store" in cache.render(replaced)
     cache.render(change(2))
     cache.render(change(3))  # full: starts afresh, and still renders right
-    assert cache.render(change(1)) == first
+    assert cache.render(first) == made
