@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
+
 from ..security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH, SecuritySettings
 from ..system import ControlPlane
 from ..wire import RESTART_POLICY_SCHEMA
@@ -24,6 +26,7 @@ from .schemas import (
     STATUS,
     STATUS_CHANGE_RECORD,
     STATUS_LIST,
+    TRACEPARENT_HEADER,
     json_body,
     query,
 )
@@ -51,6 +54,7 @@ class Wiring:
     clock: Callable[[], float]
     security: SecuritySettings
     document: Mapping[str, Any]
+    tracer: trace.Tracer | None = None  # None: the global provider's (a no-op until an SDK is configured)
 
 
 ResourceFactory = Callable[[Wiring], object]
@@ -78,7 +82,7 @@ def _of_control_plane(resource: Callable[[ControlPlane], object]) -> ResourceFac
 
 
 def _status_updates(w: Wiring) -> object:
-    return r.StatusUpdates(w.control_plane, w.clock, w.security.limits)
+    return r.StatusUpdates(w.control_plane, w.clock, w.security.limits, w.tracer)
 
 
 def _recent_changes(w: Wiring) -> object:
@@ -131,6 +135,7 @@ ROUTES: tuple[Operation, ...] = (
                              "ignored"),
             "400": ERROR_REF, "404": ERROR_REF, "422": ERROR_REF,
         },
+        parameters=(TRACEPARENT_HEADER,),
         request={"oneOf": [_UPDATE_REF, {"type": "array", "items": _UPDATE_REF, "minItems": 1}]},
     ),
     Operation(
@@ -152,8 +157,9 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "GET", "/api/status/changes", _changes, READ,
         "The change feed after a cursor",
-        {"200": json_body("a page of changes, nextCursor and the storeId"), "409": ERROR_REF, "410": ERROR_REF,
-         "422": ERROR_REF},
+        {"200": json_body("a page of changes, nextCursor and the storeId; each change's traceparent is the W3C "
+                          "trace context of the push that caused it (null when none did)"),
+         "409": ERROR_REF, "410": ERROR_REF, "422": ERROR_REF},
         parameters=(
             query("after", "cursor of the last change seen; 0 for the start",
                   {"type": "integer", "minimum": 0, "maximum": 2**62}),
