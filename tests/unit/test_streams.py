@@ -111,9 +111,10 @@ def test_sse_events_are_id_event_and_one_data_line_and_comments_are_one_line() -
 
 def test_stream_settings_come_from_the_stream_table(tmp_path: Path) -> None:
     path = tmp_path / "draas.toml"
-    path.write_text("[stream]\nheartbeatSeconds = 2.5\nmaxLag = 50\nmaxStreams = 300\nstallSeconds = 9\n")
+    path.write_text("[stream]\nheartbeatSeconds = 2.5\nmaxLag = 50\nmaxStreams = 300\nstallSeconds = 9\n"
+                    "pollSeconds = 0.25\n")
     assert load_settings(path, environ={}).system.stream == StreamSettings(
-        heartbeat_seconds=2.5, max_lag=50, max_streams=300, stall_seconds=9
+        heartbeat_seconds=2.5, max_lag=50, max_streams=300, stall_seconds=9, poll_seconds=0.25
     )
     assert load_settings(None, environ={}).system.stream == StreamSettings()
 
