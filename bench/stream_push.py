@@ -81,6 +81,7 @@ class StreamPushResult:
     updates: int  # a side, over all rounds
     streams: int
     rounds: int
+    poll_seconds: float
     alone_ms: list[float]
     streams_ms: list[float]
     accepted: int  # of 2 x updates: answered 202
@@ -108,6 +109,7 @@ class StreamPushResult:
             "updates": self.updates,
             "streams": self.streams,
             "rounds": self.rounds,
+            "poll_seconds": self.poll_seconds,
             "alone": {"median_ms": median(self.alone_ms), "p99_ms": p99(self.alone_ms)},
             "with_streams": {"median_ms": median(self.streams_ms), "p99_ms": p99(self.streams_ms)},
             "p99_ratio": self.ratio,
@@ -150,7 +152,7 @@ def _push(port: int, key: str, updates: int, prefix: str) -> Pushed:
 
 
 def run(*, updates: int = FULL_UPDATES, streams: int = STREAMS, rounds: int = ROUNDS,
-        say: Say | None = None) -> StreamPushResult:
+        poll_seconds: float = StreamSettings.poll_seconds, say: Say | None = None) -> StreamPushResult:
     """``rounds`` times: alone, then with ``streams`` open; on one control plane, ``updates`` pushes a side."""
     progress = say or (lambda _: None)
     good_key, read_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -168,7 +170,7 @@ def run(*, updates: int = FULL_UPDATES, streams: int = STREAMS, rounds: int = RO
     reports: list[ReadersReport] = []
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp, served_control_plane(
         pathlib.Path(tmp), lambda cp: create_app(cp, security=security), _ignore, threads=8, limits=limits,
-        stream=StreamSettings(max_streams=room),
+        stream=StreamSettings(max_streams=room, poll_seconds=poll_seconds),
     ) as plane:
         # Each round's pushes go to instances of their own (each push a change): created here, untimed.
         _create(plane.port, good_key, tuple(f"good-{side}{r}" for r in range(rounds) for side in ("alone", "streams")))
@@ -192,7 +194,7 @@ def run(*, updates: int = FULL_UPDATES, streams: int = STREAMS, rounds: int = RO
             while plane.cp.streams.open and time.monotonic() < wait_until_closed:  # the next round starts alone
                 time.sleep(0.02)
     return StreamPushResult(
-        updates=updates, streams=streams, rounds=rounds,
+        updates=updates, streams=streams, rounds=rounds, poll_seconds=poll_seconds,
         alone_ms=[ms_ for pushed in alone for ms_ in pushed.latencies_ms],
         streams_ms=[ms_ for pushed in with_streams for ms_ in pushed.latencies_ms],
         accepted=sum(p.accepted for p in alone + with_streams),
@@ -214,7 +216,8 @@ def render(result: StreamPushResult) -> str:
     alone, streams, r = result.alone_ms, result.streams_ms, result.readers
     lines = [
         (f"stream push: {result.updates} sequential daemon pushes alone and {result.updates} with {result.streams} "
-         f"SSE streams open and reading every change, in {result.rounds} rounds of each; p99 is nearest-rank"),
+         f"SSE streams open (polling every {result.poll_seconds:g} s) and reading every change, in {result.rounds} "
+         "rounds of each; p99 is nearest-rank"),
         f"  alone             median {ms(median(alone)):>9}   p99 {ms(p99(alone)):>9}",
         f"  with streams      median {ms(median(streams)):>9}   p99 {ms(p99(streams)):>9}",
         f"  p99 ratio         {result.ratio:.2f}x   (target <= {TARGET_RATIO:g}x)",
@@ -235,11 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--updates", type=int, default=None, help=f"pushes per phase (default {FULL_UPDATES})")
     ap.add_argument("--streams", type=int, default=STREAMS, help="open SSE streams while the daemon pushes")
     ap.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of (alone, with streams)")
+    ap.add_argument("--poll", type=float, default=StreamSettings.poll_seconds,
+                    help="[stream] pollSeconds: how often each stream looks for new changes")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_UPDATES} pushes per phase")
     ap.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
     args = ap.parse_args(argv)
     updates = args.updates or (QUICK_UPDATES if args.quick else FULL_UPDATES)
-    result = run(updates=updates, streams=args.streams, rounds=args.rounds,
+    result = run(updates=updates, streams=args.streams, rounds=args.rounds, poll_seconds=args.poll,
                  say=None if args.json else (lambda m: print(m, file=sys.stderr, flush=True)))
     print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
     return 0 if result.passed or args.quick else 1

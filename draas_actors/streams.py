@@ -35,7 +35,7 @@ class StreamSettings:
     max_lag: int = 10_000  # a live reader further behind the head than this many changes is sent overflow, closed
     max_streams: int = 64  # open streams (each a thread and a connection; [server] connectionLimit bounds them too)
     stall_seconds: float = 60.0  # a reader that takes none of the bytes waiting for it for this long is closed
-    poll_seconds: float = 0.1  # how often, on average, a stream looks for new changes (api/follow.py says why)
+    poll_seconds: float = 0.2  # how often, on average, a stream looks for new changes (api/follow.py says why)
 
 
 class Connection(Protocol):

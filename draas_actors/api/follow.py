@@ -18,9 +18,10 @@ How a stream waits: it polls. Each looks at the feed's head (one attribute, no l
 and reads what is new in one page, written in one go. Waiting on the feed instead woke every stream at every commit,
 all at once, and they all ran while the daemon's push waited for its commit: with 200 streams its median push went
 from 1.3 ms to 14 ms (bench/stream_push.py). Polling with jitter spreads the streams' turns over time and batches a
-stream's writes, for a delivery delay of at most 1.5 x ``poll_seconds`` ([stream] pollSeconds, 0.1 s) and a few
-wake-ups a second per idle stream. A longer poll costs the daemons less: control-plane CPU per push with 200 streams
-went from 0.7 ms (none) to 1.6-1.7 ms at 0.1 s, 1.3-1.6 ms at 0.2 s (bench/stream_push.py).
+stream's writes, for a delivery delay of at most 1.5 x ``poll_seconds`` ([stream] pollSeconds, 0.2 s) and a few
+wake-ups a second per idle stream. A longer poll costs the daemons less (bench/stream_push.py, 200 streams, three
+runs each): at 0.1 s control-plane CPU per push went from 0.8 ms to 1.6-2.2 ms and the p99 ratio was 1.29-2.09x; at
+0.2 s, from 0.84 ms to 1.29-1.35 ms, and 1.03-1.52x.
 
 How far behind a reader is: bytes the server holds for it (``Connection.unsent``) are not taken, so the newest
 change it has taken is the last one written before those bytes. The loop stops writing while more than
