@@ -8,8 +8,7 @@ Retry-After. The slot is a thread-local set here, not a request header, so a cli
 
 ``current`` is also how the stream sees its connection (``Connection``): how many bytes still wait to be sent, to
 tell a reader that has stopped taking them. ``stop_all`` (the HTTP server's stop and the control plane's) tells every
-stream to end at its next look (a stream never waits longer than ``WAKE_SECONDS`` between looks) and joins the
-threads.
+stream to end (a stream waits only through ``wait``, which returns at once then) and joins the threads.
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 log = logging.getLogger(__name__)
-
-WAKE_SECONDS = 1.0  # a stream looks at least this often whether it must end (stop, client gone)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,4 +114,4 @@ class StreamThreads:
             self._stopping.clear()
 
 
-__all__ = ["WAKE_SECONDS", "Connection", "StreamSettings", "StreamThreads"]
+__all__ = ["Connection", "StreamSettings", "StreamThreads"]
