@@ -18,6 +18,10 @@ subject set by the proxy), else the peer address. Nothing here trusts it: it onl
 app still authenticates the request. Presenting many different invalid keys gives many queues, which is no
 worse than waitress's own FIFO, and each such request is refused with a cheap 401.
 
+A live stream (``GET /api/status/stream``) is not queued: its connection is served on a thread of its own
+(``streams.StreamThreads``, at most ``[stream] maxStreams``), so that open streams never hold the worker threads;
+when none is free it is queued like any request and the app answers it 503.
+
 This leans on waitress's dispatcher interface (``create_server(_dispatcher=...)``, ``add_task``,
 ``set_thread_count``, ``shutdown``; the subclass keeps ``queue``, ``lock`` and ``queue_cv`` as waitress uses
 them), stable across waitress 2 and 3; setup.cfg pins waitress below 4.
@@ -31,6 +35,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from waitress.task import ThreadedTaskDispatcher
+
+from ..streams import StreamThreads
+from .stream import STREAM_PATH
 
 CALLER_HEADERS = ("X_API_KEY", "AUTHORIZATION", "X_CLIENT_SUBJECT")
 BATCH_BYTES = 4096  # a single update is a few hundred bytes; a body this large is a batch of dozens
@@ -154,12 +161,38 @@ class FairQueue:
         return task
 
 
-class FairDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
-    """waitress's thread pool with ``FairQueue`` in place of its FIFO."""
+def is_stream_request(channel: Any) -> bool:
+    """The waitress channel's next request opens a live stream."""
+    requests = getattr(channel, "requests", None)
+    if not requests or requests[0].error is not None:
+        return False
+    request = requests[0]
+    return request.command == "GET" and str(request.path).rstrip("/").lower() == STREAM_PATH
 
-    def __init__(self, per_caller: int, clock: Clock = time.monotonic) -> None:
+
+class ChannelConnection:
+    """A waitress channel as a stream sees it (``streams.Connection``); its fields are read without its lock: each
+    is one attribute, and a stale value only delays a decision to the stream's next look."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+
+    def unsent(self) -> int:
+        return int(self.channel.total_outbufs_len)
+
+    def connected(self) -> bool:
+        return bool(self.channel.connected)
+
+
+class FairDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
+    """waitress's thread pool with ``FairQueue`` in place of its FIFO, and live streams on threads of their own."""
+
+    def __init__(
+        self, per_caller: int, clock: Clock = time.monotonic, streams: StreamThreads | None = None
+    ) -> None:
         super().__init__()
         self.queue: FairQueue = FairQueue(per_caller, clock)
+        self.streams = streams
 
     def hold(self, caller: str, seconds: float) -> float:
         """Leave ``caller``'s next requests waiting for ``seconds``, or longer for a repeat offender (see
@@ -196,13 +229,23 @@ class FairDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
                     self.queue.done(caller, weight)
 
     def add_task(self, task: Any) -> None:
+        streams = self.streams
+        if streams is not None and is_stream_request(task) and streams.start(ChannelConnection(task), task.service):
+            return
         with self.lock:
             self.queue.append(task)
             self.queue_cv.notify()
 
+    def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
+        """Stop the streams (no new one starts here from now on) and join their threads, then stop the workers."""
+        streams, self.streams = self.streams, None
+        if streams is not None:
+            streams.stop_all(timeout)
+        return bool(super().shutdown(cancel_pending, timeout))
 
-def fair_dispatcher(threads: int, per_caller: int) -> FairDispatcher:
-    dispatcher = FairDispatcher(per_caller)
+
+def fair_dispatcher(threads: int, per_caller: int, streams: StreamThreads | None = None) -> FairDispatcher:
+    dispatcher = FairDispatcher(per_caller, streams=streams)
     dispatcher.set_thread_count(threads)
     return dispatcher
 
