@@ -8,6 +8,10 @@ const PAGE_SIZE = 100;
 const RENDER_EVERY_MS = 150; // changes are applied at once, drawn at most this often
 const REFRESH_EVERY_MS = 300; // how often changed instances are read again for their other fields
 const MAX_REFRESH = 50; // more changed at once than this: read the whole list again
+// Each status a row goes through stays on screen at least this long: a crash that is restarted within milliseconds
+// still shows Failed, then Running, instead of Running throughout.
+const MIN_DWELL_MS = 300;
+const MAX_QUEUED = 4; // statuses a row may have waiting; beyond it the oldest waiting ones are skipped
 const COLUMNS = [
   ["instanceId", "Id"], ["platform", "Platform"], ["status", "Status"], ["statusSince", "Since"],
   ["restartCount", "Restarts"], ["lastExitCode", "Exit code"], ["lastReason", "Reason"],
@@ -18,6 +22,9 @@ const state = {
   session: null,
   instances: new Map(), // id -> the instance's view
   dirty: new Set(), // ids changed since their last read
+  queued: new Map(), // id -> statuses ({status, since}) not shown yet, oldest first
+  shownAt: new Map(), // id -> when its current status was first drawn (performance.now())
+  advancing: false,
   sort: { key: "instanceId", ascending: true },
   page: 0,
   stream: null,
@@ -150,6 +157,7 @@ async function load() {
   const listed = await api("GET", "/api/instances");
   state.instances = new Map(listed.instances.map((i) => [i.instanceId, i]));
   state.dirty.clear();
+  state.queued.clear();
   render();
   return listed;
 }
@@ -186,13 +194,40 @@ async function restart() {
 }
 
 function applyChange(change) {
-  const known = state.instances.get(change.instanceId);
-  if (known && change.kind === "status") {
-    known.status = change.newStatus;
-    known.statusSince = change.timestamp;
+  const id = change.instanceId;
+  if (state.instances.has(id) && change.kind === "status") {
+    const queue = state.queued.get(id) || [];
+    queue.push({ status: change.newStatus, since: change.timestamp });
+    if (queue.length > MAX_QUEUED) queue.splice(0, queue.length - MAX_QUEUED);
+    state.queued.set(id, queue);
+    advance();
   }
-  state.dirty.add(change.instanceId); // its restarts, exit code and reason come with a read
+  state.dirty.add(id); // its restarts, exit code and reason come with a read
   scheduleRender();
+}
+
+/** Show each row's next waiting status once its current one has been on screen for MIN_DWELL_MS. */
+function advance() {
+  if (state.advancing) return;
+  const now = performance.now();
+  for (const [id, queue] of state.queued) {
+    const instance = state.instances.get(id);
+    if (!instance) {
+      state.queued.delete(id);
+      continue;
+    }
+    if (now - (state.shownAt.get(id) ?? -Infinity) < MIN_DWELL_MS) continue;
+    const next = queue.shift();
+    instance.status = next.status;
+    instance.statusSince = next.since;
+    state.shownAt.set(id, now);
+    if (queue.length === 0) state.queued.delete(id);
+  }
+  scheduleRender();
+  if (state.queued.size > 0) {
+    state.advancing = true;
+    setTimeout(() => { state.advancing = false; advance(); }, MIN_DWELL_MS / 3);
+  }
 }
 
 async function refreshDirty() {
@@ -206,7 +241,11 @@ async function refreshDirty() {
   state.dirty.clear();
   await Promise.all(ids.map(async (id) => {
     try {
-      state.instances.set(id, await api("GET", `/api/instances/${encodeURIComponent(id)}`));
+      const read = await api("GET", `/api/instances/${encodeURIComponent(id)}`);
+      const shown = state.instances.get(id);
+      // The status on screen is the stream's to move (one step at a time); the read brings the other fields.
+      if (shown && state.queued.has(id)) Object.assign(read, { status: shown.status, statusSince: shown.statusSince });
+      state.instances.set(id, read);
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) state.instances.delete(id);
     }
