@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-CHROMIUM = os.environ.get("DRAAS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+from bench.chromium import CHROMIUM, launch
+
 TIMEOUT_MS = 10_000  # any one wait of the page; the tests' own deadlines are shorter where the issue says so
 
 
@@ -54,7 +54,8 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    launched = playwright.chromium.launch(executable_path=chromium_or_skip(), headless=True, args=CHROMIUM_ARGS)
+    chromium_or_skip()
+    launched = launch(playwright)
     try:
         yield launched
     finally:
@@ -94,5 +95,5 @@ def sign_in(page: Page, base_url: str, key: str) -> None:
     page.wait_for_selector("#connection[data-state='live']")
 
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "Shots", "browser", "chromium_or_skip", "context", "playwright", "shots",
+__all__ = ["Shots", "browser", "chromium_or_skip", "context", "playwright", "shots",
            "sign_in"]
