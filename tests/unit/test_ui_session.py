@@ -127,10 +127,15 @@ def test_the_cookie_authenticates_the_api_with_the_key_s_role(client: testing.Te
     assert restart.status_code == 403 and "'operate'" in restart.json["detail"]
 
 
-def test_a_wrong_key_is_401_and_a_daemon_key_cannot_sign_in(client: testing.TestClient) -> None:
+def test_a_wrong_key_is_401_and_a_daemon_key_cannot_sign_in(
+    client: testing.TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     wrong = sign_in(client, "not-a-configured-key-000")
     assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
     assert "not-a-configured-key-000" not in wrong.text
+    assert sign_in(client, ADMIN_KEY).status_code == 200
+    assert caplog.records, "the refusal is audited"
+    assert "not-a-configured-key-000" not in caplog.text and ADMIN_KEY not in caplog.text  # no key in the logs
     daemon = sign_in(client, DAEMON_KEY)
     assert daemon.status_code == 403 and daemon.json["field"] == "key"
     assert sign_in(client, "").status_code == 422
