@@ -7,11 +7,15 @@ Each test gets a folder of screenshots (``Shots``); when the test fails, its tea
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
@@ -83,6 +87,82 @@ def shots(request: pytest.FixtureRequest) -> Iterator[Shots]:
         print(f"\ndashboard screenshots of {request.node.name}: {folder}")
 
 
+class CuttableProxy:
+    """A TCP proxy on 127.0.0.1 in front of the control plane whose open connections a test can cut, as a network
+    drop would: the page's stream breaks and the browser reconnects. It keeps the first bytes of each request."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port: int = self.listener.getsockname()[1]
+        self.requests: list[bytes] = []
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+        self._start(self._accept)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _start(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self._closing:
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue  # a look at _closing: closing the listener does not wake a blocked accept()
+            except OSError:
+                return
+            client.settimeout(None)
+            upstream = socket.create_connection(self.target, timeout=5)
+            upstream.settimeout(None)
+            with self._lock:
+                self._open.update((client, upstream))
+            self._start(self._pump, client, upstream, True)
+            self._start(self._pump, upstream, client, False)
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_browser: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if from_browser:
+                    self.requests.append(data[:2048])
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._close(source, sink)
+
+    def _close(self, *sockets: socket.socket) -> None:
+        for sock in sockets:
+            with self._lock:
+                self._open.discard(sock)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def cut(self) -> None:
+        """Close every open connection, both ways."""
+        with self._lock:
+            opened = list(self._open)
+        self._close(*opened)
+
+    def stop(self) -> None:
+        self._closing = True
+        self._threads[0].join(timeout=5)  # the accept loop: no connection opens after it
+        self.listener.close()
+        self.cut()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        assert not any(t.is_alive() for t in self._threads), "a proxy thread outlived the proxy"
+
+
 def sign_in(page: Page, base_url: str, key: str) -> None:
     """The sign-in form, as an operator fills it in: the key field is a password input."""
     page.goto(base_url + "/ui")
@@ -95,5 +175,5 @@ def sign_in(page: Page, base_url: str, key: str) -> None:
     page.wait_for_selector("#connection[data-state='live']")
 
 
-__all__ = ["Shots", "browser", "chromium_or_skip", "context", "playwright", "shots",
+__all__ = ["CuttableProxy", "Shots", "browser", "chromium_or_skip", "context", "playwright", "shots",
            "sign_in"]

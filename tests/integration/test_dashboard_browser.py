@@ -15,7 +15,7 @@ from playwright.sync_api import BrowserContext, Page
 
 from draas_actors.security import READ, AuthSettings, SecuritySettings, operator_identity
 from tests.helpers import ProcessJanitor, RunningControlPlane, holds_for, running_control_plane, wait_until
-from tests.integration.browser_support import Shots, browser, context, playwright, shots, sign_in
+from tests.integration.browser_support import CuttableProxy, Shots, browser, context, playwright, shots, sign_in
 from tests.security_fixtures import credential, fixed_key
 
 __all__ = ["browser", "context", "playwright", "shots"]  # fixtures, used by name
@@ -23,6 +23,7 @@ __all__ = ["browser", "context", "playwright", "shots"]  # fixtures, used by nam
 READER_KEY = fixed_key("dashboard-reader")
 SECURITY = SecuritySettings(auth=AuthSettings(credentials=(credential(operator_identity("viewer", READ), READER_KEY),)))
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
+DB = {"instanceId": "db-1", "platform": "docker", "source": "test"}  # a container, as a daemon reports it
 ROW_DEADLINE_MS = 2000  # the issue's: Failed and then Running in the row within 2 s of the kill
 
 # Records each status the row of an instance shows, with the page's clock, across re-renders.
@@ -167,3 +168,30 @@ def test_a_cross_site_post_carrying_the_cookie_is_refused(
     no_token = context.request.post(url, headers={"Origin": plane.base_url})
     assert no_token.status == 403 and no_token.json()["field"] == "X-Draas-CSRF"
     holds_for(lambda: len(plane.changes("web-1")) == before, 0.3, message="no restart was committed")
+
+
+def test_after_a_dropped_connection_the_table_says_reconnecting_and_catches_up_from_its_last_event_id(
+    plane: RunningControlPlane, context: BrowserContext, shots: Shots
+) -> None:
+    assert plane.push({**DB, "status": "Running"}).status_code == 202
+    proxy = CuttableProxy(plane.server.port)
+    try:
+        page = context.new_page()
+        sign_in(page, proxy.base_url, plane.operator_key)
+        page.evaluate(WATCH_ROW, "db-1")
+        # One event heard live: the stream's last event id is now the cursor of this change.
+        assert plane.push({**DB, "status": "Stopped"}).status_code == 202
+        page.wait_for_selector("tr[data-id='db-1'][data-status='Stopped']")
+        proxy.cut()
+        page.wait_for_selector("#connection[data-state='reconnecting']")
+        # Changed while the page cannot hear: it must still see it, from the stream's replay after its last id.
+        assert plane.push({**DB, "status": "Failed"}).status_code == 202
+        page.wait_for_selector("#connection[data-state='live']")
+        page.wait_for_selector("tr[data-id='db-1'][data-status='Failed']")
+        assert page.evaluate("window.draasNotReloaded") is True
+        streams = [r for r in proxy.requests if r.startswith(b"GET /api/status/stream")]
+        cursor = plane.changes("db-1")[-2]["cursor"]  # the Stopped change, the last the page heard before the cut
+        assert len(streams) >= 2 and f"last-event-id: {cursor}\r\n".encode() in streams[-1].lower(), streams
+        shots.take(page, "caught-up")
+    finally:
+        proxy.stop()
