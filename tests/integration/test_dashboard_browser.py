@@ -195,3 +195,72 @@ def test_after_a_dropped_connection_the_table_says_reconnecting_and_catches_up_f
         shots.take(page, "caught-up")
     finally:
         proxy.stop()
+
+
+def test_filters_search_and_sort_narrow_and_order_the_table(
+    plane: RunningControlPlane, context: BrowserContext, shots: Shots
+) -> None:
+    for name, platform, status in (("a-web", "docker", "Running"), ("b-pod", "kubernetes", "Failed"),
+                                   ("c-web", "docker", "Stopped")):
+        pushed = plane.push({"instanceId": name, "platform": platform, "status": status, "source": "t"})
+        assert pushed.status_code == 202
+    page = context.new_page()
+    sign_in(page, plane.base_url, plane.operator_key)
+
+    def ids() -> list[str]:
+        return [r.get_attribute("data-id") or "" for r in page.locator("#rows tr").all()]
+
+    assert ids() == ["a-web", "b-pod", "c-web"]
+    page.get_by_role("button", name="Id").click()  # sorted by id already: a second press reverses it
+    page.wait_for_function("() => document.querySelector('#rows tr').dataset.id === 'c-web'")
+    assert ids() == ["c-web", "b-pod", "a-web"]
+    page.get_by_label("Platform", exact=True).select_option("docker")
+    assert sorted(ids()) == ["a-web", "c-web"]
+    page.get_by_label("Status", exact=True).select_option("Stopped")
+    assert ids() == ["c-web"]
+    page.get_by_label("Platform", exact=True).select_option("")
+    page.get_by_label("Status", exact=True).select_option("")
+    page.get_by_label("Search by id").fill("pod")
+    assert ids() == ["b-pod"]
+    shots.take(page, "filtered")
+    page.get_by_label("Search by id").fill("")
+    # Keyboard only: Tab to the Id column's sort button and press Enter.
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.dataset.key") == "instanceId":
+            break
+    else:
+        pytest.fail("Tab never reached the Id column's sort button")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.querySelector('#rows tr').dataset.id === 'a-web'")
+    # The theme follows the system's setting.
+    background = "() => getComputedStyle(document.body).backgroundColor"
+    page.emulate_media(color_scheme="light")
+    light = page.evaluate(background)
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate(background) != light
+    shots.take(page, "dark")
+
+
+def test_the_instance_page_shows_the_record_and_timeline_and_an_admin_edits_the_policy(
+    plane: RunningControlPlane, context: BrowserContext, shots: Shots
+) -> None:
+    register(plane, "job-1")
+    page = context.new_page()
+    sign_in(page, plane.base_url, plane.operator_key)
+    page.get_by_role("link", name="job-1").click()
+    page.wait_for_url("**/ui/instance?id=job-1")
+    page.wait_for_selector("#timeline li")
+    assert page.locator("#timeline li").count() == len(plane.changes("job-1")) >= 1
+    assert "import time" in page.locator("#record").inner_text()  # the command
+    assert page.locator("#output-placeholder").is_visible()  # no logs route yet
+    page.get_by_label("Max restarts").fill("3")
+    page.get_by_role("button", name="Save restart policy").click()
+    page.wait_for_selector("#message:has-text('Restart policy saved.')")
+    assert plane.instance("job-1")["restartPolicy"]["maxRestarts"] == 3
+    # Live: a restart from this page adds to its timeline without a reload.
+    before = page.locator("#timeline li").count()
+    page.get_by_role("button", name="restart", exact=True).click()
+    page.wait_for_function(f"() => document.querySelectorAll('#timeline li').length > {before}")
+    janitor_tracks_new_pid(plane, "job-1")
+    shots.take(page, "instance")
