@@ -190,9 +190,9 @@ def running_control_plane(
     kubernetes: KubernetesSettings | None = None,
     security: SecuritySettings | None = None,
     server_limits: ServerLimits | None = None,
-    tracer: trace.Tracer | None = None,
     retention: Retention | None = None,
     stream: StreamSettings | None = None,
+    tracer: trace.Tracer | None = None,
 ) -> Iterator[RunningControlPlane]:
     """A started ControlPlane behind waitress on 127.0.0.1 and an ephemeral port.
 

@@ -29,6 +29,8 @@ them), stable across waitress 2 and 3; setup.cfg pins waitress below 4.
 
 from __future__ import annotations
 
+import functools
+import socket
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -171,17 +173,53 @@ def is_stream_request(channel: Any) -> bool:
 
 
 class ChannelConnection:
-    """A waitress channel as a stream sees it (``streams.Connection``); its fields are read without its lock: each
-    is one attribute, and a stale value only delays a decision to the stream's next look."""
+    """A waitress channel as a stream sees it (``streams.Connection``), while ``serve_off_the_loop`` serves it."""
 
     def __init__(self, channel: Any) -> None:
         self.channel = channel
 
     def unsent(self) -> int:
-        return int(self.channel.total_outbufs_len)
+        """Sends what the socket takes of what waits (the loop does not, see ``serve_off_the_loop``), then counts
+        what is left."""
+        channel = self.channel
+        if channel.total_outbufs_len:
+            with channel.outbuf_lock:
+                channel._flush_exception(channel._flush_some, do_close=False)
+        return int(channel.total_outbufs_len)
 
     def connected(self) -> bool:
-        return bool(self.channel.connected)
+        """False once the client has closed its end: the loop, which would read that end of file, is not looking
+        (nor does a send to a closed socket say so here: its error is swallowed until the loop's next write)."""
+        channel = self.channel
+        if not channel.connected or channel.will_close:
+            return False
+        try:
+            # A served channel reads nothing, so what waits is either the client's end of file or its next request.
+            return bool(channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b"")
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
+
+def serve_off_the_loop(channel: Any) -> None:
+    """Serve a stream's channel with the channel out of waitress's socket map, and put it back after.
+
+    waitress's loop walks every channel of its map at each turn (readable? writable?) to build its poll set: with
+    200 streams open that walk cost every request's turns about a millisecond (bench/stream_push.py). A channel
+    serving a stream has nothing for the loop to do: it reads nothing while a request is served, and the stream's
+    thread sends what it writes (``ChannelConnection.unsent`` sends what a full socket left). Nothing else closes
+    it meanwhile (the loop, its idle-timeout pass and the server's stop all go through the map); back in the map,
+    the loop sends what is left and closes it if it must.
+    """
+    socket_map, fd = channel._map, channel._fileno
+    socket_map.pop(fd, None)
+    try:
+        channel.service()
+    finally:
+        if channel._fileno == fd:
+            socket_map[fd] = channel
+        channel.server.pull_trigger()
 
 
 class FairDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
@@ -230,7 +268,9 @@ class FairDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
 
     def add_task(self, task: Any) -> None:
         streams = self.streams
-        if streams is not None and is_stream_request(task) and streams.start(ChannelConnection(task), task.service):
+        if streams is not None and is_stream_request(task) and streams.start(
+            ChannelConnection(task), functools.partial(serve_off_the_loop, task)
+        ):
             return
         with self.lock:
             self.queue.append(task)

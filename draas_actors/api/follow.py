@@ -95,7 +95,9 @@ class Follower:
         written = 0  # bytes yielded so far
         marks: deque[tuple[int, int]] = deque()  # (bytes written through, cursor written through), oldest first
         taken = cursor  # the newest cursor whose bytes the reader has taken
-        live = False  # caught up with the head once: from then on, falling max_lag behind is an overflow
+        everything = self.filter == SubscriptionFilter()
+        # Opened at the head, or once the reader took everything up to it: from then on, lag is an overflow.
+        live = cursor >= self.source.head()
         now = clock()
         last_write = last_progress = now
         last_sent = 0
@@ -120,6 +122,7 @@ class Follower:
             if unsent == 0 or sent != last_sent:
                 last_sent, last_progress = sent, now
             head = self.source.head()
+            live = live or taken >= head
             behind = head - taken
             if (live and unsent and behind > s.max_lag) or now - last_progress >= s.stall_seconds:
                 yield sse.event("overflow", {"behind": behind, "maxLag": s.max_lag})
@@ -133,12 +136,14 @@ class Follower:
                 yield written_through(sse.event("reset", {"storeId": self.start.store_id, "cursor": cursor}, cursor))
                 continue
             if cursor == head:
-                live = True
                 marks.append((written, cursor))  # what the filter left out counts as taken once the rest is
-                if now - last_write >= s.heartbeat_seconds:
+                due = last_write + s.heartbeat_seconds - now
+                if due <= 0 and not unsent:  # bytes still waiting for the reader say as much as a heartbeat
                     yield written_through(sse.comment("heartbeat"))
+                    continue
                 # Nothing new: look again a poll later (see the module docstring), or at the heartbeat.
-                self.source.wait(max(0.0, min(self.source.poll(), last_write + s.heartbeat_seconds - now)))
+                poll = self.source.poll()
+                self.source.wait(min(poll, due) if due > 0 else poll)
                 continue
             try:
                 changes, cursor_after = self.source.next_changes(cursor, PAGE, 0.0)
@@ -152,7 +157,9 @@ class Follower:
                 continue
             except Unavailable:
                 return  # the store does not answer: the reader reconnects with its last id
-            events = b"".join(self.source.render(c) for c in changes if self.filter.matches(c))
+            render = self.source.render
+            events = b"".join([render(c) for c in changes] if everything else
+                              [render(c) for c in changes if self.filter.matches(c)])
             cursor = max(cursor, cursor_after)
             if events:
                 yield written_through(events)
@@ -163,23 +170,25 @@ class Follower:
 
 class EventCache:
     """Each change's event bytes, made once for every stream: formatting a change per stream was most of what 200
-    streams cost the pushing daemon (bench/stream_push.py). Bounded: when full it starts afresh."""
+    streams cost the pushing daemon (bench/stream_push.py). A change is known by its cursor and its identity: the
+    feed hands every stream the same objects, and a replaced store's change under a reused cursor is another object.
+    Bounded: when full it starts afresh."""
 
     def __init__(self, size: int = 16_384) -> None:
         self.size = size
-        self._events: dict[tuple[int, str, float], bytes] = {}
+        self._events: dict[int, tuple[StatusChanged, bytes]] = {}
         self._lock = threading.Lock()
 
     def render(self, change: StatusChanged) -> bytes:
-        key = (change.cursor, change.instance_id, change.timestamp)  # a replaced store reuses cursors
-        found = self._events.get(key)
-        if found is None:
-            found = sse.event(STATUS_CHANGED, change_view(change), change.cursor)
-            with self._lock:
-                if len(self._events) >= self.size:
-                    self._events.clear()
-                self._events[key] = found
-        return found
+        found = self._events.get(change.cursor)
+        if found is not None and found[0] is change:
+            return found[1]
+        event = sse.event(STATUS_CHANGED, change_view(change), change.cursor)
+        with self._lock:
+            if len(self._events) >= self.size:
+                self._events.clear()
+            self._events[change.cursor] = (change, event)
+        return event
 
 
 __all__ = ["BUFFER_BYTES", "PAGE", "POLL_SECONDS", "EventCache", "Follower", "NextChanges", "Source", "Start",
