@@ -301,7 +301,8 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "GET", "/ui/static/{name}", _ui_static, PUBLIC, "The dashboard's JavaScript modules and styles",
         {"200": {"description": "the file"}, "404": ERROR_REF},
-        parameters=({"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},),
+        parameters=({"name": "name", "in": "path", "required": True, "description": "a file's name, e.g. app.js",
+                     "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "maxLength": 64}},),
     ),
     Operation(
         "GET", SESSION_PATH, _ui_session, READ,
