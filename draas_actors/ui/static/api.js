@@ -57,7 +57,7 @@ export async function signOut() {
   signInPage();
 }
 
-/** An element with attributes and children: the page builds its DOM with this, never with innerHTML. */
+/** An element with attributes and children: the page builds its DOM with this, never from HTML text. */
 export function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {
