@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
+from draas_actors.api.routes import ROUTES
 from draas_actors.security import READ, AuthSettings, SecuritySettings, operator_identity
 from tests.helpers import ProcessJanitor, RunningControlPlane, holds_for, running_control_plane, wait_until
 from tests.integration.browser_support import CuttableProxy, Shots, browser, context, playwright, shots, sign_in
@@ -24,7 +25,10 @@ READER_KEY = fixed_key("dashboard-reader")
 SECURITY = SecuritySettings(auth=AuthSettings(credentials=(credential(operator_identity("viewer", READ), READER_KEY),)))
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 DB = {"instanceId": "db-1", "platform": "docker", "source": "test"}  # a container, as a daemon reports it
-ROW_DEADLINE_MS = 2000  # the issue's: Failed and then Running in the row within 2 s of the kill
+ROW_DEADLINE_MS = 2000
+LOGS_ROUTE = any(o.path == "/api/instances/{instance_id}/logs" for o in ROUTES)  # another branch adds it
+PRINTER = [sys.executable, "-c", "import time\nfor i in range(10000):\n    print('line', i, flush=True)\n"
+           "    time.sleep(0.1)"]  # the issue's: Failed and then Running in the row within 2 s of the kill
 
 # Records each status the row of an instance shows, with the page's clock, across re-renders.
 WATCH_ROW = """(id) => {
@@ -253,7 +257,8 @@ def test_the_instance_page_shows_the_record_and_timeline_and_an_admin_edits_the_
     page.wait_for_selector("#timeline li")
     assert page.locator("#timeline li").count() == len(plane.changes("job-1")) >= 1
     assert "import time" in page.locator("#record").inner_text()  # the command
-    assert page.locator("#output-placeholder").is_visible()  # no logs route yet
+    # Without the logs route (GET /api/instances/{id}/logs) the output section says so.
+    assert page.locator("#output-placeholder").is_visible() is not LOGS_ROUTE
     page.get_by_label("Max restarts").fill("3")
     page.get_by_role("button", name="Save restart policy").click()
     page.wait_for_selector("#message:has-text('Restart policy saved.')")
@@ -264,3 +269,22 @@ def test_the_instance_page_shows_the_record_and_timeline_and_an_admin_edits_the_
     page.wait_for_function(f"() => document.querySelectorAll('#timeline li').length > {before}")
     janitor_tracks_new_pid(plane, "job-1")
     shots.take(page, "instance")
+
+
+@pytest.mark.skipif(not LOGS_ROUTE, reason="GET /api/instances/{id}/logs is not on this branch")
+def test_the_instance_page_shows_a_process_s_output_and_follows_it(
+    plane: RunningControlPlane, context: BrowserContext, shots: Shots
+) -> None:
+    plane.register({"instanceId": "printer", "platform": "process", "process": {"command": PRINTER}})
+    page = context.new_page()
+    sign_in(page, plane.base_url, plane.operator_key)
+    page.goto(plane.base_url + "/ui/instance?id=printer")
+    page.wait_for_selector("#output-text:has-text('line 0')")
+    shown = page.locator("#output-text").inner_text()
+    page.get_by_label("Follow").check()
+    # Follow mode appends what the process writes next, without a reload.
+    page.wait_for_function(
+        "(before) => document.getElementById('output-text').textContent.length > before + 40", arg=len(shown)
+    )
+    assert page.locator("#output-text").inner_text().startswith("line 0")
+    shots.take(page, "output")

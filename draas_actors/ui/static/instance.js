@@ -82,18 +82,28 @@ function change(item) {
     Object.keys(item.metadata || {}).length ? h("code", {}, JSON.stringify(item.metadata)) : null);
 }
 
+// A restart: a move from an end (or a restart's first step) back to life, whether a policy or an operator did it.
+const ENDS = new Set(["Restarting", "Stopped", "Failed", "Stopping"]);
+const LIVE = new Set(["Starting", "Running"]);
+function isRestart(item) {
+  return ENDS.has(item.oldStatus) && LIVE.has(item.newStatus);
+}
+
 async function refresh() {
   try {
-    renderRecord(await api("GET", path));
+    const instance = await api("GET", path);
+    renderRecord(instance);
     const changes = await api(
       "GET", `/api/status/recent-changes?since=0&limit=${TIMELINE_LENGTH}&instanceId=${encodeURIComponent(id)}`,
     );
     const newest = changes.reverse();
     $("timeline").replaceChildren(...newest.map(change));
-    $("history").replaceChildren(...newest.filter((c) => c.newStatus === "Restarting").map(change));
+    $("history").replaceChildren(...newest.filter(isRestart).map(change));
+    return instance;
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) showMessage(`No instance ${id}.`);
     else if (!(error instanceof ApiError && error.status === 401)) showMessage(error.message);
+    return null;
   }
 }
 
@@ -119,12 +129,79 @@ function follow() {
   stream.addEventListener("StatusChanged", () => refresh());
 }
 
+// -- the output of a local process (operate role): its tail, then, in follow mode, what it appends ----------------
+
+const OUTPUT_TAIL = 200; // lines first shown
+const OUTPUT_KEEP = 256 * 1024; // characters the page keeps: the oldest go first
+const FOLLOW_EVERY_MS = 1000;
+const output = { offset: null, timer: null };
+
+async function readOutput(query) {
+  const stream = $("output-stream").value;
+  const response = await fetch(`${path}/logs?stream=${stream}&${query}`, {
+    credentials: "same-origin", cache: "no-store",
+  });
+  if (response.status === 404) return null; // the instance exists: no such route on this control plane
+  if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+  return { text: await response.text(), offset: Number(response.headers.get("X-Log-Offset")) };
+}
+
+function showOutput(text, append) {
+  const pre = $("output-text");
+  const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+  const whole = (append ? pre.textContent : "") + text;
+  pre.textContent = whole.length > OUTPUT_KEEP ? whole.slice(whole.length - OUTPUT_KEEP) : whole;
+  if (atEnd || !append) pre.scrollTop = pre.scrollHeight;
+}
+
+async function loadOutput() {
+  try {
+    const read = await readOutput(`tail=${OUTPUT_TAIL}`);
+    if (read === null) {
+      $("output-placeholder").hidden = false;
+      $("output-text").hidden = true;
+      return;
+    }
+    output.offset = read.offset;
+    showOutput(read.text, false);
+  } catch (error) {
+    showMessage(`output: ${error.message}`);
+  }
+}
+
+async function followOutput() {
+  output.timer = null;
+  if (!$("output-follow").checked) return;
+  try {
+    const read = await readOutput(`after=${output.offset}`);
+    if (read !== null) {
+      output.offset = read.offset;
+      if (read.text) showOutput(read.text, true);
+    }
+  } catch (error) {
+    showMessage(`output: ${error.message}`);
+  } finally {
+    if ($("output-follow").checked) output.timer = setTimeout(followOutput, FOLLOW_EVERY_MS);
+  }
+}
+
+function setUpOutput(instance) {
+  if (instance.platform !== "process" || !can(session.role, "operate")) return;
+  $("output").hidden = false;
+  $("output-stream").addEventListener("change", () => loadOutput());
+  $("output-follow").addEventListener("change", () => {
+    if ($("output-follow").checked && output.timer === null) followOutput();
+  });
+  loadOutput();
+}
+
 async function main() {
   session = await currentSession();
   showAccount(session);
   renderActions();
   $("policy-form").addEventListener("submit", savePolicy);
-  await refresh();
+  const instance = await refresh();
+  if (instance) setUpOutput(instance);
   follow();
 }
 
