@@ -1,17 +1,20 @@
 """Stream push: a daemon's push latency with no stream open, then with 200 live SSE streams reading every change.
 
-    python -m bench.stream_push [--updates N] [--streams S] [--quick] [--json]
+    python -m bench.stream_push [--updates N] [--streams S] [--rounds R] [--quick] [--json]
 
 One control plane (ControlPlane + falcon app + waitress on 127.0.0.1, 8 threads as in production; room for the
 streams: [stream] maxStreams and the server's connection limits raised above ``streams``), with a daemon identity
 ``good`` (its own rate of 5,000/s, so the benchmark measures the streams, not its limit) and a read key.
 
-0. untimed: the daemon's 40 instances are created (by a first update each) and 40 more updates warm up;
-1. alone: the daemon (its own process, bench/flood_clients.py) pushes ``updates`` single updates, one request at a
-   time on one keep-alive connection as the push client does; each request's latency is recorded;
+0. untimed: the daemon's instances are created (by a first update each; 20 per side and round, so that every
+   timed push is a change) and 40 more updates warm up;
+then ``rounds`` times (default 2, so that both sides see the same drift of a shared machine), ``updates / rounds``
+pushes a side:
+1. alone: the daemon (its own process, bench/flood_clients.py) pushes single updates, one request at a time on one
+   keep-alive connection as the push client does; each request's latency is recorded;
 2. streams: ``streams`` SSE readers (one more process, bench/stream_readers.py: a socket each, on one thread) open
-   ``GET /api/status/stream`` and read every change; once every stream is open the daemon pushes another
-   ``updates`` updates, timed the same way; then every reader must see the last change, in cursor order.
+   ``GET /api/status/stream`` and read every change; once every stream is open the daemon pushes as many updates,
+   timed the same way; then every reader must see the last change, in cursor order, and the readers leave.
 
 Target: the daemon's p99 with the streams open is at most 1.5x its p99 alone. Percentiles are nearest-rank.
 """
@@ -55,6 +58,7 @@ from .stream_readers import KEY_VARIABLE as READ_KEY_VARIABLE
 FULL_UPDATES = 1000
 QUICK_UPDATES = 150
 STREAMS = 200
+ROUNDS = 2  # alone, with streams, alone, with streams: the two sides see the same drift of a shared machine
 TARGET_RATIO = 1.5
 GOOD_RATE = 5000.0
 DEADLINE_S = 60.0
@@ -68,14 +72,16 @@ class ReadersReport:
     caught_up: int  # readers that saw the last change
     in_order: bool  # every reader's ids rose
     ended: int  # streams the server ended (expected: 0)
-    events_min: int
+    events_min: int  # a reader's events (in every round: that round's pushes with the streams open)
     events_max: int
 
 
 @dataclass(frozen=True)
 class StreamPushResult:
-    updates: int
+    updates: int  # a side, over all rounds
     streams: int
+    rounds: int
+    poll_seconds: float
     alone_ms: list[float]
     streams_ms: list[float]
     accepted: int  # of 2 x updates: answered 202
@@ -102,6 +108,8 @@ class StreamPushResult:
             "benchmark": "stream_push",
             "updates": self.updates,
             "streams": self.streams,
+            "rounds": self.rounds,
+            "poll_seconds": self.poll_seconds,
             "alone": {"median_ms": median(self.alone_ms), "p99_ms": p99(self.alone_ms)},
             "with_streams": {"median_ms": median(self.streams_ms), "p99_ms": p99(self.streams_ms)},
             "p99_ratio": self.ratio,
@@ -143,8 +151,9 @@ def _push(port: int, key: str, updates: int, prefix: str) -> Pushed:
         return Pushed(**_last_json(proc, DEADLINE_S + updates * 0.1))
 
 
-def run(*, updates: int = FULL_UPDATES, streams: int = STREAMS, say: Say | None = None) -> StreamPushResult:
-    """Alone, then with ``streams`` open, on one control plane."""
+def run(*, updates: int = FULL_UPDATES, streams: int = STREAMS, rounds: int = ROUNDS,
+        poll_seconds: float = StreamSettings.poll_seconds, say: Say | None = None) -> StreamPushResult:
+    """``rounds`` times: alone, then with ``streams`` open; on one control plane, ``updates`` pushes a side."""
     progress = say or (lambda _: None)
     good_key, read_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     security = SecuritySettings(auth=AuthSettings(credentials=(
@@ -154,38 +163,61 @@ def run(*, updates: int = FULL_UPDATES, streams: int = STREAMS, say: Say | None 
     )))
     room = streams + 32
     limits = ServerLimits(connection_limit=room, connections_per_address=room)
+    alone: list[Pushed] = []
+    with_streams: list[Pushed] = []
+    cpu_s = [0.0, 0.0]
+    open_streams: list[int] = []
+    reports: list[ReadersReport] = []
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp, served_control_plane(
         pathlib.Path(tmp), lambda cp: create_app(cp, security=security), _ignore, threads=8, limits=limits,
-        stream=StreamSettings(max_streams=room),
+        stream=StreamSettings(max_streams=room, poll_seconds=poll_seconds),
     ) as plane:
-        _create(plane.port, good_key, ("good-alone", "good-streams"))
+        # Each round's pushes go to instances of their own (each push a change): created here, untimed.
+        _create(plane.port, good_key, tuple(f"good-{side}{r}" for r in range(rounds) for side in ("alone", "streams")))
         _push(plane.port, good_key, 2 * INSTANCES, "good-warmup")
-        progress(f"alone: {updates} updates ...")
-        cpu = time.process_time()
-        alone = _push(plane.port, good_key, updates, "good-alone")
-        cpu_alone = (time.process_time() - cpu) * 1000 / updates
-        progress(f"streams: {streams} SSE readers, and {updates} updates ...")
-        with _readers(plane.port, read_key, streams) as readers:
-            open_streams = int(plane.cp.metrics.open_streams._value.get())
+        for r, share in enumerate(_shares(updates, rounds)):
+            progress(f"round {r + 1} of {rounds}: {share} updates alone ...")
             cpu = time.process_time()
-            with_streams = _push(plane.port, good_key, updates, "good-streams")
-            cpu_streams = (time.process_time() - cpu) * 1000 / updates
-            assert readers.stdin is not None
-            readers.stdin.write(f"{plane.cp.feed.head}\n")
-            readers.stdin.flush()
-            report = ReadersReport(**_last_json(readers, DEADLINE_S))
+            alone.append(_push(plane.port, good_key, share, f"good-alone{r}"))
+            cpu_s[0] += time.process_time() - cpu
+            progress(f"round {r + 1} of {rounds}: {streams} SSE readers, and {share} updates ...")
+            with _readers(plane.port, read_key, streams) as readers:
+                open_streams.append(int(plane.cp.metrics.open_streams._value.get()))
+                cpu = time.process_time()
+                with_streams.append(_push(plane.port, good_key, share, f"good-streams{r}"))
+                cpu_s[1] += time.process_time() - cpu
+                assert readers.stdin is not None
+                readers.stdin.write(f"{plane.cp.feed.head}\n")
+                readers.stdin.flush()
+                reports.append(ReadersReport(**_last_json(readers, DEADLINE_S)))
+            wait_until_closed = time.monotonic() + DEADLINE_S
+            while plane.cp.streams.open and time.monotonic() < wait_until_closed:  # the next round starts alone
+                time.sleep(0.02)
     return StreamPushResult(
-        updates=updates, streams=streams, alone_ms=alone.latencies_ms, streams_ms=with_streams.latencies_ms,
-        accepted=alone.accepted + with_streams.accepted, cpu_ms=(cpu_alone, cpu_streams), open_streams=open_streams,
-        readers=report,
+        updates=updates, streams=streams, rounds=rounds, poll_seconds=poll_seconds,
+        alone_ms=[ms_ for pushed in alone for ms_ in pushed.latencies_ms],
+        streams_ms=[ms_ for pushed in with_streams for ms_ in pushed.latencies_ms],
+        accepted=sum(p.accepted for p in alone + with_streams),
+        cpu_ms=(cpu_s[0] * 1000 / updates, cpu_s[1] * 1000 / updates), open_streams=min(open_streams),
+        readers=ReadersReport(
+            readers=streams, caught_up=min(r.caught_up for r in reports), in_order=all(r.in_order for r in reports),
+            ended=sum(r.ended for r in reports), events_min=min(r.events_min for r in reports),
+            events_max=max(r.events_max for r in reports),
+        ),
     )
+
+
+def _shares(updates: int, rounds: int) -> list[int]:
+    """``updates`` split over ``rounds``, as evenly as whole numbers go."""
+    return [updates // rounds + (1 if r < updates % rounds else 0) for r in range(rounds)]
 
 
 def render(result: StreamPushResult) -> str:
     alone, streams, r = result.alone_ms, result.streams_ms, result.readers
     lines = [
-        (f"stream push: {result.updates} sequential daemon pushes alone, then with {result.streams} SSE streams "
-         "open and reading every change; p99 is nearest-rank"),
+        (f"stream push: {result.updates} sequential daemon pushes alone and {result.updates} with {result.streams} "
+         f"SSE streams open (polling every {result.poll_seconds:g} s) and reading every change, in {result.rounds} "
+         "rounds of each; p99 is nearest-rank"),
         f"  alone             median {ms(median(alone)):>9}   p99 {ms(p99(alone)):>9}",
         f"  with streams      median {ms(median(streams)):>9}   p99 {ms(p99(streams)):>9}",
         f"  p99 ratio         {result.ratio:.2f}x   (target <= {TARGET_RATIO:g}x)",
@@ -204,12 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     """CLI; exit status 1 when a full run misses its target (a quick run is a smoke test: always 0)."""
     ap = argparse.ArgumentParser(prog="python -m bench.stream_push", description=__doc__.split("\n")[0])
     ap.add_argument("--updates", type=int, default=None, help=f"pushes per phase (default {FULL_UPDATES})")
-    ap.add_argument("--streams", type=int, default=STREAMS, help="open SSE streams in the second phase")
+    ap.add_argument("--streams", type=int, default=STREAMS, help="open SSE streams while the daemon pushes")
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of (alone, with streams)")
+    ap.add_argument("--poll", type=float, default=StreamSettings.poll_seconds,
+                    help="[stream] pollSeconds: how often each stream looks for new changes")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_UPDATES} pushes per phase")
     ap.add_argument("--json", action="store_true", help="print the result as JSON instead of the table")
     args = ap.parse_args(argv)
     updates = args.updates or (QUICK_UPDATES if args.quick else FULL_UPDATES)
-    result = run(updates=updates, streams=args.streams,
+    result = run(updates=updates, streams=args.streams, rounds=args.rounds, poll_seconds=args.poll,
                  say=None if args.json else (lambda m: print(m, file=sys.stderr, flush=True)))
     print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
     return 0 if result.passed or args.quick else 1

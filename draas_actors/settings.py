@@ -209,6 +209,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "maxLag": {"type": "integer", "minimum": 1},
                 "maxStreams": {"type": "integer", "minimum": 0},
                 "stallSeconds": {"type": "number", "exclusiveMinimum": 0},
+                "pollSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
             },
         },
         "instances": {"type": "array", "items": {"type": "object"}},
@@ -343,6 +344,7 @@ _STREAM_FIELDS = {
     "maxLag": "max_lag",
     "maxStreams": "max_streams",
     "stallSeconds": "stall_seconds",
+    "pollSeconds": "poll_seconds",
 }
 _SUPERVISION_FIELDS = {
     "maxRestarts": "max_restarts",

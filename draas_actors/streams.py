@@ -8,8 +8,7 @@ Retry-After. The slot is a thread-local set here, not a request header, so a cli
 
 ``current`` is also how the stream sees its connection (``Connection``): how many bytes still wait to be sent, to
 tell a reader that has stopped taking them. ``stop_all`` (the HTTP server's stop and the control plane's) tells every
-stream to end at its next look (a stream never waits longer than ``WAKE_SECONDS`` between looks) and joins the
-threads.
+stream to end (a stream waits only through ``wait``, which returns at once then) and joins the threads.
 """
 
 from __future__ import annotations
@@ -24,8 +23,6 @@ from typing import Protocol
 
 log = logging.getLogger(__name__)
 
-WAKE_SECONDS = 1.0  # a stream looks at least this often whether it must end (stop, client gone)
-
 
 @dataclass(frozen=True, kw_only=True)
 class StreamSettings:
@@ -35,6 +32,7 @@ class StreamSettings:
     max_lag: int = 10_000  # a live reader further behind the head than this many changes is sent overflow, closed
     max_streams: int = 64  # open streams (each a thread and a connection; [server] connectionLimit bounds them too)
     stall_seconds: float = 60.0  # a reader that takes none of the bytes waiting for it for this long is closed
+    poll_seconds: float = 0.2  # how often, on average, a stream looks for new changes (api/follow.py says why)
 
 
 class Connection(Protocol):
@@ -116,4 +114,4 @@ class StreamThreads:
             self._stopping.clear()
 
 
-__all__ = ["WAKE_SECONDS", "Connection", "StreamSettings", "StreamThreads"]
+__all__ = ["Connection", "StreamSettings", "StreamThreads"]

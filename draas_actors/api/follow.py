@@ -14,11 +14,14 @@ What a reader sees besides the changes:
   waiting for it for ``stall_seconds``. It resumes with its last id.
 - a ``: heartbeat`` comment when nothing else was sent for ``heartbeat_seconds``.
 
-How a stream waits: it polls. Each looks at the feed's head (one attribute, no lock) every ``POLL_SECONDS`` or so,
+How a stream waits: it polls. Each looks at the feed's head (one attribute, no lock) every ``poll_seconds`` or so,
 and reads what is new in one page, written in one go. Waiting on the feed instead woke every stream at every commit,
 all at once, and they all ran while the daemon's push waited for its commit: with 200 streams its median push went
 from 1.3 ms to 14 ms (bench/stream_push.py). Polling with jitter spreads the streams' turns over time and batches a
-stream's writes, for a delivery delay of at most 1.5 x ``POLL_SECONDS`` and a few wake-ups a second per idle stream.
+stream's writes, for a delivery delay of at most 1.5 x ``poll_seconds`` ([stream] pollSeconds, 0.2 s) and a few
+wake-ups a second per idle stream. A longer poll costs the daemons less (bench/stream_push.py, 200 streams, three
+runs each): at 0.1 s control-plane CPU per push went from 0.8 ms to 1.6-2.2 ms and the p99 ratio was 1.29-2.09x; at
+0.2 s, from 0.84 ms to 1.29-1.35 ms, and 1.03-1.52x.
 
 How far behind a reader is: bytes the server holds for it (``Connection.unsent``) are not taken, so the newest
 change it has taken is the last one written before those bytes. The loop stops writing while more than
@@ -44,15 +47,14 @@ from . import sse
 BUFFER_BYTES = 1 << 20  # unsent bytes past which a stream waits for its reader instead of writing more
 PAGE = 500  # changes read at a time
 PAUSE_SECONDS = 0.05  # how often a stream whose reader is behind looks whether it has taken its bytes
-POLL_SECONDS = 0.1  # how often, on average, a stream looks for new changes (see the module docstring)
 STATUS_CHANGED = "StatusChanged"
 
 NextChanges = Callable[[int, int, float], tuple[Sequence[StatusChanged], int]]
 
 
-def jittered_poll() -> float:
-    """``POLL_SECONDS``, give or take half of it: streams opened together do not look together."""
-    return POLL_SECONDS * random.uniform(0.5, 1.5)
+def jitter() -> float:
+    """A factor for the poll: give or take half of it, so that streams opened together do not look together."""
+    return random.uniform(0.5, 1.5)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Source:
     wait: Callable[[float], object]  # wait up to so many seconds, or less when the streams are being stopped
     render: Callable[[StatusChanged], bytes]  # a change's event (EventCache.render)
     clock: Callable[[], float] = time.monotonic
-    poll: Callable[[], float] = jittered_poll  # seconds until the next look for new changes
+    jitter: Callable[[], float] = jitter  # times poll_seconds until the next look for new changes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,7 +144,7 @@ class Follower:
                     yield written_through(sse.comment("heartbeat"))
                     continue
                 # Nothing new: look again a poll later (see the module docstring), or at the heartbeat.
-                poll = self.source.poll()
+                poll = s.poll_seconds * self.source.jitter()
                 self.source.wait(min(poll, due) if due > 0 else poll)
                 continue
             try:
@@ -165,7 +167,7 @@ class Follower:
                 yield written_through(events)
             if len(changes) < PAGE:
                 # Caught up: let the next changes gather for a poll, and carry them in one write.
-                self.source.wait(self.source.poll())
+                self.source.wait(s.poll_seconds * self.source.jitter())
 
 
 class EventCache:
@@ -191,5 +193,4 @@ class EventCache:
         return event
 
 
-__all__ = ["BUFFER_BYTES", "PAGE", "POLL_SECONDS", "EventCache", "Follower", "NextChanges", "Source", "Start",
-           "jittered_poll"]
+__all__ = ["BUFFER_BYTES", "PAGE", "EventCache", "Follower", "NextChanges", "Source", "Start", "jitter"]

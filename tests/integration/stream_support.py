@@ -33,7 +33,8 @@ def stream_plane(data_dir: Path, **options: Any) -> Iterator[RunningControlPlane
         yield plane
 
 
-def _push(plane: RunningControlPlane, body: Any) -> requests.Response:
+def push_update(plane: RunningControlPlane, body: Any) -> requests.Response:
+    """POST /api/status/updates with ``PUSH_KEY``."""
     return requests.post(plane.base_url + "/api/status/updates", json=body, headers={"X-API-Key": PUSH_KEY},
                          timeout=HTTP_TIMEOUT)
 
@@ -104,7 +105,7 @@ class Stream:
 
 
 def push_status(plane: RunningControlPlane, instance_id: str, status: str, platform: str = "docker") -> None:
-    response = _push(plane, {"instanceId": instance_id, "status": status, "source": "test", "platform": platform})
+    response = push_update(plane, {"instanceId": instance_id, "status": status, "source": "test", "platform": platform})
     assert response.status_code == 202, response.text
 
 
@@ -117,7 +118,7 @@ def push_alternating(plane: RunningControlPlane, instance_ids: list[str], count:
              "platform": "docker"}
             for instance_id in instance_ids[: count - first]
         ]
-        response = _push(plane, batch)
+        response = push_update(plane, batch)
         assert response.status_code == 202 and response.json()["applied"] == len(batch), response.text
 
 

@@ -21,6 +21,7 @@ from tests.integration.stream_support import (
     log_cursors,
     push_alternating,
     push_status,
+    push_update,
     stream_plane,
     stream_threads,
 )
@@ -46,6 +47,16 @@ def test_each_committed_change_is_one_event_as_the_changes_feed_has_it(plane: Ru
     assert [e.event for e in events] == ["StatusChanged", "StatusChanged"]
     assert plane.changes(after=start) == [e.json() for e in events]
     assert [e.cursor for e in events] == [e.json()["cursor"] for e in events]
+
+
+def test_a_stream_event_carries_the_trace_of_the_push_that_caused_it(plane: RunningControlPlane) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with Stream(plane) as stream:
+        response = push_update(plane, {"instanceId": "t", "status": "Running", "source": "test", "platform": "docker",
+                                       "traceparent": traceparent})
+        assert response.status_code == 202, response.text
+        (event,) = stream.take(1)
+    assert event.json()["traceparent"] == traceparent
 
 
 def test_repeatable_filters_select_by_instance_platform_and_status(plane: RunningControlPlane) -> None:

@@ -14,9 +14,8 @@ from draas_actors.messages import StatusChanged, SubscriptionFilter
 from draas_actors.model import InstanceId, Platform, Status
 from draas_actors.streams import StreamSettings
 
-SETTINGS = StreamSettings(heartbeat_seconds=15.0, max_lag=10, stall_seconds=60.0)
+SETTINGS = StreamSettings(heartbeat_seconds=15.0, max_lag=10, stall_seconds=60.0, poll_seconds=0.1)
 EVERYTHING = SubscriptionFilter()
-POLL = 0.1
 
 
 def change(cursor: int, instance: str = "web", status: Status = Status.RUNNING) -> StatusChanged:
@@ -60,7 +59,7 @@ class FakeLog:
     def source(self) -> Source:
         return Source(
             next_changes=self.next_changes, head=lambda: self.head, ended=lambda: self.ended, wait=self.wait,
-            render=EventCache().render, clock=lambda: self.now, poll=lambda: POLL,
+            render=EventCache().render, clock=lambda: self.now, jitter=lambda: 1.0,
         )
 
 

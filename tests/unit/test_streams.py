@@ -11,7 +11,7 @@ import pytest
 
 from draas_actors.actors.store import Retention, StoreActor
 from draas_actors.api import sse
-from draas_actors.api.dispatch import FairDispatcher, is_stream_request
+from draas_actors.api.dispatch import FairDispatcher, is_stream_request, serve_off_the_loop
 from draas_actors.feed import ChangeFeed
 from draas_actors.messages import Flush, InstanceList, ListRecords, SaveRecord, StatusChanged
 from draas_actors.model import InstanceId, Platform, Status
@@ -111,9 +111,10 @@ def test_sse_events_are_id_event_and_one_data_line_and_comments_are_one_line() -
 
 def test_stream_settings_come_from_the_stream_table(tmp_path: Path) -> None:
     path = tmp_path / "draas.toml"
-    path.write_text("[stream]\nheartbeatSeconds = 2.5\nmaxLag = 50\nmaxStreams = 300\nstallSeconds = 9\n")
+    path.write_text("[stream]\nheartbeatSeconds = 2.5\nmaxLag = 50\nmaxStreams = 300\nstallSeconds = 9\n"
+                    "pollSeconds = 0.25\n")
     assert load_settings(path, environ={}).system.stream == StreamSettings(
-        heartbeat_seconds=2.5, max_lag=50, max_streams=300, stall_seconds=9
+        heartbeat_seconds=2.5, max_lag=50, max_streams=300, stall_seconds=9, poll_seconds=0.25
     )
     assert load_settings(None, environ={}).system.stream == StreamSettings()
 
@@ -145,3 +146,37 @@ def test_the_list_comes_with_the_head_committed_with_it(tmp_path: Path) -> None:
     finally:
         store.stop()
         scheduler.stop()
+
+
+class FakeServer:
+    def __init__(self) -> None:
+        self.triggers = 0
+
+    def pull_trigger(self) -> None:
+        self.triggers += 1
+
+
+class LoopChannel:
+    """What serve_off_the_loop touches of a waitress channel: its map, its descriptor, its server, service()."""
+
+    def __init__(self, socket_map: dict[int, object], closes: bool = False) -> None:
+        self._map, self.server = socket_map, FakeServer()
+        self._fileno: int | None = 7
+        socket_map[7] = self
+        self.closes = closes
+        self.in_map_while_served: bool | None = None
+
+    def service(self) -> None:
+        self.in_map_while_served = 7 in self._map
+        if self.closes:
+            self._fileno = None  # as waitress's del_channel leaves a closed channel
+
+
+@pytest.mark.parametrize("closes", [False, True])
+def test_a_stream_is_served_out_of_the_loops_map_and_put_back_unless_it_was_closed(closes: bool) -> None:
+    socket_map: dict[int, object] = {}
+    channel = LoopChannel(socket_map, closes)
+    serve_off_the_loop(channel)
+    assert channel.in_map_while_served is False
+    assert (7 in socket_map) is not closes
+    assert channel.server.triggers == 1  # the loop looks at it again: it may have bytes left to send
