@@ -5,7 +5,7 @@ import { api, ApiError, can, currentSession, h, showAccount, when } from "./api.
 import { STATUSES, statusBadge } from "./status.js";
 
 const PAGE_SIZE = 100;
-const RENDER_EVERY_MS = 150; // changes are applied at once, drawn at most this often
+const RENDER_EVERY_MS = 50; // changes are applied at once, drawn at most this often (a flood costs 20 draws a second)
 const REFRESH_EVERY_MS = 300; // how often changed instances are read again for their other fields
 const MAX_REFRESH = 50; // more changed at once than this: read the whole list again
 // Each status a row goes through stays on screen at least this long: a crash that is restarted within milliseconds
