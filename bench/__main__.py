@@ -7,7 +7,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import docker_events, k8s_watch, plane_start, process_restart, push_flood, push_throughput, scale, stream_push
+from . import (
+    dashboard_paint,
+    docker_events,
+    k8s_watch,
+    plane_start,
+    process_restart,
+    push_flood,
+    push_throughput,
+    scale,
+    stream_push,
+)
 
 # name -> (run(quick) -> result with .passed and .to_json(), render(result) -> str)
 BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
@@ -64,6 +74,14 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
             say=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         push_throughput.render,
+    ),
+    "dashboard_paint": (
+        lambda quick: dashboard_paint.run(
+            instances=dashboard_paint.QUICK_INSTANCES if quick else dashboard_paint.FULL_INSTANCES,
+            loads=dashboard_paint.QUICK_LOADS if quick else dashboard_paint.FULL_LOADS,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        dashboard_paint.render,
     ),
     "stream_push": (
         lambda quick: stream_push.run(
