@@ -34,7 +34,11 @@ class Conflict(DraasError):
 
 
 class CursorExpired(DraasError):
-    """The change-log cursor is older than retention (HTTP 410)."""
+    """The change-log cursor is older than retention (HTTP 410); every change after ``oldest`` is still kept."""
+
+    def __init__(self, message: str, *, field: str | None = None, detail: str | None = None, oldest: int = 0):
+        super().__init__(message, field=field, detail=detail)
+        self.oldest = oldest
 
 
 class Unavailable(DraasError):

@@ -463,6 +463,7 @@ class StoreActor(WatchedActor):
                     f"changes up to cursor {self.pruned_through} were pruned by retention; resync with "
                     f"GET /api/instances, then follow GET /api/status/changes?after={self.pruned_through}"
                 ),
+                oldest=self.pruned_through,
             )
         rows = self._db().execute(
             f"SELECT {CHANGE_COLUMNS} FROM changes WHERE cursor > ? ORDER BY cursor LIMIT ?", (after, limit)
