@@ -22,6 +22,7 @@ from draas_actors.api.server import HttpServer, ServerLimits
 from draas_actors.platforms.kubernetes import KubernetesSettings
 from draas_actors.security import SecuritySettings
 from draas_actors.system import ControlPlane, SystemSettings
+from draas_actors.webhooks import WebhookSettings
 
 T = TypeVar("T")
 
@@ -184,6 +185,7 @@ def running_control_plane(
     kubernetes: KubernetesSettings | None = None,
     security: SecuritySettings | None = None,
     server_limits: ServerLimits | None = None,
+    webhooks: WebhookSettings | None = None,
 ) -> Iterator[RunningControlPlane]:
     """A started ControlPlane behind waitress on 127.0.0.1 and an ephemeral port.
 
@@ -198,7 +200,7 @@ def running_control_plane(
     cp = ControlPlane(
         SystemSettings(
             data_dir=data_dir, sweep_interval=sweep_interval, supervision=supervision or SupervisionSettings(),
-            kubernetes=kubernetes or KubernetesSettings(),
+            kubernetes=kubernetes or KubernetesSettings(), webhooks=webhooks or WebhookSettings(),
         )
     )
     server: HttpServer | None = None

@@ -6,7 +6,8 @@ operation, in two modes: valid requests (positive) and requests that break the d
 schema). Afterwards no actor may have died, no thread may have raised, the supervisor must not have escalated, and
 ``/readyz`` must answer ready.
 
-What the fuzzer may not do is touch anything outside the test: Docker and Kubernetes point at nothing, a fuzzed
+What the fuzzer may not do is touch anything outside the test: Docker and Kubernetes point at nothing, webhooks
+may point only at 127.0.0.1, a fuzzed
 command runs behind a Python sleeper (its words become that sleeper's arguments) and a fuzzed PID to adopt becomes
 the test's own sleeper. Both transformations keep a valid request valid and an invalid one invalid.
 """
@@ -56,6 +57,7 @@ from draas_actors.security import (
     new_key,
     operator_identity,
 )
+from draas_actors.webhooks import WebhookSettings
 from tests.helpers import HTTP_TIMEOUT, ProcessJanitor, RunningControlPlane, running_control_plane, wait_until
 
 pytestmark = pytest.mark.fuzz
@@ -169,6 +171,8 @@ def fuzz_plane(
         security=_security(keys),
         janitor=janitor,
         kubernetes=KubernetesSettings(kubeconfig=str(tmp_path / "no-kubeconfig"), request_timeout=1.0),
+        # Fuzzed webhooks may point only at this machine: no delivery or test event leaves it.
+        webhooks=WebhookSettings(allowed_hosts=("127.0.0.1",), timeout=1.0, connect_timeout=0.5),
     ) as plane:
         try:
             yield plane, keys
