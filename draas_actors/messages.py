@@ -50,6 +50,8 @@ class StatusReport:
     kind: ChangeKind = ChangeKind.STATUS
     # The pusher's claim on the answer: settled with the report's outcome once what it caused is committed.
     ticket: Ticket | None = None
+    # The push's W3C traceparent (version 00, validated by the parser): the changes this report causes keep it.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +68,9 @@ class StatusChanged:
     metadata: Mapping[str, str]
     cursor: int = 0
     kind: ChangeKind = ChangeKind.STATUS
+    # The W3C traceparent of the push that caused the change; None for one no push caused (a local process's exit,
+    # a timed restart, an operator's action).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)

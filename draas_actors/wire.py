@@ -32,6 +32,10 @@ from .model import (
 )
 from .policy import RestartMode, RestartPolicy
 from .records import InstanceRecord, ProcessSpec
+from .tracecontext import DESCRIPTION as TRACEPARENT_DESCRIPTION
+from .tracecontext import MAX_LENGTH as TRACEPARENT_MAX_LENGTH
+from .tracecontext import PATTERN as TRACEPARENT_PATTERN
+from .tracecontext import parse_traceparent
 
 DEFAULT_NAMESPACE = "default"  # what Kubernetes itself assumes when a pod's namespace is not given
 STATUS_NAMES = [s.value for s in Status] + list(STATUS_ALIASES)
@@ -82,6 +86,12 @@ STATUS_UPDATE_SCHEMA: dict[str, Any] = {
             "description": "when the source observed the status: RFC 3339 time or epoch seconds",
         },
         "platform": {"enum": [p.value for p in Platform]},
+        "traceparent": {
+            "type": ["string", "null"], "maxLength": TRACEPARENT_MAX_LENGTH, "pattern": TRACEPARENT_PATTERN,
+            PATTERN_MESSAGE: f"is {TRACEPARENT_DESCRIPTION}",
+            "description": "W3C trace context of this update (a daemon batches events of several traces): wins "
+            "over the push's traceparent header; the change it causes keeps it",
+        },
     },
 }
 
@@ -204,8 +214,14 @@ class UpdateLimits:
 
 
 def parse_status_update(
-    body: Any, *, received_at: float | None = None, prefix: str = "", limits: UpdateLimits = UpdateLimits()
+    body: Any,
+    *,
+    received_at: float | None = None,
+    prefix: str = "",
+    limits: UpdateLimits = UpdateLimits(),
+    traceparent: str | None = None,
 ) -> StatusReport:
+    """One pushed update; ``traceparent``, the push's (its header, valid), applies unless the update has its own."""
     if not isinstance(body, dict):
         raise MalformedInput("a status update must be a JSON object", field=prefix or None)
     body = canonical_update(body, prefix=prefix)
@@ -227,6 +243,8 @@ def parse_status_update(
         exit_code=_exit_code(raw_metadata, _join(prefix, ["metadata", "exitCode"])),
         workload_id=pod_key(metadata) or metadata.get("containerId") or None,
         kind=kind,
+        # The schema let only a valid one (or null) through.
+        traceparent=parse_traceparent(body.get("traceparent")) or traceparent,
     )
 
 
@@ -372,17 +390,25 @@ def plainly_valid_update(body: dict[str, Any]) -> bool:
         return False
     if "observedAt" in body and type(body["observedAt"]) not in _TIME_TYPES:
         return False
+    if body.get("traceparent") is not None and parse_traceparent(body["traceparent"]) is None:
+        return False
     return "platform" not in body or (type(body["platform"]) is str and body["platform"] in _PLATFORMS)
 
 
 def parse_status_updates(
-    body: Any, *, received_at: float | None = None, limits: UpdateLimits = UpdateLimits()
+    body: Any,
+    *,
+    received_at: float | None = None,
+    limits: UpdateLimits = UpdateLimits(),
+    traceparent: str | None = None,
 ) -> list[StatusReport | InvalidInput]:
     """A batch: one report or one error per item, so one bad item does not sink the others."""
     results: list[StatusReport | InvalidInput] = []
     for index, item in enumerate(body):
         try:
-            results.append(parse_status_update(item, received_at=received_at, prefix=f"[{index}]", limits=limits))
+            results.append(parse_status_update(
+                item, received_at=received_at, prefix=f"[{index}]", limits=limits, traceparent=traceparent
+            ))
         except (InvalidInput, MalformedInput) as error:
             results.append(InvalidInput(error.message, field=error.field))
     return results
@@ -585,6 +611,7 @@ def change_view(change: StatusChanged) -> dict[str, Any]:
         "source": change.source,
         "timestamp": format_time(change.timestamp),
         "metadata": dict(change.metadata),
+        "traceparent": change.traceparent,  # the trace of the push that caused it; null when none did
     }
 
 

@@ -103,6 +103,9 @@ class InstanceActor(WatchedActor):
         self.stop_cause = StopCause.OPERATOR  # of the stop under way: an operator's, or the control plane's shutdown
         # The writes of a pushed report being applied, sent once its outcome is known (None: sent at once).
         self._held: list[tuple[str, Publish | SaveRecord]] | None = None
+        # The traceparent of the pushed report being applied: each change it causes (the restart its exit plans
+        # too) keeps it. None outside a report: a timer's, a process's or an operator's change has no push's trace.
+        self._traceparent: str | None = None
         self.workload: Workload = services.workloads(record, _ActorHost(self), services.platforms)
 
     def on_receive(self, message: Any) -> Any:
@@ -144,6 +147,13 @@ class InstanceActor(WatchedActor):
 
     def _on_report(self, report: StatusReport) -> Outcome:
         """Apply a report; what it did, for the pusher's answer."""
+        self._traceparent = report.traceparent
+        try:
+            return self._apply_report(report)
+        finally:
+            self._traceparent = None
+
+    def _apply_report(self, report: StatusReport) -> Outcome:
         if report.kind is ChangeKind.CONFIGURATION:
             return self._on_configuration_change(report)
         record = self.record
@@ -425,6 +435,7 @@ class InstanceActor(WatchedActor):
                 timestamp=now,
                 metadata=dict(metadata or {}),
                 kind=kind,
+                traceparent=self._traceparent,
             )
             self._write("bus", Publish(change=change, record=self.record))
         else:

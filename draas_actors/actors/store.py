@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE TABLE IF NOT EXISTS changes (
     cursor INTEGER PRIMARY KEY, instance_id TEXT NOT NULL, platform TEXT NOT NULL,
     old_status TEXT NOT NULL, new_status TEXT NOT NULL, source TEXT NOT NULL,
-    ts REAL NOT NULL, metadata TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'status');
+    ts REAL NOT NULL, metadata TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'status', traceparent TEXT);
 CREATE INDEX IF NOT EXISTS changes_ts ON changes (ts);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
@@ -180,7 +180,7 @@ class StoreActor(WatchedActor):
         # finds out afresh whether the disk takes writes.
         self.health.failure = None
         db.executescript(SCHEMA)
-        _add_change_kind(db)
+        _add_change_columns(db)
         self.db = db
         self.max_cursor = db.execute("SELECT COALESCE(MAX(cursor), 0) FROM changes").fetchone()[0]
         row = db.execute("SELECT value FROM meta WHERE key='pruned_through'").fetchone()
@@ -369,11 +369,12 @@ class StoreActor(WatchedActor):
                 ],
             )
             db.executemany(
-                f"INSERT INTO changes ({CHANGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO changes ({CHANGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         c.cursor, c.instance_id, c.platform.value, c.old_status.value,
                         c.new_status.value, c.source, c.timestamp, json.dumps(dict(c.metadata)), c.kind.value,
+                        c.traceparent,
                     )
                     for c in self.changes
                 ],
@@ -502,18 +503,22 @@ def _audit_key(entry: AuditEntry) -> _AuditKey:
     return (entry.time, entry.identity, entry.client, entry.route, entry.status)
 
 
-CHANGE_COLUMNS = "cursor, instance_id, platform, old_status, new_status, source, ts, metadata, kind"
+CHANGE_COLUMNS = "cursor, instance_id, platform, old_status, new_status, source, ts, metadata, kind, traceparent"
+# Columns the change log gained after its first release, with what an older row holds: a log written before changes
+# had a kind holds status changes only, and one written before changes kept a trace holds none.
+_ADDED_CHANGE_COLUMNS = {"kind": "TEXT NOT NULL DEFAULT 'status'", "traceparent": "TEXT"}
 
 
-def _add_change_kind(db: sqlite3.Connection) -> None:
-    """A change log written before changes had a kind holds status changes only: the column's default says so."""
+def _add_change_columns(db: sqlite3.Connection) -> None:
+    """Bring an older database's change log up to ``SCHEMA``, in place (its rows are kept)."""
     columns = {name for _, name, *_ in db.execute("PRAGMA table_info(changes)")}
-    if "kind" not in columns:
-        db.execute("ALTER TABLE changes ADD COLUMN kind TEXT NOT NULL DEFAULT 'status'")
+    for name, definition in _ADDED_CHANGE_COLUMNS.items():
+        if name not in columns:
+            db.execute(f"ALTER TABLE changes ADD COLUMN {name} {definition}")
 
 
 def _change_from_row(row: tuple[Any, ...]) -> StatusChanged:
-    cursor, instance_id, platform, old, new, source, ts, metadata, kind = row
+    cursor, instance_id, platform, old, new, source, ts, metadata, kind, traceparent = row
     return StatusChanged(
         instance_id=InstanceId(instance_id),
         platform=Platform(platform),
@@ -524,4 +529,5 @@ def _change_from_row(row: tuple[Any, ...]) -> StatusChanged:
         metadata=json.loads(metadata),
         cursor=cursor,
         kind=ChangeKind(kind),
+        traceparent=traceparent,
     )

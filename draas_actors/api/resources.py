@@ -16,6 +16,8 @@ from ..metrics import Metrics
 from ..model import Platform, Status, is_configuration_changed, parse_status
 from ..security import DAEMON, Identity, LimitSettings, scope_refusal
 from ..system import ControlPlane
+from ..tracecontext import DESCRIPTION as TRACEPARENT_DESCRIPTION
+from ..tracecontext import parse_traceparent
 from ..wire import (
     UpdateLimits,
     change_view,
@@ -81,11 +83,16 @@ class StatusUpdates:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req)
         received_at = self.clock()
+        traceparent, push_warnings = push_traceparent(req)
         if isinstance(body, list):
             charge_items(req, len(body))  # a batch costs one token per item; the middleware took the first
-            self._batch(req, body, received_at, resp)
+            self._batch(req, body, received_at, resp, traceparent)
+            if push_warnings:
+                resp.media["warnings"] = push_warnings
             return
-        report = parse_status_update(body, received_at=received_at, limits=self.update_limits)
+        report = parse_status_update(
+            body, received_at=received_at, limits=self.update_limits, traceparent=traceparent
+        )
         (outcome,) = self._submit(req, (report,), [""])
         if isinstance(outcome, Rejected):
             if outcome.not_found:
@@ -97,14 +104,18 @@ class StatusUpdates:
             "status": "accepted", "instanceId": report.instance_id, "outcome": outcome.value,
             "storeId": self.cp.store_id,
         }
-        warnings = update_warnings(body)
+        warnings = push_warnings + update_warnings(body)
         if warnings:
             resp.media["warnings"] = warnings
 
-    def _batch(self, req: falcon.Request, body: list[Any], received_at: float, resp: falcon.Response) -> None:
+    def _batch(
+        self, req: falcon.Request, body: list[Any], received_at: float, resp: falcon.Response, traceparent: str | None
+    ) -> None:
         if not body:
             raise InvalidInput("the batch is empty", field="body")
-        parsed = parse_status_updates(body, received_at=received_at, limits=self.update_limits)
+        parsed = parse_status_updates(
+            body, received_at=received_at, limits=self.update_limits, traceparent=traceparent
+        )
         valid = [(f"[{i}].", p) for i, p in enumerate(parsed) if not isinstance(p, InvalidInput)]
         outcomes = iter(self._submit(req, tuple(p for _, p in valid), [prefix for prefix, _ in valid]))
         results: list[dict[str, Any]] = []
@@ -137,6 +148,20 @@ class StatusUpdates:
         if isinstance(outcome, OutOfScope):
             raise HTTPForbidden(outcome.message, field=prefixes[outcome.index] + outcome.field)
         return outcome
+
+
+def push_traceparent(req: falcon.Request) -> tuple[str | None, list[str]]:
+    """The push's ``traceparent`` header, for each of its updates without one of its own, and the warnings for the
+    answer. An invalid header is ignored, as W3C Trace Context has a receiver do (it starts afresh): a push is never
+    refused for its trace. An invalid ``traceparent`` field of an update, by contrast, is the update's own bad input
+    (422 naming ``traceparent`` or ``[i].traceparent``)."""
+    header = req.get_header("traceparent")
+    if header is None:
+        return None, []
+    traceparent = parse_traceparent(header)
+    if traceparent is None:
+        return None, [f"traceparent header ignored: {TRACEPARENT_DESCRIPTION}"]
+    return traceparent, []
 
 
 class InstanceStatus:

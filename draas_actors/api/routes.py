@@ -27,6 +27,7 @@ from .schemas import (
     STATUS,
     STATUS_CHANGE_RECORD,
     STATUS_LIST,
+    TRACEPARENT_HEADER,
     json_body,
     query,
 )
@@ -145,6 +146,7 @@ ROUTES: tuple[Operation, ...] = (
                              "ignored"),
             "400": ERROR_REF, "404": ERROR_REF, "422": ERROR_REF,
         },
+        parameters=(TRACEPARENT_HEADER,),
         request={"oneOf": [_UPDATE_REF, {"type": "array", "items": _UPDATE_REF, "minItems": 1}]},
     ),
     Operation(
@@ -166,8 +168,9 @@ ROUTES: tuple[Operation, ...] = (
     Operation(
         "GET", "/api/status/changes", _changes, READ,
         "The change feed after a cursor",
-        {"200": json_body("a page of changes, nextCursor and the storeId"), "409": ERROR_REF, "410": ERROR_REF,
-         "422": ERROR_REF},
+        {"200": json_body("a page of changes, nextCursor and the storeId; each change's traceparent is the W3C "
+                          "trace context of the push that caused it (null when none did)"),
+         "409": ERROR_REF, "410": ERROR_REF, "422": ERROR_REF},
         parameters=(
             query("after", "cursor of the last change seen; 0 for the start",
                   {"type": "integer", "minimum": 0, "maximum": 2**62}),

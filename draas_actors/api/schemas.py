@@ -74,6 +74,15 @@ STATUS_CHANGE_RECORD: dict[str, Any] = {
         "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
     },
 }
+# Any text is taken (an invalid one is ignored, as W3C Trace Context has a receiver do, and named in the answer's
+# warnings), so the schema says "string": a pattern here would promise a 4xx for what is only ignored.
+TRACEPARENT_HEADER: dict[str, Any] = {
+    "name": "traceparent", "in": "header", "required": False,
+    "description": "W3C trace context of the push (00-<trace id: 32 hex>-<parent id: 16 hex>-<flags: 2 hex>), for "
+    "each update without a traceparent field of its own; the changes they cause keep it. An invalid one is ignored "
+    "and named in the answer's warnings",
+    "schema": {"type": "string"},
+}
 HEALTHZ: dict[str, Any] = {
     "type": "object",
     "required": ["status", "storeId"],

@@ -616,8 +616,10 @@ def test_the_change_feed_pages_by_cursor(api: Api) -> None:
     assert first["nextCursor"] == 2
     assert set(first["changes"][0]) == {
         "cursor", "kind", "instanceId", "platform", "oldStatus", "newStatus", "source", "timestamp", "metadata",
+        "traceparent",
     }
     assert first["changes"][0]["kind"] == "status"
+    assert first["changes"][0]["traceparent"] is None  # pushed without one
     assert (first["changes"][0]["oldStatus"], first["changes"][0]["newStatus"]) == ("Unknown", "Running")
     second = api.changes(after=first["nextCursor"], limit=2).json
     assert [c["newStatus"] for c in second["changes"]] == ["Running", "Stopped"]

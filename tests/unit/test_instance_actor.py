@@ -613,3 +613,50 @@ def test_deregistering_lets_the_workload_go_and_deletes_the_record() -> None:
     rig.tell(Deregister(stop_workload=True))
     assert rig.workload.calls[-1] == ("deregister", True)
     assert isinstance(rig.store.told[-1], DeleteRecord)
+
+
+# -- trace context --------------------------------------------------------------------------------------------
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_the_change_a_pushed_report_causes_keeps_its_traceparent() -> None:
+    rig = make_rig()
+    rig.report(Status.RUNNING, T0 + 1, traceparent=TRACEPARENT)
+    rig.report(Status.UNHEALTHY, T0 + 2)
+    config = StatusReport(instance_id=InstanceId("svc"), status=Status.UNKNOWN, source="daemon", observed_at=T0 + 3,
+                          kind=ChangeKind.CONFIGURATION, traceparent=TRACEPARENT)
+    rig.actor._on_report(config)
+    assert [c.traceparent for c in rig.changes()] == [TRACEPARENT, None, TRACEPARENT]
+
+
+def test_every_change_an_exit_report_causes_keeps_its_traceparent_and_a_later_timed_restart_none() -> None:
+    rig = running_rig()
+
+    def judge_an_exit(report: StatusReport, observed: Mapping[str, float]) -> Judged:
+        rig.workload.exit(1, ran_for=0.5)  # the first restart of a series is at once
+        return Judged.DONE
+
+    rig.workload.judge = judge_an_exit  # type: ignore[method-assign]
+    rig.report(Status.FAILED, T0 + 1, exit_code=1, traceparent=TRACEPARENT)
+    rig.workload.exit(1, ran_for=0.5)  # no report: no push's trace; the second restart waits for its backoff
+    assert [(c.new_status, c.traceparent) for c in rig.changes()] == [
+        (Status.FAILED, TRACEPARENT), (Status.RESTARTING, TRACEPARENT), (Status.RUNNING, TRACEPARENT),
+        (Status.FAILED, None), (Status.RESTARTING, None),
+    ]
+    rig.bus.told.clear()
+    rig.fire_restart()
+    assert [(c.new_status, c.traceparent) for c in rig.changes()] == [(Status.RUNNING, None)]
+
+
+def test_a_report_that_fails_to_apply_leaves_no_trace_for_the_next_change() -> None:
+    rig = make_rig()
+
+    def judge_and_fail(report: StatusReport, observed: Mapping[str, float]) -> Judged:
+        raise RuntimeError("the workload failed")
+
+    rig.workload.judge = judge_and_fail  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        rig.report(Status.RUNNING, T0 + 1, traceparent=TRACEPARENT)
+    rig.tell(StartInstance())
+    assert [c.traceparent for c in rig.changes()] == [None]

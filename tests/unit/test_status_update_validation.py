@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from daemons.updates import StatusUpdate
 from draas_actors.errors import InvalidInput, MalformedInput
 from draas_actors.model import Platform, Status
+from draas_actors.tracecontext import PATTERN as TRACEPARENT_PATTERN
 from draas_actors.wire import (
     REPORT_STATUS_NAMES,
     STATUS_UPDATE_SCHEMA,
@@ -47,6 +48,15 @@ _VALID = {
     ),
     "observedAt": st.one_of(st.integers(), st.floats(), st.text(max_size=30)),
     "platform": st.sampled_from([p.value for p in Platform]),
+    # Valid ones, and each way W3C Trace Context refuses one: upper case, zero ids, version ff, a long version 00.
+    "traceparent": st.none() | st.from_regex(TRACEPARENT_PATTERN) | st.sampled_from([
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n",
+    ]),
 }
 
 

@@ -483,6 +483,7 @@ def test_the_change_view_has_the_change_feed_shape() -> None:
         "source": "DockerDaemon",
         "timestamp": "2024-01-02T03:04:05.678Z",
         "metadata": {"exitCode": "1"},
+        "traceparent": None,
     }
 
 
