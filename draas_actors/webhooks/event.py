@@ -40,13 +40,15 @@ def source_of(configured: str, store_id: str) -> str:
     return configured or f"urn:draas:{store_id}"
 
 
-def change_event(change: StatusChanged, *, store_id: str, source: str, traceparent: str | None = None) -> Event:
+def change_event(change: StatusChanged, *, store_id: str, source: str) -> Event:
+    """The change's event; the push that caused it (if one did) goes on in it through its ``traceparent``."""
     event_type = CONFIGURATION_CHANGED if change.kind is ChangeKind.CONFIGURATION else STATUS_CHANGED
     event_id = f"{store_id}-{change.cursor}"
+    trace = change.traceparent
     return Event(
         event_id, event_type,
-        _body(event_id, event_type, source, change.instance_id, change.timestamp, change_view(change), traceparent),
-        traceparent,
+        _body(event_id, event_type, source, change.instance_id, change.timestamp, change_view(change), trace),
+        trace,
     )
 
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import Conflict, InvalidInput, NotFound, Unavailable
-from ..messages import StatusChanged
 from .config import WebhookSettings
 from .event import ping_event, signed_headers, source_of
 from .guard import AllowedHosts
@@ -36,12 +35,11 @@ class WebhookManager:
         count: Callable[[str], None],
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
-        traceparent: Callable[[StatusChanged], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.allowed = AllowedHosts.parse(settings.allowed_hosts)
         self._read, self._head, self._closed, self._count = read, head, closed, count
-        self._clock, self._rng, self._traceparent = clock, rng, traceparent
+        self._clock, self._rng = clock, rng
         self._lock = threading.Lock()  # the workers map, and create/patch/delete against each other
         # Replaced, never changed in place: the metrics read it without the lock, which a stopping thread may hold.
         self._workers: dict[WebhookId, Worker] = {}
@@ -58,8 +56,6 @@ class WebhookManager:
             store_id=store_id, source=source_of(self.settings.source, store_id), count=self._count,
             clock=self._clock, rng=self._rng,
         )
-        if self._traceparent is not None:
-            deps = dataclasses.replace(deps, traceparent=self._traceparent)
         with self._lock:
             self._registry, self._deps = registry, deps
             for webhook in registry.all():

@@ -42,10 +42,6 @@ EXPIRED = "expired"  # the outcome counted for changes retention pruned before t
 DEAD_LETTERED = "dead"
 
 
-def _no_trace(change: StatusChanged) -> str | None:
-    return None
-
-
 def _wait(stopping: threading.Event, seconds: float) -> bool:
     return stopping.wait(seconds)
 
@@ -72,7 +68,6 @@ class Delivering:
     count: Callable[[str], None]  # one outcome (an attempt's, a dead letter, an expiry) for the metrics
     clock: Callable[[], float] = time.time
     rng: Callable[[], float] = random.random
-    traceparent: Callable[[StatusChanged], str | None] = field(default=_no_trace)
     # Waits between attempts: True when stopped meanwhile (a fake clock's in the unit tests).
     wait: Callable[[threading.Event, float], bool] = field(default=_wait)
     make_sender: Callable[[Delivering], Sending] | None = None
@@ -159,7 +154,7 @@ class Worker:
         """Deliver ``change`` until it goes through or is dead-lettered (True), or until stopped (False)."""
         d = self.deps
         webhook_id = self.webhook.webhook_id
-        event = change_event(change, store_id=d.store_id, source=d.source, traceparent=d.traceparent(change))
+        event = change_event(change, store_id=d.store_id, source=d.source)
         expires = change.timestamp + d.settings.retry_horizon
         failing = self._failing(change.cursor)
         attempts = failing.attempts if failing is not None else 0

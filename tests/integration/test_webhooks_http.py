@@ -112,6 +112,24 @@ def test_committed_changes_arrive_signed_as_cloudevents_in_order_and_filtered(pl
         assert "draas_webhook_lag{webhook=" in metrics
 
 
+def test_one_trace_id_travels_from_a_push_to_the_webhook_request(plane: RunningControlPlane) -> None:
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with receiving() as receiver:
+        secret = create_webhook(plane, receiver.url)["secret"]
+        pushed = requests.post(
+            plane.base_url + "/api/status/updates",
+            json={"instanceId": "traced-1", "status": "Running", "source": "webhook-test", "platform": "docker"},
+            headers={**plane.daemon_headers, "traceparent": trace}, timeout=HTTP_TIMEOUT,
+        )
+        assert pushed.status_code == 202, pushed.text
+        push(plane, "untraced-1", "Running")
+        traced, untraced = receiver.wait_for(2, 5.0)
+        assert traced.headers["traceparent"] == trace
+        assert verified(secret, traced).get_extension("traceparent") == trace
+        assert "traceparent" not in untraced.headers
+        assert verified(secret, untraced).get_extension("traceparent") is None
+
+
 def test_a_failing_endpoint_gets_the_same_event_again_until_it_takes_it(plane: RunningControlPlane) -> None:
     answers = iter([(500, {}), (503, {"Retry-After": "1"}), (204, {})])
 

@@ -3,6 +3,7 @@ cloudevents SDK."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -66,7 +67,7 @@ def test_a_configured_source_and_a_configuration_change() -> None:
 
 def test_a_traceparent_travels_as_a_header_and_as_the_distributed_tracing_extension() -> None:
     trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    event = change_event(CHANGE, store_id="s1", source="urn:x", traceparent=trace)
+    event = change_event(dataclasses.replace(CHANGE, traceparent=trace), store_id="s1", source="urn:x")
     headers = signed_headers(event.event_id, event.body, new_secret(), NOW, event.traceparent)
     assert headers["traceparent"] == trace
     assert from_http_event(HTTPMessage(headers=headers, body=event.body)).get_extension("traceparent") == trace
