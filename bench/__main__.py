@@ -7,7 +7,16 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import docker_events, k8s_watch, plane_start, process_restart, push_flood, push_throughput, scale
+from . import (
+    docker_events,
+    k8s_watch,
+    plane_start,
+    process_restart,
+    push_flood,
+    push_throughput,
+    scale,
+    webhook_latency,
+)
 
 # name -> (run(quick) -> result with .passed and .to_json(), render(result) -> str)
 BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
@@ -48,6 +57,14 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
             say=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         plane_start.render,
+    ),
+    "webhook_latency": (
+        lambda quick: webhook_latency.run(
+            kills=webhook_latency.QUICK_KILLS if quick else webhook_latency.FULL_KILLS,
+            changes=webhook_latency.QUICK_CHANGES if quick else webhook_latency.FULL_CHANGES,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        webhook_latency.render,
     ),
     "push_flood_batch": (
         lambda quick: push_flood.run(
