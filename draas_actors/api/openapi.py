@@ -7,7 +7,7 @@ from typing import Any
 
 from ..security import PUBLIC, PUSH, READ_OR_PUSH
 from .routes import Operation
-from .schemas import COMPONENTS, ERROR_REF, PATH_PARAMETERS
+from .schemas import COMPONENTS, ERROR_REF, OUTGOING, PATH_PARAMETERS
 
 SECURITY_SCHEMES: dict[str, Any] = {
     "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -64,5 +64,6 @@ def build_openapi(table: Iterable[Operation]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "draas-actors control plane", "version": "0.1.0"},
         "paths": paths,
+        "webhooks": OUTGOING,
         "components": {"securitySchemes": SECURITY_SCHEMES, "schemas": COMPONENTS},
     }

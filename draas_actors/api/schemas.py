@@ -131,6 +131,43 @@ ATTEMPT_RESULT: dict[str, Any] = {
         "error": {"type": "string"},
     },
 }
+_HEADER = {"in": "header", "required": True, "schema": {"type": "string"}}
+# What the control plane POSTs to a webhook's url: OpenAPI 3.1's "webhooks", so that the receiver's side is
+# documented beside the API that manages it.
+OUTGOING: dict[str, Any] = {
+    "instanceStatusChanged": {
+        "post": {
+            "summary": "A committed change, to each webhook whose filter matches: a CloudEvents 1.0 event in "
+                       "structured JSON mode, signed per Standard Webhooks; type io.draas.instance.status.changed "
+                       "(io.draas.instance.configuration.changed, io.draas.webhook.test for the others)",
+            "parameters": [
+                {"name": "webhook-id", "description": "the event's id: the same on every retry", **_HEADER},
+                {"name": "webhook-timestamp", "description": "epoch seconds of this attempt", **_HEADER},
+                {"name": "webhook-signature", "description": "v1,<base64 HMAC-SHA256 of id.timestamp.body>",
+                 **_HEADER},
+                {"name": "traceparent", "in": "header", "required": False, "schema": {"type": "string"},
+                 "description": "the W3C traceparent of the push that caused the change"},
+            ],
+            "requestBody": {"required": True, "content": {"application/cloudevents+json": {"schema": {
+                "type": "object",
+                "required": ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"],
+                "properties": {
+                    "specversion": {"const": "1.0"},
+                    "id": {"type": "string"},
+                    "source": {"type": "string"},
+                    "type": {"type": "string"},
+                    "subject": {"type": "string", "description": "the instance id"},
+                    "time": {"type": "string", "format": "date-time"},
+                    "datacontenttype": {"const": "application/json"},
+                    "data": {"type": "object", "description": "the change, as GET /api/status/changes shows it"},
+                    "traceparent": {"type": "string", "description": "the distributed-tracing extension"},
+                },
+            }}}},
+            "responses": {"2XX": {"description": "delivered; 429 and 503 are retried after Retry-After, anything "
+                                                 "else after a backoff, until webhooks.retryHorizon"}},
+        }
+    }
+}
 DELIVERY_STATE: dict[str, Any] = {"type": "string", "enum": list(DELIVERY_STATES)}
 # Path parameters by name, in the order they are listed: the document adds each one a path names.
 PATH_PARAMETERS: dict[str, Any] = {

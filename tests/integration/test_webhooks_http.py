@@ -81,6 +81,21 @@ def test_bad_webhooks_are_422_naming_the_field(plane: RunningControlPlane, body:
     assert plane.get("/api/webhooks").json()["webhooks"] == []
 
 
+def test_an_unknown_webhook_is_a_404_and_a_bad_query_a_422_naming_it(plane: RunningControlPlane) -> None:
+    for method, path in (("GET", ""), ("DELETE", ""), ("POST", "/test"), ("GET", "/deliveries"),
+                         ("POST", "/deliveries/1/retry")):
+        answer = requests.request(method, plane.base_url + "/api/webhooks/wh_0123456789abcdef" + path,
+                                  headers=plane.operator_headers, timeout=HTTP_TIMEOUT)
+        assert answer.status_code == 404 and answer.json()["field"] == "webhookId", (method, path, answer.text)
+    webhook_id = create_webhook(plane, "http://127.0.0.1:9/hook")["id"]
+    bad_state = plane.get(f"/api/webhooks/{webhook_id}/deliveries?state=lost")
+    assert bad_state.status_code == 422 and bad_state.json()["field"] == "state"
+    bad_limit = plane.get(f"/api/webhooks/{webhook_id}/deliveries?limit=0")
+    assert bad_limit.status_code == 422 and bad_limit.json()["field"] == "limit"
+    missing = plane.post(f"/api/webhooks/{webhook_id}/deliveries/7/retry")
+    assert missing.status_code == 404 and missing.json()["field"] == "deliveryId"
+
+
 def test_a_host_outside_allowed_hosts_is_refused(tmp_path: Path, janitor: ProcessJanitor) -> None:
     settings = WebhookSettings(allowed_hosts=("hooks.example.com", "10.0.0.0/8"))
     with running_control_plane(tmp_path / "data", janitor=janitor, webhooks=settings) as running:

@@ -6,6 +6,7 @@ import pytest
 
 from draas_actors.errors import InvalidInput
 from draas_actors.webhooks.guard import AllowedHosts, Refused, check_url, resolve
+from draas_actors.webhooks.sender import REFUSED, Sender
 
 OPEN = AllowedHosts()
 
@@ -76,3 +77,9 @@ def test_a_name_that_does_not_resolve_is_refused() -> None:
 
     with pytest.raises(Refused, match="cannot resolve"):
         resolve("nowhere.invalid", 80, OPEN, resolver)
+
+
+def test_a_delivery_to_a_name_that_resolves_to_the_metadata_service_is_refused_before_any_connection() -> None:
+    sender = Sender(OPEN, connect_timeout=0.1, timeout=0.1, resolver=lambda host, port: ["169.254.169.254"])
+    result = sender.send("http://rebound.example.com/hook", {}, b"{}")
+    assert result.outcome == REFUSED and not result.ok and "link-local" in result.error
