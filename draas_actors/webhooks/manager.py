@@ -141,7 +141,11 @@ class WebhookManager:
         with self._lock:
             webhook = self.get(webhook_id)
             self._stop_worker(webhook.webhook_id)
-            self._registry_or_refuse().delete(webhook.webhook_id)
+            try:
+                self._registry_or_refuse().delete(webhook.webhook_id)
+            except Unavailable:
+                self._start_worker(webhook)  # not deleted (503): it goes on being delivered
+                raise
 
     def lag(self, webhook: Webhook) -> int:
         worker = self._workers.get(webhook.webhook_id)
