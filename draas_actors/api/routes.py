@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
+
 from ..security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH, SecuritySettings
 from ..system import ControlPlane
 from ..webhooks import WebhookManager
@@ -54,6 +56,7 @@ class Wiring:
     clock: Callable[[], float]
     security: SecuritySettings
     document: Mapping[str, Any]
+    tracer: trace.Tracer | None = None  # None: the global provider's (a no-op until an SDK is configured)
 
 
 ResourceFactory = Callable[[Wiring], object]
@@ -81,7 +84,7 @@ def _of_control_plane(resource: Callable[[ControlPlane], object]) -> ResourceFac
 
 
 def _status_updates(w: Wiring) -> object:
-    return r.StatusUpdates(w.control_plane, w.clock, w.security.limits)
+    return r.StatusUpdates(w.control_plane, w.clock, w.security.limits, w.tracer)
 
 
 def _recent_changes(w: Wiring) -> object:
