@@ -14,12 +14,12 @@ from typing import Any
 
 from ..errors import Conflict, InvalidInput, NotFound, Unavailable
 from .config import WebhookSettings
-from .event import ping_event, signed_headers, source_of
+from .event import ping_event, source_of
 from .guard import AllowedHosts
 from .registry import DEAD, STATES, Delivery, Registry
 from .sender import Result
 from .spec import Webhook, WebhookId, new_webhook_id, parse_patch, parse_spec
-from .worker import ChangeReader, Delivering, Worker
+from .worker import ChangeReader, Delivering, Worker, attempt
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,7 @@ class WebhookManager:
     def _send(self, webhook: Webhook, event_id: str, body: bytes, traceparent: str | None) -> Result:
         deps = self._deps
         assert deps is not None
-        headers = signed_headers(event_id, body, webhook.spec.secret, self._clock(), traceparent)
-        result = deps.sender().send(webhook.spec.url, headers, body)
+        result = attempt(deps, deps.sender(), webhook, event_id, body, traceparent)
         self._count(result.outcome)
         return result
 

@@ -19,6 +19,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit
+
+from opentelemetry import trace
 
 from ..errors import CursorExpired, DraasError
 from ..messages import StatusChanged
@@ -29,6 +32,7 @@ from .registry import DEAD, FAILED, Delivery, Registry
 from .retrying import next_delay
 from .sender import Result, Sender
 from .spec import Webhook
+from .tracing import attempt_span, default_tracer
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +75,27 @@ class Delivering:
     # Waits between attempts: True when stopped meanwhile (a fake clock's in the unit tests).
     wait: Callable[[threading.Event, float], bool] = field(default=_wait)
     make_sender: Callable[[Delivering], Sending] | None = None
+    tracer: trace.Tracer = field(default_factory=default_tracer)
 
     def sender(self) -> Sending:
         if self.make_sender is not None:
             return self.make_sender(self)
         s = self.settings
         return Sender(self.allowed, connect_timeout=s.connect_timeout, timeout=s.timeout, clock=self.clock)
+
+
+def attempt(
+    deps: Delivering, sender: Sending, webhook: Webhook, event_id: str, body: bytes, traceparent: str | None
+) -> Result:
+    """One signed attempt under its span (the delivery thread's, a test event's, a dead letter's retry)."""
+    spec = webhook.spec
+    with attempt_span(deps.tracer, traceparent, urlsplit(spec.url).hostname or "") as (span, sent_trace):
+        result = sender.send(spec.url, signed_headers(event_id, body, spec.secret, deps.clock(), sent_trace), body)
+        if result.status is not None:
+            span.set_attribute("http.response.status_code", result.status)
+        if not result.ok:
+            span.set_status(trace.StatusCode.ERROR, result.error)
+    return result
 
 
 class Worker:
@@ -187,9 +206,7 @@ class Worker:
         return False
 
     def _attempt(self, event: Event) -> Result:
-        spec = self.webhook.spec
-        headers = signed_headers(event.event_id, event.body, spec.secret, self.deps.clock(), event.traceparent)
-        return self._sender.send(spec.url, headers, event.body)
+        return attempt(self.deps, self._sender, self.webhook, event.event_id, event.body, event.traceparent)
 
     def _failing(self, cursor: int) -> Delivery | None:
         try:

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from opentelemetry.trace import SpanKind, StatusCode
 
 from draas_actors.errors import CursorExpired
 from draas_actors.messages import StatusChanged
@@ -18,8 +19,9 @@ from draas_actors.webhooks.guard import AllowedHosts
 from draas_actors.webhooks.registry import DEAD, FAILED, Registry
 from draas_actors.webhooks.sender import DELIVERED, HTTP_ERROR, Result
 from draas_actors.webhooks.spec import Filter, Webhook, WebhookId, WebhookSpec, new_secret
+from draas_actors.webhooks.tracing import SPAN
 from draas_actors.webhooks.worker import DEAD_LETTERED, EXPIRED, Delivering, Worker
-from tests.helpers import wait_until
+from tests.helpers import in_memory_tracing, traceparent_of_span, wait_until
 
 T0 = 1_800_000_000.0
 HOOK = Webhook(WebhookId("wh_0000000000000001"), WebhookSpec("http://127.0.0.1:9/hook", secret=new_secret()), T0, T0)
@@ -55,9 +57,11 @@ class Endpoint:
 
     answers: list[Result] = field(default_factory=list)
     got: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
 
     def send(self, url: str, headers: dict[str, str], body: bytes) -> Result:
         self.got.append((headers["webhook-id"], body))
+        self.headers.append(headers)
         return self.answers.pop(0) if self.answers else Result(DELIVERED, status=204)
 
     def abort(self) -> None:
@@ -199,3 +203,27 @@ def test_stop_ends_a_thread_that_waits_for_changes() -> None:
     worker.stop()
     assert worker.join(2.0)
     registry.close()
+
+
+def test_each_attempt_is_a_client_span_in_the_changes_trace_and_the_request_carries_it(registry: Registry) -> None:
+    pushed = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    log = Log([dataclasses.replace(_change(1), traceparent=pushed)])
+    endpoint = Endpoint([Result(HTTP_ERROR, status=500, error="HTTP 500")])
+    with in_memory_tracing() as tracing:
+        deps = Delivering(
+            registry=registry, read=log.read, closed=lambda: log.closed, settings=WebhookSettings(),
+            allowed=AllowedHosts(), store_id="s1", source="urn:x", count=lambda o: None, clock=Clock(),
+            rng=lambda: 1.0, wait=Clock().wait, make_sender=lambda d: endpoint, tracer=tracing.tracer("test"),
+        )
+        worker = Worker(HOOK, deps, 0)
+        worker.start()
+        assert worker.join(5.0)
+        spans = tracing.spans(SPAN)
+    assert len(spans) == len(endpoint.headers) == 2
+    for span, sent in zip(spans, endpoint.headers, strict=True):
+        assert span.kind is SpanKind.CLIENT
+        assert span.parent is not None and span.parent.span_id == 0x00F067AA0BA902B7
+        assert sent["traceparent"] == traceparent_of_span(span)  # the receiver's parent is the attempt
+    assert spans[0].status.status_code is StatusCode.ERROR and spans[0].attributes is not None
+    assert spans[0].attributes["http.response.status_code"] == 500
+    assert spans[1].status.status_code is not StatusCode.ERROR
