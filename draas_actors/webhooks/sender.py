@@ -25,6 +25,7 @@ DELIVERED, HTTP_ERROR, TIMEOUT, CONNECTION_ERROR, REFUSED = (
     "delivered", "http_error", "timeout", "connection_error", "refused"
 )
 RETRY_AFTER_STATUSES = (429, 503)
+TIMER_NAME = "webhook-attempt-timeout"  # each attempt's timer thread, joined before the attempt returns
 MAX_ANSWER_BYTES = 65_536  # what is read of an answer's body (and dropped): enough to keep the connection sane
 
 
@@ -94,7 +95,7 @@ class Sender:
         )
         deadline = time.monotonic() + self.timeout
         timer = threading.Timer(self.timeout, self._cut)
-        timer.daemon = True
+        timer.name, timer.daemon = TIMER_NAME, True
         with self._lock:
             if self._aborted:
                 return Result(CONNECTION_ERROR, error="the delivery was stopped")
@@ -144,6 +145,7 @@ __all__ = [
     "HTTP_ERROR",
     "REFUSED",
     "TIMEOUT",
+    "TIMER_NAME",
     "Result",
     "Sender",
 ]
