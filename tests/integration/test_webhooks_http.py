@@ -58,6 +58,32 @@ def test_admins_create_list_change_and_delete_webhooks_and_the_secret_is_shown_o
     wait_until(lambda: not _webhook_threads(), message="the deleted webhook's thread ended")
 
 
+def test_a_patched_url_and_filter_take_effect_from_the_next_change(plane: RunningControlPlane) -> None:
+    with receiving() as first, receiving() as second:
+        created = create_webhook(plane, first.url)
+        push(plane, "moved-1", "Running")
+        assert len(first.wait_for(1, 3.0)) == 1
+        patched = requests.patch(
+            plane.base_url + f"/api/webhooks/{created['id']}",
+            json={"url": second.url, "filter": {"statuses": ["Stopped"]}},
+            headers=plane.operator_headers, timeout=HTTP_TIMEOUT,
+        )
+        assert patched.status_code == 200, patched.text
+        push(plane, "moved-1", "Stopped")
+        push(plane, "moved-1", "Running")  # filtered out now
+        push(plane, "moved-1", "Stopped")
+        got = second.wait_for(2, 3.0)
+        assert subjects_and_statuses(created["secret"], got) == [("moved-1", "Stopped"), ("moved-1", "Stopped")]
+        assert len(first.received) == 1 and len(second.wait_for(3, 0.3)) == 2
+
+
+def test_more_webhooks_than_max_webhooks_is_a_409(tmp_path: Path, janitor: ProcessJanitor) -> None:
+    with running_control_plane(tmp_path / "data", janitor=janitor, webhooks=WebhookSettings(max_webhooks=1)) as plane:
+        create_webhook(plane, "http://127.0.0.1:9/one")
+        refused = plane.post("/api/webhooks", json={"url": "http://127.0.0.1:9/two"})
+        assert refused.status_code == 409 and "maxWebhooks" in refused.json()["detail"]
+
+
 def test_webhooks_need_the_admin_role(plane: RunningControlPlane) -> None:
     answer = requests.get(plane.base_url + "/api/webhooks", headers=plane.daemon_headers, timeout=HTTP_TIMEOUT)
     assert answer.status_code == 403
