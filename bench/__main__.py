@@ -62,6 +62,7 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
         lambda quick: webhook_latency.run(
             kills=webhook_latency.QUICK_KILLS if quick else webhook_latency.FULL_KILLS,
             changes=webhook_latency.QUICK_CHANGES if quick else webhook_latency.FULL_CHANGES,
+            blocks=webhook_latency.QUICK_BLOCKS if quick else webhook_latency.FULL_BLOCKS,
             say=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         webhook_latency.render,

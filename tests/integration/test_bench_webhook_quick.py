@@ -16,7 +16,8 @@ from tests.integration.bench_support import assert_reported, live_descendants, p
 def test_quick_webhook_latency_delivers_every_crash_and_change_and_leaves_nothing_behind() -> None:
     before = live_descendants()
 
-    result = webhook_latency.run(kills=webhook_latency.QUICK_KILLS, changes=webhook_latency.QUICK_CHANGES)
+    result = webhook_latency.run(kills=webhook_latency.QUICK_KILLS, changes=webhook_latency.QUICK_CHANGES,
+                                 blocks=webhook_latency.QUICK_BLOCKS)
 
     assert len(result.crash_ms) == webhook_latency.QUICK_KILLS
     assert len(result.alone_ms) == len(result.beside_dead_ms) == webhook_latency.HEALTHY * result.changes
