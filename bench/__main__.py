@@ -15,6 +15,7 @@ from . import (
     push_flood,
     push_throughput,
     scale,
+    stream_push,
     webhook_latency,
 )
 
@@ -82,6 +83,13 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
             say=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         push_throughput.render,
+    ),
+    "stream_push": (
+        lambda quick: stream_push.run(
+            updates=stream_push.QUICK_UPDATES if quick else stream_push.FULL_UPDATES,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        stream_push.render,
     ),
     "scale": (
         lambda quick: scale.run(

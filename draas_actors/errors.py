@@ -34,11 +34,14 @@ class Conflict(DraasError):
 
 
 class CursorExpired(DraasError):
-    """The change-log cursor is older than retention (HTTP 410); every change after ``oldest`` is still kept."""
+    """The change-log cursor is older than retention (HTTP 410). ``pruned_through``: retention pruned every change
+    up to this cursor and none after it, so a reader may go on from there (the stream's ``gap`` event)."""
 
-    def __init__(self, message: str, *, field: str | None = None, detail: str | None = None, oldest: int = 0):
+    def __init__(
+        self, message: str, *, field: str | None = None, detail: str | None = None, pruned_through: int = 0
+    ) -> None:
         super().__init__(message, field=field, detail=detail)
-        self.oldest = oldest
+        self.pruned_through = pruned_through
 
 
 class Unavailable(DraasError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -116,6 +116,9 @@ class Metrics:
             "Webhook delivery attempts by outcome (delivered, http_error, timeout, connection_error, refused), "
             "and changes dead-lettered (dead) or pruned before delivery (expired)",
             ["outcome"], registry=r,
+        )
+        self.open_streams = Gauge(
+            "draas_open_streams", "Live streams (GET /api/status/stream) open now", registry=r,
         )
         self._computed = _Computed()
         r.register(self._computed)

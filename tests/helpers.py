@@ -20,11 +20,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from draas_actors.actors.store import Retention
 from draas_actors.actors.supervisor import SupervisionSettings
 from draas_actors.api.app import create_app
 from draas_actors.api.server import HttpServer, ServerLimits
 from draas_actors.platforms.kubernetes import KubernetesSettings
 from draas_actors.security import SecuritySettings
+from draas_actors.streams import StreamSettings
 from draas_actors.system import ControlPlane, SystemSettings
 from draas_actors.webhooks import WebhookSettings
 
@@ -190,6 +192,8 @@ def running_control_plane(
     security: SecuritySettings | None = None,
     server_limits: ServerLimits | None = None,
     webhooks: WebhookSettings | None = None,
+    retention: Retention | None = None,
+    stream: StreamSettings | None = None,
     tracer: trace.Tracer | None = None,
 ) -> Iterator[RunningControlPlane]:
     """A started ControlPlane behind waitress on 127.0.0.1 and an ephemeral port.
@@ -206,6 +210,7 @@ def running_control_plane(
         SystemSettings(
             data_dir=data_dir, sweep_interval=sweep_interval, supervision=supervision or SupervisionSettings(),
             kubernetes=kubernetes or KubernetesSettings(), webhooks=webhooks or WebhookSettings(),
+            retention=retention or Retention(), stream=stream or StreamSettings(),
         )
     )
     server: HttpServer | None = None
@@ -215,7 +220,9 @@ def running_control_plane(
         app = create_app(
             cp, security=security, daemon_keys=(daemon_key,), operator_keys=(operator_key,), tracer=tracer
         )
-        server = HttpServer(app, host="127.0.0.1", port=0, threads=4, limits=server_limits or ServerLimits()).start()
+        server = HttpServer(
+            app, host="127.0.0.1", port=0, threads=4, limits=server_limits or ServerLimits(), streams=cp.streams
+        ).start()
         base_url = f"http://127.0.0.1:{server.port}"
         wait_until(lambda: answers(base_url + "/healthz"), 5.0, 0.02, "the HTTP server answers /healthz")
         yield RunningControlPlane(cp, server, base_url, daemon_key, operator_key, janitor)

@@ -269,8 +269,13 @@ class Instances:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         platform = _enum_param(req, "platform", Platform)
         status = _enum_param(req, "status", parse_status)
-        records = self.cp.list_instances(platform=platform, status=status)
-        resp.media = {"instances": [instance_view(r) for r in records]}
+        # The cursor at which the list was read: follow the change log (or the stream) from it to miss nothing.
+        listed = self.cp.list_instances_at(platform=platform, status=status)
+        resp.set_header("X-Draas-Cursor", str(listed.cursor))
+        resp.media = {
+            "instances": [instance_view(r) for r in listed.records], "cursor": listed.cursor,
+            "storeId": self.cp.store_id,
+        }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         record = self.cp.register(parse_registration(read_json(req)))

@@ -135,9 +135,9 @@ class Worker:
             changes, next_cursor = self.deps.read(self.cursor, BATCH, POLL)
         except CursorExpired as expired:
             log.warning("webhook %s: changes after cursor %d were pruned by retention before they were delivered; "
-                        "going on after %d", self.webhook.webhook_id, self.cursor, expired.oldest)
+                        "going on after %d", self.webhook.webhook_id, self.cursor, expired.pruned_through)
             self.deps.count(EXPIRED)
-            self._advance(max(self.cursor, expired.oldest), store=True)
+            self._advance(max(self.cursor, expired.pruned_through), store=True)
             return True
         except DraasError as error:  # the store is restarting or cannot answer: try again shortly
             log.debug("webhook %s: cannot read the change log: %s", self.webhook.webhook_id, error)

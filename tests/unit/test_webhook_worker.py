@@ -44,7 +44,7 @@ class Log:
 
     def read(self, cursor: int, limit: int, timeout: float) -> tuple[Sequence[StatusChanged], int]:
         if cursor < self.pruned:
-            raise CursorExpired("pruned", oldest=self.pruned)
+            raise CursorExpired("pruned", pruned_through=self.pruned)
         page = [c for c in self.changes if c.cursor > cursor][:limit]
         if not page:
             self.closed = True  # everything read: the thread ends, as when the control plane stops
