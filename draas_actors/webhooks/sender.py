@@ -94,32 +94,42 @@ class Sender:
             lambda _address, timeout, source: socket.create_connection((address, port), timeout, source)
         )
         deadline = time.monotonic() + self.timeout
-        timer = threading.Timer(self.timeout, self._cut)
-        timer.name, timer.daemon = TIMER_NAME, True
+        timers: list[threading.Timer] = []
+
+        def arm() -> None:
+            # Started once the request is sent, not before: starting a thread waits for it to run, and on a busy
+            # machine that wait would delay the request. Until then the socket timeouts bound each step.
+            timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._cut)
+            timer.name, timer.daemon = TIMER_NAME, True
+            timers.append(timer)
+            timer.start()
+
         with self._lock:
             if self._aborted:
                 return Result(CONNECTION_ERROR, error="the delivery was stopped")
             self._connection = connection
         try:
-            timer.start()
-            return self._attempt(connection, parts.path or "/", parts.query, headers, body, deadline)
+            return self._attempt(connection, parts.path or "/", parts.query, headers, body, deadline, arm)
         finally:
-            timer.cancel()
-            timer.join()
+            for timer in timers:
+                timer.cancel()
+                timer.join()
             with self._lock:
                 self._connection = None
             connection.close()
 
     def _attempt(
         self, connection: http.client.HTTPConnection, path: str, query: str, headers: dict[str, str], body: bytes,
-        deadline: float,
+        deadline: float, arm: Callable[[], None],
     ) -> Result:
         target = f"{path}?{query}" if query else path
         try:
             connection.connect()
             assert connection.sock is not None
+            # sendall's timeout bounds the whole send (Python 3.5+), each read's what is left when it starts.
             connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
             connection.request("POST", target, body=body, headers={**headers, "Connection": "close"})
+            arm()  # from here a peer that drips its answer is cut off at the deadline
             response = connection.getresponse()
             response.read(MAX_ANSWER_BYTES)
         except TimeoutError as error:

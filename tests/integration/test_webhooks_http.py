@@ -3,6 +3,7 @@ changes, in order, retried, dead-lettered and re-sent, without one slow endpoint
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ from cloudevents.core.base import BaseCloudEvent
 from bench.receiver import Received, receiving
 from draas_actors.webhooks import WebhookSettings
 from draas_actors.webhooks.event import STATUS_CHANGED, TEST
-from draas_actors.webhooks.sender import TIMER_NAME
+from draas_actors.webhooks.guard import AllowedHosts
+from draas_actors.webhooks.sender import TIMER_NAME, Sender
 from tests.helpers import HTTP_TIMEOUT, ProcessJanitor, RunningControlPlane, running_control_plane, wait_until
 from tests.mounts import fill, tmpfs
 from tests.webhook_support import create_webhook, push, subjects_and_statuses, verified
@@ -268,6 +270,38 @@ def test_an_endpoint_that_never_answers_holds_up_no_other_and_is_cut_off_at_the_
         wait_until(lambda: len(silent.received) >= 2, 5.0, message="the silent endpoint's attempt was cut off")
         metrics = plane.get("/metrics").text
         assert 'draas_webhook_deliveries_total{outcome="timeout"}' in metrics
+
+
+def test_a_peer_that_drips_its_answer_is_cut_off_at_the_total_timeout() -> None:
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5.0)
+
+    def drip() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 200:  # never ends its headers
+                if stop.wait(0.1):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    try:
+        sender = Sender(AllowedHosts(), connect_timeout=1.0, timeout=1.0)
+        started = time.monotonic()
+        result = sender.send(f"http://127.0.0.1:{listener.getsockname()[1]}/hook", {}, b"{}")
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        dripper.join(5.0)
+        listener.close()
+    assert result.outcome == "timeout", result
+    assert 0.9 <= took < 3.0  # each byte came within the socket timeout: only the total cut it off
 
 
 def test_stopping_the_control_plane_ends_every_delivery_thread_even_mid_request(
