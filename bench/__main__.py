@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import (
+    dashboard_paint,
     docker_events,
     k8s_watch,
     plane_start,
@@ -83,6 +84,14 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
             say=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         push_throughput.render,
+    ),
+    "dashboard_paint": (
+        lambda quick: dashboard_paint.run(
+            instances=dashboard_paint.QUICK_INSTANCES if quick else dashboard_paint.FULL_INSTANCES,
+            loads=dashboard_paint.QUICK_LOADS if quick else dashboard_paint.FULL_LOADS,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        dashboard_paint.render,
     ),
     "stream_push": (
         lambda quick: stream_push.run(

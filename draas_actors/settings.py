@@ -39,6 +39,7 @@ from .security import (
     Network,
     NetworkSettings,
     SecuritySettings,
+    SessionSettings,
     daemon_identity,
     is_key_hash,
     normalise_subject,
@@ -206,6 +207,14 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "source": {"type": "string", "minLength": 1},
                 "maxDeadLetters": {"type": "integer", "minimum": 1},
                 "maxWebhooks": {"type": "integer", "minimum": 1, "maximum": 1000},
+            },
+        },
+        "ui": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "sessionSeconds": {"type": "number", "minimum": 60, "maximum": 30 * 24 * 3600},
+                "maxSessions": {"type": "integer", "minimum": 1},
             },
         },
         "stream": {
@@ -546,6 +555,9 @@ def _security_settings(raw: Mapping[str, Any], where: str) -> SecuritySettings:
             push_allowlist=_networks(network.get("pushAllowlist", []), "network.pushAllowlist", where),
         ),
         limits=_limit_settings(raw.get("limits", {})),
+        sessions=SessionSettings(
+            **_given(raw.get("ui", {}), {"sessionSeconds": "session_seconds", "maxSessions": "max_sessions"})
+        ),
         **_given(raw.get("metrics", {}), {"requireKey": "metrics_require_key"}),
     )
 

@@ -439,11 +439,12 @@ class ControlPlane:
         )
 
     def recent_changes(
-        self, since: float, statuses: frozenset[Status] | None, limit: int, *, configuration: bool = False
+        self, since: float, statuses: frozenset[Status] | None, limit: int, *, configuration: bool = False,
+        instance_id: str | None = None,
     ) -> tuple[StatusChanged, ...]:
         """Changes at or after ``since``, oldest first; with ``statuses``, only moves into them (and configuration
-        changes when ``configuration``)."""
-        return self._ask(self.refs.store, QueryRecent(since, statuses, limit, configuration))
+        changes when ``configuration``); with ``instance_id``, only that instance's."""
+        return self._ask(self.refs.store, QueryRecent(since, statuses, limit, configuration, instance_id))
 
     def subscribe(
         self,

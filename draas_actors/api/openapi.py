@@ -8,6 +8,7 @@ from typing import Any
 from ..security import PUBLIC, PUSH, READ_OR_PUSH
 from .routes import Operation
 from .schemas import COMPONENTS, ERROR_REF, OUTGOING, PATH_PARAMETERS
+from .session import COOKIE, CSRF_HEADER
 
 SECURITY_SCHEMES: dict[str, Any] = {
     "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -17,6 +18,11 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "description": "daemons only: a client certificate verified by the TLS proxy (nginx), which forwards its "
         "subject; the control plane believes it only from [network] trustedProxies",
     },
+    "SessionCookie": {
+        "type": "apiKey", "in": "cookie", "name": COOKIE,
+        "description": "operators, for the dashboard: the cookie POST /ui/session sets for an operator key (same "
+        "identity and role); every other method than GET must also send the session's CSRF token as " + CSRF_HEADER,
+    },
 }
 _KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKeyHeader": []}, {"Bearer": []}]
 
@@ -24,7 +30,11 @@ _KEY_SECURITY: list[dict[str, list[str]]] = [{"ApiKeyHeader": []}, {"Bearer": []
 def _security(role: str) -> list[dict[str, list[str]]]:
     if role == PUBLIC:
         return []
-    return [*_KEY_SECURITY, {"mutualTLS": []}] if role in (PUSH, READ_OR_PUSH) else list(_KEY_SECURITY)
+    if role == PUSH:
+        return [*_KEY_SECURITY, {"mutualTLS": []}]
+    if role == READ_OR_PUSH:
+        return [*_KEY_SECURITY, {"mutualTLS": []}, {"SessionCookie": []}]
+    return [*_KEY_SECURITY, {"SessionCookie": []}]
 
 
 def _refusals(role: str, method: str) -> dict[str, Any]:

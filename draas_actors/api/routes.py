@@ -19,6 +19,7 @@ from ..webhooks import WebhookManager
 from ..wire import RESTART_POLICY_SCHEMA
 from . import resources as r
 from . import webhooks as wh
+from .auth import KeyRing
 from .schemas import (
     DELIVERY_STATE,
     ERROR_REF,
@@ -33,7 +34,9 @@ from .schemas import (
     json_body,
     query,
 )
+from .session import Sessions
 from .stream import STREAM_PATH, StatusStream
+from .ui import SESSION_PATH, UiPage, UiSession, UiStatic
 
 METRICS_PATH = "/metrics"
 
@@ -58,6 +61,8 @@ class Wiring:
     security: SecuritySettings
     document: Mapping[str, Any]
     tracer: trace.Tracer | None = None  # None: the global provider's (a no-op until an SDK is configured)
+    sessions: Sessions = dataclasses.field(default_factory=Sessions)  # the dashboard's, shared with Authenticate
+    keys: KeyRing = dataclasses.field(default_factory=KeyRing)  # the configured keys, for signing in
 
 
 ResourceFactory = Callable[[Wiring], object]
@@ -109,6 +114,30 @@ def _stream(w: Wiring) -> object:
 
 def _openapi(w: Wiring) -> object:
     return r.OpenApi(w.document)
+
+
+def _ui_session(w: Wiring) -> object:
+    return UiSession(w.sessions, w.keys, w.clock)
+
+
+def _ui_page(page: str) -> ResourceFactory:
+    def build(w: Wiring) -> object:
+        return UiPage(page)
+
+    return build
+
+
+def _ui_static(w: Wiring) -> object:
+    return UiStatic()
+
+
+_HTML = {"200": {"description": "the page (public: it holds no data; its data comes from the API)",
+                 "content": {"text/html": {"schema": {"type": "string"}}}}}
+_UI_PAGES = (
+    ("/ui", "index.html", "The dashboard: every instance, live"),
+    ("/ui/instance", "instance.html", "The dashboard's page of one instance (?id=...)"),
+    ("/ui/signin", "signin.html", "The dashboard's sign-in form"),
+)
 
 
 # One factory per path: the operations on a path name the same one, so falcon gets one resource for it.
@@ -171,6 +200,8 @@ ROUTES: tuple[Operation, ...] = (
             query("statusFilter", "comma-separated new statuses in any case; ConfigurationChanged for configuration "
                   "changes", STATUS_LIST),
             query("limit", "at most this many (newest)", {"type": "integer", "minimum": 1, "maximum": 10000}),
+            query("instanceId", "only this instance's changes (an extension: upstream has no such filter)",
+                  {"type": "string", "minLength": 1, "maxLength": 253}),
         ),
     ),
     Operation(
@@ -340,6 +371,32 @@ ROUTES: tuple[Operation, ...] = (
                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
     ),
     Operation("GET", "/api/openapi.json", _openapi, PUBLIC, "This document", {"200": json_body("OpenAPI 3")}),
+    # The dashboard (api/ui.py). Its pages and files are public; the session cookie stands for an operator's key.
+    *(Operation("GET", path, _ui_page(page), PUBLIC, summary, _HTML) for path, page, summary in _UI_PAGES),
+    Operation(
+        "GET", "/ui/static/{name}", _ui_static, PUBLIC, "The dashboard's JavaScript modules and styles",
+        {"200": {"description": "the file"}, "404": ERROR_REF},
+        parameters=({"name": "name", "in": "path", "required": True, "description": "a file's name, e.g. app.js",
+                     "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "maxLength": 64}},),
+    ),
+    Operation(
+        "GET", SESSION_PATH, _ui_session, READ,
+        "Who is signed in: identity, role, and (to the session cookie) the CSRF token its writes must send",
+        {"200": json_body("identity, role, csrfToken, expiresAt")},
+    ),
+    Operation(
+        "POST", SESSION_PATH, _ui_session, PUBLIC,
+        "Sign in with an operator key: the answer sets the session cookie (HttpOnly, SameSite=Strict, Secure over "
+        "TLS) that authenticates the API for the dashboard, the stream included; [ui] sessionSeconds ends it",
+        {"200": json_body("identity, role, csrfToken, expiresAt"), "400": ERROR_REF, "401": ERROR_REF,
+         "403": ERROR_REF, "415": ERROR_REF, "422": ERROR_REF},
+        request={"type": "object", "required": ["key"], "properties": {"key": {"type": "string", "minLength": 1}}},
+    ),
+    Operation(
+        "DELETE", SESSION_PATH, _ui_session, READ,
+        "Sign out: ends the session and clears its cookie",
+        {"204": {"description": "signed out"}},
+    ),
 )
 
 

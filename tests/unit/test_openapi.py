@@ -26,7 +26,11 @@ App = falcon.App[falcon.Request, falcon.Response]
 HTTP_METHODS = {m.lower() for m in falcon.constants.COMBINED_METHODS}
 OPENAPI_PATH = "/api/openapi.json"
 # /metrics is public by default ([metrics] requireKey makes it need a read key: tests/unit/test_metrics.py).
-EXPECTED_PUBLIC = {"/healthz", "/readyz", "/metrics", OPENAPI_PATH}
+# The dashboard's pages and files are public, and so is signing in (POST /ui/session).
+EXPECTED_PUBLIC = {
+    "/healthz", "/readyz", "/metrics", OPENAPI_PATH, "/ui", "/ui/instance", "/ui/signin", "/ui/static/{name}",
+    "/ui/session",
+}
 
 
 @pytest.fixture

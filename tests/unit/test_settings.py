@@ -154,6 +154,7 @@ def test_durability_defaults_to_a_process_crash_and_power_loss_is_a_setting(tmp_
         ("[webhooks]\nretryHorizon = 0\n", "webhooks.retryHorizon"),
         ("[webhooks]\nallowedHosts = ''\n", "webhooks.allowedHosts"),
         ("[webhooks]\ncolour = 'red'\n", "webhooks.colour"),
+        ("[ui]\nsessionSeconds = 5\n", "ui.sessionSeconds"),
     ],
 )
 def test_a_bad_setting_names_the_field(tmp_path: Path, text: str, field: str) -> None:
