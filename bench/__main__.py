@@ -17,6 +17,7 @@ from . import (
     push_throughput,
     scale,
     stream_push,
+    webhook_latency,
 )
 
 # name -> (run(quick) -> result with .passed and .to_json(), render(result) -> str)
@@ -58,6 +59,15 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
             say=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         plane_start.render,
+    ),
+    "webhook_latency": (
+        lambda quick: webhook_latency.run(
+            kills=webhook_latency.QUICK_KILLS if quick else webhook_latency.FULL_KILLS,
+            changes=webhook_latency.QUICK_CHANGES if quick else webhook_latency.FULL_CHANGES,
+            blocks=webhook_latency.QUICK_BLOCKS if quick else webhook_latency.FULL_BLOCKS,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        webhook_latency.render,
     ),
     "push_flood_batch": (
         lambda quick: push_flood.run(

@@ -15,10 +15,13 @@ from opentelemetry import trace
 
 from ..security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH, SecuritySettings
 from ..system import ControlPlane
+from ..webhooks import WebhookManager
 from ..wire import RESTART_POLICY_SCHEMA
 from . import resources as r
+from . import webhooks as wh
 from .auth import KeyRing
 from .schemas import (
+    DELIVERY_STATE,
     ERROR_REF,
     HEALTHZ,
     INSTANCE_REF,
@@ -146,6 +149,22 @@ _restart_policy = _of_control_plane(r.InstanceRestartPolicy)
 _audit = _of_control_plane(r.Audit)
 _healthz = _of_control_plane(r.Healthz)
 _readyz = _of_control_plane(r.Readyz)
+
+
+def _of_webhooks(resource: Callable[[WebhookManager], object]) -> ResourceFactory:
+    def build(w: Wiring) -> object:
+        return resource(w.control_plane.webhooks)
+
+    return build
+
+
+_webhooks = _of_webhooks(wh.Webhooks)
+_webhook = _of_webhooks(wh.WebhookResource)
+_webhook_deliveries = _of_webhooks(wh.WebhookDeliveries)
+_webhook_retry = _of_webhooks(wh.WebhookDeliveryRetry)
+_webhook_test = _of_webhooks(wh.WebhookTest)
+_WEBHOOK_REF = {"$ref": "#/components/schemas/Webhook"}
+_ATTEMPT_REF = {"$ref": "#/components/schemas/AttemptResult"}
 
 _UPDATE_REF = {"$ref": "#/components/schemas/StatusUpdate"}
 _ACTIONS = (
@@ -278,6 +297,62 @@ ROUTES: tuple[Operation, ...] = (
             query("since", "RFC 3339 time or epoch seconds", SINCE),
             query("limit", "at most this many", {"type": "integer", "minimum": 1, "maximum": 1000}),
         ),
+    ),
+    Operation(
+        "GET", "/api/webhooks", _webhooks, ADMIN,
+        "List webhooks (never their secrets), each with its lag: committed changes it has not dealt with yet",
+        {"200": json_body("webhooks", {"type": "object", "required": ["webhooks"],
+                                       "properties": {"webhooks": {"type": "array", "items": _WEBHOOK_REF}}})},
+    ),
+    Operation(
+        "POST", "/api/webhooks", _webhooks, ADMIN,
+        "Create a webhook: each committed change its filter matches is POSTed to url as a CloudEvents 1.0 event "
+        "(structured JSON) signed per Standard Webhooks, at least once, in order; it gets the changes from now on",
+        {"201": json_body("the webhook and its secret (shown only here)", _WEBHOOK_REF), "400": ERROR_REF,
+         "409": ERROR_REF, "422": ERROR_REF},
+        request={"$ref": "#/components/schemas/WebhookCreate"},
+    ),
+    Operation(
+        "GET", "/api/webhooks/{webhook_id}", _webhook, ADMIN, "One webhook (never its secret)",
+        {"200": json_body("the webhook", _WEBHOOK_REF), "404": ERROR_REF},
+    ),
+    Operation(
+        "PATCH", "/api/webhooks/{webhook_id}", _webhook, ADMIN,
+        "Change a webhook's url, description, filter or secret (each field given replaces its value)",
+        {"200": json_body("the webhook", _WEBHOOK_REF), "400": ERROR_REF, "404": ERROR_REF, "422": ERROR_REF},
+        request={"$ref": "#/components/schemas/WebhookPatch"},
+    ),
+    Operation(
+        "DELETE", "/api/webhooks/{webhook_id}", _webhook, ADMIN, "Delete a webhook and its delivery records",
+        {"204": {"description": "deleted"}, "404": ERROR_REF},
+    ),
+    Operation(
+        "GET", "/api/webhooks/{webhook_id}/deliveries", _webhook_deliveries, ADMIN,
+        "Deliveries that are not simply done, newest first: the one being retried (failed) and dead letters (dead)",
+        {"200": json_body("deliveries", {
+            "type": "object", "required": ["deliveries"],
+            "properties": {"deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookDelivery"}}},
+        }), "404": ERROR_REF, "422": ERROR_REF},
+        parameters=(
+            query("state", "failed or dead; all of them when absent", DELIVERY_STATE),
+            query("limit", "at most this many", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        ),
+    ),
+    Operation(
+        "POST", "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", _webhook_retry, ADMIN,
+        "Send a dead letter again, now, once, with its webhook-id; delivered, it is forgotten",
+        {"200": json_body("the delivery (state delivered when it went through) and the attempt's result", {
+            "type": "object", "required": ["delivery", "result"],
+            "properties": {"delivery": {"$ref": "#/components/schemas/WebhookDelivery"}, "result": _ATTEMPT_REF},
+        }), "404": ERROR_REF, "409": ERROR_REF, "422": ERROR_REF},
+    ),
+    Operation(
+        "POST", "/api/webhooks/{webhook_id}/test", _webhook_test, ADMIN,
+        "Send one test event (type io.draas.webhook.test) now, outside the ordered deliveries, and say how it went",
+        {"200": json_body("the test event's id and the attempt's result", {
+            "allOf": [_ATTEMPT_REF, {"type": "object", "required": ["eventId"],
+                                     "properties": {"eventId": {"type": "string"}}}],
+        }), "404": ERROR_REF},
     ),
     Operation(
         "GET", "/healthz", _healthz, PUBLIC,

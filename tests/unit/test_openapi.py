@@ -204,3 +204,9 @@ def test_every_schema_reference_resolves(document: dict[str, Any]) -> None:
     for ref in refs:
         assert ref.startswith("#/components/schemas/")
         assert ref.rsplit("/", 1)[1] in schemas
+
+
+def test_the_document_describes_what_a_webhook_receives(document: dict[str, Any]) -> None:
+    post = document["webhooks"]["instanceStatusChanged"]["post"]
+    assert {p["name"] for p in post["parameters"]} >= {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    assert "application/cloudevents+json" in post["requestBody"]["content"]
