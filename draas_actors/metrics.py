@@ -66,9 +66,13 @@ class _Computed(Collector):
                 "draas_webhook_lag", "Committed changes a webhook's deliveries are behind the change log's head",
                 labels=["webhook"],
             )
-            for webhook, behind in self.webhook_lags():
-                lag.add_metric([webhook], behind)
-            yield lag
+            try:
+                for webhook, behind in self.webhook_lags():
+                    lag.add_metric([webhook], behind)
+            except Exception as error:  # as above: a source that fails must not fail the whole scrape
+                log.warning("draas_webhook_lag not collected: %s", error)
+            else:
+                yield lag
 
 
 class Metrics:

@@ -160,3 +160,17 @@ def test_the_instances_gauge_is_counted_in_the_store_without_decoding_a_record(
     monkeypatch.setattr("draas_actors.actors.store.record_from_json", no_decoding)
     samples = scrape(api)
     assert value(samples, "draas_instances", platform="docker", status="Running") == 3
+
+
+def test_a_source_that_fails_at_scrape_time_leaves_its_metric_out_and_the_others_in() -> None:
+    metrics = Metrics()
+
+    def failing() -> list[tuple[str, int]]:
+        raise RuntimeError("dictionary changed size during iteration")
+
+    metrics.compute(instance_counts=failing, head_cursor=lambda: 7)  # type: ignore[arg-type]
+    metrics.compute_webhook_lag(failing)
+    samples = samples_of(metrics.exposition().decode())
+    names = {s.name for s in samples}
+    assert "draas_instances" not in names and "draas_webhook_lag" not in names
+    assert value(samples, "draas_change_log_head_cursor") == 7
