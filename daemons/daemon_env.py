@@ -28,6 +28,7 @@ __all__ = [
     "control_plane_url",
     "log_level",
     "number",
+    "port",
     "positive",
     "read_common",
     "required",
@@ -59,6 +60,8 @@ class CommonSettings:
     client_cert: Path | None = None  # DRAAS_CLIENT_CERT, for a TLS proxy that asks for one (mTLS)
     client_key: Path | None = None  # DRAAS_CLIENT_KEY
     ca_bundle: Path | None = None  # DRAAS_CA_BUNDLE: the CA(s) of the proxy's server certificate
+    metrics_port: int | None = None  # DRAAS_METRICS_PORT: serve the daemon's metrics there (daemons.metrics); off
+    metrics_host: str = "127.0.0.1"  # DRAAS_METRICS_HOST: the address that port is bound on
 
     def push_settings(self) -> PushSettings:
         return PushSettings(
@@ -98,6 +101,10 @@ COMMON_VARIABLES = (
     Variable("DRAAS_STORE_CHECK_INTERVAL", "seconds (above 0) without an answered push after which the daemon "
              "asks /healthz whether another store answers", "store_check_interval"),
     Variable("DRAAS_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR", "log_level"),
+    Variable("DRAAS_METRICS_PORT", "serve Prometheus metrics on this port at /metrics (1-65535); unset: no port "
+             "is opened"),
+    Variable("DRAAS_METRICS_HOST", "the address DRAAS_METRICS_PORT listens on (0.0.0.0 for every interface)",
+             "metrics_host"),
 )
 
 
@@ -120,6 +127,8 @@ def read_common(environ: Mapping[str, str], settings: S) -> S:
         resync_interval=positive(environ, "DRAAS_RESYNC_INTERVAL", settings.resync_interval),
         store_check_interval=positive(environ, "DRAAS_STORE_CHECK_INTERVAL", settings.store_check_interval),
         log_level=log_level(environ, "DRAAS_LOG_LEVEL", settings.log_level),
+        metrics_port=port(environ, "DRAAS_METRICS_PORT", settings.metrics_port),
+        metrics_host=environ.get("DRAAS_METRICS_HOST", "").strip() or settings.metrics_host,
     )
 
 
@@ -205,6 +214,16 @@ def number(environ: Mapping[str, str], name: str, default: float, low: float, *,
         raise ConfigError(f"{name}: expected {expected}, got {text!r}", field=name) from None
     if not math.isfinite(value) or value < low:
         raise ConfigError(f"{name}: must be at least {low:g}, got {text!r}", field=name)
+    return value
+
+
+def port(environ: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """A TCP port, 1 to 65535; unset or blank: ``default`` (None: nothing listens)."""
+    if not environ.get(name, "").strip():
+        return default
+    value = int(number(environ, name, 1, 1, integer=True))
+    if value > 65535:
+        raise ConfigError(f"{name}: must be at most 65535, got {environ.get(name, '').strip()!r}", field=name)
     return value
 
 

@@ -65,6 +65,7 @@ from .docker_mapping import (
     removed_update,
     same_container_state,
 )
+from .metrics import PUSH_FAMILIES, CountersCollector, counter, daemon_counts, watch_families
 from .outbox import Outbox
 from .push_client import PushClient, retry_delays
 from .reported import note_pushed, take_news
@@ -72,7 +73,7 @@ from .runner import run_daemon, usage
 from .tracing import default_tracer, event_span
 from .updates import StatusUpdate
 
-__all__ = ["DaemonSettings", "DaemonStats", "DockerDaemon", "load_settings", "main"]
+__all__ = ["METRIC_FAMILIES", "DaemonSettings", "DaemonStats", "DockerDaemon", "load_settings", "main"]
 
 log = logging.getLogger("draas.docker_daemon")
 
@@ -133,6 +134,19 @@ class DaemonStats:
     engine_errors: int = 0
 
 
+# Its counters as metrics (daemons.metrics): the shared ones, then what only this daemon counts.
+METRIC_FAMILIES = (
+    *PUSH_FAMILIES,
+    *watch_families(
+        lists="resyncs", skipped={"no_instance_id": "skipped_no_instance_id", "unmapped": "ignored_actions"}
+    ),
+    counter("draas_docker_daemon_unchanged", "Instances listed at a resync as last reported, so not pushed again",
+            "unchanged"),
+    counter("draas_docker_daemon_engine_errors", "Failures to reach the Docker engine or to read from it",
+            "engine_errors"),
+)
+
+
 @dataclass(frozen=True)
 class _Known:
     instance_id: str
@@ -183,6 +197,7 @@ class DockerDaemon:
         self._reported = self._outbox.reported  # instance id -> the last update pushed for it (this run or earlier)
         self._warned: set[str] = set()  # ids of the skipped containers known now: each is counted and logged once
         self._stats = DaemonStats()
+        self.metrics = CountersCollector(METRIC_FAMILIES, lambda: daemon_counts(self.stats, self._outbox))
 
     @property
     def stats(self) -> DaemonStats:

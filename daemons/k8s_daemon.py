@@ -64,6 +64,7 @@ from .k8s_mapping import (
     removed_update,
     source_for,
 )
+from .metrics import PUSH_FAMILIES, CountersCollector, counter, daemon_counts, watch_families
 from .outbox import Outbox
 from .push_client import PushClient, retry_delays
 from .reported import take_news
@@ -71,7 +72,10 @@ from .runner import run_daemon, usage
 from .tracing import default_tracer, event_span
 from .updates import StatusUpdate
 
-__all__ = ["DaemonSettings", "DaemonStats", "KubernetesDaemon", "kube_configuration", "load_settings", "main"]
+__all__ = [
+    "METRIC_FAMILIES", "DaemonSettings", "DaemonStats", "KubernetesDaemon", "kube_configuration", "load_settings",
+    "main",
+]
 
 log = logging.getLogger("draas.k8s_daemon")
 
@@ -221,6 +225,23 @@ class DaemonStats:
     superseded: int = 0  # pods deleted while another pod still carries their instance: no Removed
 
 
+# Its counters as metrics (daemons.metrics): the shared ones, then what only this daemon counts.
+METRIC_FAMILIES = (
+    *PUSH_FAMILIES,
+    *watch_families(lists="lists", skipped={"no_instance_id": "skipped_no_instance_id", "malformed": "malformed"}),
+    counter("draas_k8s_daemon_watches", "Watch streams opened", "watches"),
+    counter("draas_k8s_daemon_bookmarks", "BOOKMARK events (they keep the resourceVersion fresh)", "bookmarks"),
+    counter("draas_k8s_daemon_expired", "410 Gone: the watch's resourceVersion was too old, so the pods were listed "
+            "again", "expired"),
+    counter("draas_k8s_daemon_stream_ends", "Watch streams the API server ended cleanly (its timeout), resumed at once",
+            "stream_ends"),
+    counter("draas_k8s_daemon_drops", "Lists and watches broken by a transport error, an error event or a bad line",
+            "drops"),
+    counter("draas_k8s_daemon_api_errors", "Other error answers from the API server (401, 403, 5xx...)",
+            "api_errors"),
+)
+
+
 class _Expired(Exception):
     """410 Gone: the resourceVersion is older than the server's history."""
 
@@ -263,6 +284,7 @@ class KubernetesDaemon:
         self._warned: set[str] = set()  # keys of skipped pods already logged
         self._progress = False  # an event arrived since the last listing
         self._stats = DaemonStats()
+        self.metrics = CountersCollector(METRIC_FAMILIES, lambda: daemon_counts(self.stats, self._outbox))
 
     @property
     def stats(self) -> DaemonStats:

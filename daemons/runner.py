@@ -20,9 +20,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TypeVar
 
+from prometheus_client.registry import Collector
+
 from draas_actors.errors import ConfigError
 
 from .daemon_env import COMMON_VARIABLES, CommonSettings, Variable
+from .metrics import MetricsServer
 from .spool import SpoolLocked
 
 __all__ = ["STOP_MARGIN", "Daemon", "run_daemon", "usage"]
@@ -43,6 +46,9 @@ class Daemon(Protocol):
 
     @property
     def stats(self) -> Any: ...
+
+    @property
+    def metrics(self) -> Collector: ...  # its counters, served on DRAAS_METRICS_PORT when it is set
 
 
 def usage(program: str, summary: str, settings_class: type[CommonSettings], variables: Sequence[Variable]) -> str:
@@ -113,6 +119,23 @@ def run_daemon(
         print(f"{program}: DRAAS_SPOOL_PATH={settings.spool_path}: {error}", file=sys.stderr)
         return 2
 
+    metrics: MetricsServer | None = None
+    if settings.metrics_port is not None:
+        try:
+            metrics = MetricsServer(daemon.metrics, settings.metrics_host, settings.metrics_port).start()
+        except OSError as error:
+            print(f"{program}: DRAAS_METRICS_PORT={settings.metrics_port}: cannot listen on "
+                  f"{settings.metrics_host}: {error}", file=sys.stderr)
+            return 2
+    try:
+        return _run_until_signal(program, settings, daemon)
+    finally:
+        if metrics is not None:  # the metrics end with the daemon: no thread or socket is left behind
+            metrics.stop()
+
+
+def _run_until_signal(program: str, settings: CommonSettings, daemon: Daemon) -> int:
+    """The loop in a worker thread; SIGTERM/SIGINT stop it within the flush bound. Returns the exit status."""
     signalled = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

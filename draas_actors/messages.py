@@ -377,6 +377,12 @@ class LastCursor(Ask[int]):
 
 
 @dataclass(frozen=True)
+class CountInstances(Ask[list[tuple[str, str, int]]]):
+    """Instances by platform and status, as ``(platform, status, count)`` rows: counted by the store's index
+    columns, without decoding a record (``draas_instances``, at every scrape)."""
+
+
+@dataclass(frozen=True)
 class CheckWritable(Ask["str | None"]):
     pass
 

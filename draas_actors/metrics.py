@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Pushed updates by outcome: the words the brief's outcomes are counted under.
-ACCEPTED, STALE, REFUSED_TRANSITION, REJECTED, OUT_OF_SCOPE = (
+ACCEPTED, STALE, REFUSED_TRANSITION, REJECTED, OUT_OF_SCOPE = OUTCOMES = (
     "accepted", "stale", "refused_transition", "rejected", "out_of_scope"
 )
 
@@ -58,7 +58,7 @@ class _Computed(Collector):
                 log.warning("draas_change_log_head_cursor not collected: %s", error)
             else:
                 yield GaugeMetricFamily(
-                    "draas_change_log_head_cursor", "Cursor of the newest change in the change log", value=head
+                    "draas_change_log_head_cursor", "Cursor of the newest committed change (change log)", value=head
                 )
         if self.webhook_lags is not None:
             # The webhook id as a label: bounded by [webhooks] maxWebhooks, and no instance id.
@@ -66,9 +66,13 @@ class _Computed(Collector):
                 "draas_webhook_lag", "Committed changes a webhook's deliveries are behind the change log's head",
                 labels=["webhook"],
             )
-            for webhook, behind in self.webhook_lags():
-                lag.add_metric([webhook], behind)
-            yield lag
+            try:
+                for webhook, behind in self.webhook_lags():
+                    lag.add_metric([webhook], behind)
+            except Exception as error:  # as above: a source that fails must not fail the whole scrape
+                log.warning("draas_webhook_lag not collected: %s", error)
+            else:
+                yield lag
 
 
 class Metrics:
@@ -122,6 +126,26 @@ class Metrics:
         )
         self._computed = _Computed()
         r.register(self._computed)
+        for outcome in OUTCOMES:
+            self.pushed_updates.labels(outcome)
+
+    def zero(
+        self, *, platforms: Iterable[str], statuses: Iterable[str], reasons: Iterable[str], actor_kinds: Iterable[str]
+    ) -> None:
+        """Start at 0 every series whose labels are known in advance (the domain's platforms, statuses, stop
+        causes and actor kinds, which this module does not import): a labelled counter shows no series until its
+        first increment, so a dashboard or alert on ``draas_restarts_total`` would see nothing rather than 0
+        until the first restart, and ``rate()`` would miss that first one."""
+        platforms, statuses, reasons, kinds = (tuple(values) for values in (platforms, statuses, reasons, actor_kinds))
+        for platform in platforms:
+            self.restart_budgets_exhausted.labels(platform)
+            for status in statuses:
+                self.status_changes.labels(platform, status)
+            for reason in reasons:
+                self.restarts.labels(platform, reason)
+        for kind in kinds:
+            self.actor_deaths.labels(kind)
+            self.actor_restarts.labels(kind)
 
     def compute(self, *, instance_counts: InstanceCounts, head_cursor: HeadCursor) -> None:
         """Give the sources read at scrape time (the control plane does, once it can answer them)."""
@@ -140,6 +164,7 @@ class Metrics:
 __all__ = [
     "ACCEPTED",
     "CONTENT_TYPE",
+    "OUTCOMES",
     "OUT_OF_SCOPE",
     "REFUSED_TRANSITION",
     "REJECTED",

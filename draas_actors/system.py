@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +29,7 @@ from .messages import (
     AuditEntry,
     ChangesPage,
     CheckWritable,
+    CountInstances,
     DeleteRecord,
     Deregister,
     DeregisterInstance,
@@ -37,7 +37,6 @@ from .messages import (
     GetInstance,
     Health,
     InstanceList,
-    LastCursor,
     ListAudit,
     ListRecords,
     LoadRecord,
@@ -60,7 +59,7 @@ from .messages import (
 )
 from .metrics import ACCEPTED as PUSH_ACCEPTED
 from .metrics import OUT_OF_SCOPE, REFUSED_TRANSITION, REJECTED, STALE, Metrics
-from .model import InstanceId, Platform, Status
+from .model import InstanceId, Platform, Status, StopCause
 from .platforms.docker import DockerPlatform, DockerSettings
 from .platforms.kubernetes import KubernetesPlatform, KubernetesSettings
 from .platforms.process import ProcessPlatform
@@ -110,6 +109,10 @@ class ControlPlane:
         self.settings = settings
         self.refs = CoreRefs()
         self.metrics = Metrics()  # this plane's own registry: two planes in one process count apart
+        self.metrics.zero(
+            platforms=(p.value for p in Platform), statuses=(s.value for s in Status),
+            reasons=(c.value for c in StopCause), actor_kinds=SupervisorActor.child_kinds,
+        )
         self.directory = Directory()  # instance id -> its actor; the supervisor keeps it
         self.scheduler = Scheduler()
         self.subscriptions = Subscriptions()  # hear changes before their commit (run.py's log lines)
@@ -298,13 +301,20 @@ class ControlPlane:
             if count:
                 self.metrics.pushed_updates.labels(label).inc(count)
 
+    def count_invalid(self, count: int) -> None:
+        """Updates refused on their face by the API (an unknown status, a missing field) never reach ``submit``:
+        they are counted as rejected too, like the ones the supervisor cannot place."""
+        self.metrics.pushed_updates.labels(REJECTED).inc(count)
+
     def _instance_counts(self) -> list[tuple[str, str, int]]:
-        """draas_instances at scrape time: the stored records counted by platform and status."""
-        counts = collections.Counter((r.platform.value, r.status.value) for r in self.list_instances())
-        return [(platform, status, count) for (platform, status), count in sorted(counts.items())]
+        """draas_instances at scrape time: the stored records counted by platform and status, in the store (with
+        10,000 instances, decoding every record made one scrape take 300 ms)."""
+        return self._ask(self.refs.store, CountInstances())
 
     def _head_cursor(self) -> int:
-        return self._ask(self.refs.store, LastCursor())
+        """The newest committed change's cursor: what a list's cursor, a stream's id and a webhook's lag are
+        measured against (the store's own head runs ahead of it while the store cannot commit)."""
+        return self.feed.head
 
     def _out_of_scope(self, reports: tuple[StatusReport, ...], scope: Identity) -> OutOfScope | None:
         """The first report ``scope`` may not make, judged against the directory's platforms (a daemon may not

@@ -36,6 +36,7 @@ from ..messages import (
     AuditEntry,
     ChangesPage,
     CheckWritable,
+    CountInstances,
     DeleteRecord,
     Flush,
     InstanceList,
@@ -274,6 +275,11 @@ class StoreActor(WatchedActor):
                 return self._recent(since, statuses, limit, configuration, instance_id)
             case LastCursor():
                 return self.max_cursor
+            case CountInstances():
+                self._flush()
+                return self._db().execute(
+                    "SELECT platform, status, COUNT(*) FROM instances GROUP BY platform, status ORDER BY 1, 2"
+                ).fetchall()
             case CheckWritable():
                 # A write of our own, so that a disk that filled up since the last commit is found now.
                 self._flush()

@@ -65,7 +65,9 @@ class SupervisionSettings:
     ask_timeout: float = 5.0
 
 
-# Builds a fresh core actor by name ("store", "bus", "monitor"), watched by the given supervisor.
+# The core children, in the order they start: the bus reads its first cursor from the store.
+CORE_CHILDREN = ("store", "bus", "monitor")
+# Builds a fresh core actor by name (one of CORE_CHILDREN), watched by the given supervisor.
 CoreFactory = Callable[[str, pykka.ActorRef[Any]], pykka.ActorRef[Any]]
 
 
@@ -81,6 +83,8 @@ class _Restart:
 
 class SupervisorActor(WatchedActor):
     kind = "supervisor"
+    # The kinds of child it counts deaths and restarts of (draas_actor_deaths_total and _restarts_total).
+    child_kinds = ("instance", *CORE_CHILDREN)
 
     def __init__(
         self,
@@ -107,8 +111,7 @@ class SupervisorActor(WatchedActor):
         self.actor_restarts = 0
 
     def started(self) -> None:
-        # Children start in dependency order: the bus reads its first cursor from the store.
-        for name in ("store", "bus", "monitor"):
+        for name in CORE_CHILDREN:
             setattr(self.refs, name, self.core_factory(name, self.actor_ref))
         self.services.scheduler.call_later(self.settings.check_interval, self.actor_ref, CheckChildren())
 

@@ -101,9 +101,13 @@ class StatusUpdates:
             if push_warnings:
                 resp.media["warnings"] = push_warnings
             return
-        report = parse_status_update(
-            body, received_at=received_at, limits=self.update_limits, traceparent=traceparent
-        )
+        try:
+            report = parse_status_update(
+                body, received_at=received_at, limits=self.update_limits, traceparent=traceparent
+            )
+        except (InvalidInput, MalformedInput):  # as a batch's item would be: rejected
+            self.cp.count_invalid(1)
+            raise
         (outcome,) = self._submit(req, (report,), [""], span)
         if isinstance(outcome, Rejected):
             if outcome.not_found:
@@ -134,6 +138,8 @@ class StatusUpdates:
             body, received_at=received_at, limits=self.update_limits, traceparent=traceparent
         )
         valid = [(f"[{i}].", p) for i, p in enumerate(parsed) if not isinstance(p, InvalidInput)]
+        if len(valid) < len(parsed):
+            self.cp.count_invalid(len(parsed) - len(valid))
         outcomes = iter(self._submit(req, tuple(p for _, p in valid), [prefix for prefix, _ in valid], span))
         results: list[dict[str, Any]] = []
         for index, item in enumerate(parsed):

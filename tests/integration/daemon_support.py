@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import psutil
 import pytest
 
 from daemons.push_client import PushClient, PushSettings
@@ -203,6 +204,13 @@ def daemon_process(module: str, env: dict[str, str], log_path: Path) -> Iterator
         finally:
             janitor.kill_all()
             process.wait(10)
+
+
+def listening_ports(pid: int) -> list[int]:
+    """The TCP ports the process listens on (a daemon opens one only with DRAAS_METRICS_PORT)."""
+    return sorted(
+        c.laddr.port for c in psutil.Process(pid).net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN
+    )
 
 
 def stop_with_sigterm(process: subprocess.Popen[bytes], log_path: Path, *, within: float) -> None:

@@ -24,6 +24,7 @@ from tests.integration.daemon_support import (
     daemon_env,
     daemon_process,
     free_port,
+    listening_ports,
     platform_views,
     quick_push_client,
     running_in_thread,
@@ -627,6 +628,7 @@ def test_the_command_reports_containers_and_exits_0_on_sigterm_with_nothing_left
         wait_for_view(plane, listed, "Running", timeout=10.0, containerState="running")
         containers.run(streamed)
         wait_for_view(plane, streamed, "Running", eventAction="start")
+        assert listening_ports(process.pid) == []  # no metrics port unless DRAAS_METRICS_PORT is set
 
         stop_with_sigterm(process, log_path, within=5.0)
     log = log_path.read_text()

@@ -14,7 +14,8 @@ from typing import Any
 from draas_actors.actors.store import Retention, StoreActor, StoreHealth
 from draas_actors.messages import CheckWritable
 from draas_actors.scheduler import Scheduler
-from tests.helpers import running_control_plane, wait_until
+from tests.helpers import RunningControlPlane, running_control_plane, wait_until
+from tests.metrics_support import scrape, value
 from tests.mounts import fill, tmpfs
 
 
@@ -23,6 +24,10 @@ def _flip(seq: int, instance: str) -> dict[str, Any]:
         "instanceId": instance, "status": "Running" if seq % 2 else "Stopped", "source": "disk-test",
         "platform": "docker", "observedAt": time.time(), "metadata": {"seq": str(seq), "pad": "x" * 400},
     }
+
+
+def _scraped_head(running: RunningControlPlane) -> float:
+    return value(scrape(running.base_url + "/metrics"), "draas_change_log_head_cursor")
 
 
 def _logged_seqs(changes: list[dict[str, Any]], instance: str) -> set[int]:
@@ -63,6 +68,8 @@ def test_a_full_disk_refuses_writes_with_503_and_recovers_by_itself_losing_nothi
             assert ready.json()["storeWritable"] is False and "full" in ready.json()["storeError"]
             again = running.push(_flip(seq, "disk-1"))
             assert again.status_code == 503 and "Retry-After" in again.headers
+            # The head cursor a scrape shows is the newest committed change's, not one the full disk holds back.
+            assert _scraped_head(running) == running.cp.changes(0, 10_000).changes[-1].cursor
             assert running.post("/api/instances", json={
                 "instanceId": "new-one", "platform": "docker"}).status_code == 503
 

@@ -30,6 +30,7 @@ from tests.integration.daemon_support import (
     daemon_env,
     daemon_process,
     free_port,
+    listening_ports,
     platform_views,
     quick_push_client,
     running_in_thread,
@@ -674,6 +675,7 @@ def test_the_command_reports_pods_and_exits_0_on_sigterm_with_nothing_left_spool
         api.create_pod(make_pod("watched"))
         wait_for_view(plane, "watched", "Running")
         assert api.wait_for_watches(1, 5.0)
+        assert listening_ports(process.pid) == []  # no metrics port unless DRAAS_METRICS_PORT is set
 
         stop_with_sigterm(process, log_path, within=5.0)
     log = log_path.read_text()

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from falcon import testing
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from draas_actors.api.app import create_app
@@ -16,6 +15,7 @@ from draas_actors.metrics import Metrics
 from draas_actors.security import SecuritySettings
 from draas_actors.system import ControlPlane, SystemSettings
 from tests.helpers import wait_until
+from tests.metrics_support import samples_of, value
 from tests.unit.test_api_routes import DAEMON_KEY, OPERATOR_KEY, Api, FakeProcesses
 
 # What the brief asks for, at least (counters are exposed with _total).
@@ -47,12 +47,7 @@ def scrape(api: Api, key: str | None = None) -> list[Sample]:
     result = api.get("/metrics", key=key)
     assert result.status_code == 200, result.text
     assert result.headers["content-type"].startswith("text/plain")
-    return [s for family in text_string_to_metric_families(result.text) for s in family.samples]
-
-
-def value(samples: list[Sample], name: str, **labels: str) -> float:
-    """The sum of the samples named ``name`` whose labels include ``labels`` (0 when there is none)."""
-    return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
+    return samples_of(result.text)
 
 
 def test_every_metric_is_named_draas_and_none_has_an_instance_id_label() -> None:
@@ -122,3 +117,60 @@ def test_metrics_are_public_by_default_and_need_a_read_key_when_the_setting_says
     assert guarded.get("/metrics", key=OPERATOR_KEY).status_code == 200
     document: Any = guarded.get("/api/openapi.json", key=None).json
     assert document["paths"]["/metrics"]["get"]["security"]
+
+
+def test_series_known_in_advance_start_at_zero_before_anything_happens(start_api: Callable[..., Api]) -> None:
+    samples = scrape(start_api())
+    present = {(s.name, tuple(sorted(s.labels.items()))) for s in samples}
+    for name, labels in [
+        ("draas_restarts_total", {"platform": "process", "reason": "crashed"}),
+        ("draas_restart_budgets_exhausted_total", {"platform": "kubernetes"}),
+        ("draas_status_changes_total", {"platform": "docker", "status": "Failed"}),
+        ("draas_pushed_updates_total", {"outcome": "out_of_scope"}),
+        ("draas_actor_deaths_total", {"kind": "store"}),
+        ("draas_actor_restarts_total", {"kind": "instance"}),
+    ]:
+        assert (name, tuple(sorted(labels.items()))) in present, (name, labels)
+        assert value(samples, name, **labels) == 0
+
+
+def test_updates_refused_on_their_face_are_counted_as_rejected(start_api: Callable[..., Api]) -> None:
+    api = start_api()
+    assert api.push({"instanceId": "web-1", "status": "Sleeping", "source": "DockerDaemon"}).status_code == 422
+    assert api.push([
+        {"instanceId": "web-1", "status": "Running", "source": "DockerDaemon"}, "not an update", {"status": "Running"},
+    ]).status_code == 202
+    samples = scrape(api)
+    assert value(samples, "draas_pushed_updates_total", outcome="rejected") == 3
+    assert value(samples, "draas_pushed_updates_total", outcome="accepted") == 1
+
+
+def test_the_instances_gauge_is_counted_in_the_store_without_decoding_a_record(
+    start_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = start_api()
+    assert api.push([
+        {"instanceId": f"web-{i}", "status": "Running", "source": "DockerDaemon"} for i in range(3)
+    ]).status_code == 202
+
+    def no_decoding(text: str) -> None:
+        raise AssertionError("a scrape decoded a record")
+
+    # With 10,000 instances, decoding every record made one scrape take 300 ms (GROUP BY in the store: 7 ms).
+    monkeypatch.setattr("draas_actors.actors.store.record_from_json", no_decoding)
+    samples = scrape(api)
+    assert value(samples, "draas_instances", platform="docker", status="Running") == 3
+
+
+def test_a_source_that_fails_at_scrape_time_leaves_its_metric_out_and_the_others_in() -> None:
+    metrics = Metrics()
+
+    def failing() -> list[tuple[str, int]]:
+        raise RuntimeError("dictionary changed size during iteration")
+
+    metrics.compute(instance_counts=failing, head_cursor=lambda: 7)  # type: ignore[arg-type]
+    metrics.compute_webhook_lag(failing)
+    samples = samples_of(metrics.exposition().decode())
+    names = {s.name for s in samples}
+    assert "draas_instances" not in names and "draas_webhook_lag" not in names
+    assert value(samples, "draas_change_log_head_cursor") == 7

@@ -46,6 +46,12 @@ def test_the_shipped_config_loads_with_its_demo_instance() -> None:
     assert demo.platform is Platform.PROCESS
     assert demo.process is not None and demo.process.command[0] == "sh"
     assert demo.restart_policy.mode is RestartMode.ON_FAILURE
+    assert settings.security.metrics_require_key is False
+
+
+def test_metrics_need_a_key_when_the_file_says_so(tmp_path: Path) -> None:
+    settings = load_settings(_config(tmp_path, "[metrics]\nrequireKey = true\n"), environ={})
+    assert settings.security.metrics_require_key is True
 
 
 def test_no_file_gives_the_defaults() -> None:
@@ -147,6 +153,7 @@ def test_durability_defaults_to_a_process_crash_and_power_loss_is_a_setting(tmp_
         ("[server]\nport = 'eighty'\n", "server.port"),
         ("[server]\nport = 99999\n", "server.port"),
         ("[supervisor]\nautoCreate = 'yes'\n", "supervisor.autoCreate"),
+        ("[metrics]\nrequireKey = 'yes'\n", "metrics.requireKey"),
         ("[monitor]\nsweepInterval = 0\n", "monitor.sweepInterval"),
         ("logLevel = 'LOUD'\n", "logLevel"),
         ("server = 5\n", "server"),
