@@ -12,6 +12,7 @@ from click.shell_completion import CompletionItem
 
 from .app import REFUSED, Session, cli, pass_session
 from .client import ApiError
+from .contexts import ContextError
 from .manifest import Action, ManifestError, plan, read
 from .output import FORMATS, age, change_line, instances_table, now_utc, paint, structured
 from .paths import instance_path
@@ -25,13 +26,15 @@ DESCRIBE_WINDOW = timedelta(days=1)  # ... found among the last day's changes
 
 def complete_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """Shell completion of instance ids, asked of the API; nothing when it cannot answer."""
-    session = ctx.find_object(Session)
-    if session is None:
-        return []
+    # Completion resolves the command line without running the group's callback: no Session exists yet.
+    root = ctx.find_root().params
+    session = Session(root.get("context_name"), min(root.get("request_timeout") or 2.0, 2.0))
     try:
         views = session.client.get("/api/instances")["instances"]
-    except (ApiError, KeyError, TypeError, ValueError):
+    except (ApiError, ContextError, KeyError, TypeError, ValueError):
         return []
+    finally:
+        session.close()
     return [CompletionItem(v["instanceId"]) for v in views if v["instanceId"].startswith(incomplete)]
 
 
