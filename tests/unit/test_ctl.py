@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import configparser
+import importlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -138,3 +140,13 @@ def test_since_takes_a_duration_or_a_time() -> None:
 
 def test_an_instance_id_is_quoted_in_a_path() -> None:
     assert instance_path("a/b c", "/logs") == "/api/instances/a%2Fb%20c/logs"
+
+
+def test_the_console_script_names_the_function_python_dash_m_runs() -> None:
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    scripts = dict(
+        line.split(" = ") for line in setup["options.entry_points"]["console_scripts"].strip().splitlines()
+    )
+    module, function = scripts["draasctl"].split(":")
+    assert getattr(importlib.import_module(module), function) is importlib.import_module("draas_actors.ctl").main
