@@ -52,6 +52,7 @@ class Client:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
+        timeout: float | tuple[float, float] | None = None,
     ) -> requests.Response:
         """The answer when it is a 2xx; ``ApiError`` otherwise, or when the server cannot be reached."""
         sent = dict(headers or {})
@@ -59,7 +60,7 @@ class Client:
             sent["X-API-Key"] = self.target.api_key
         try:
             response = self.session.request(
-                method, self.target.url + path, params=params, json=json, headers=sent, timeout=self.timeout,
+                method, self.target.url + path, params=params, json=json, headers=sent, timeout=timeout or self.timeout,
                 stream=stream,
             )
         except requests.RequestException as error:

@@ -17,6 +17,7 @@ from draas_actors.ctl.history import parse_since
 from draas_actors.ctl.manifest import Action, ManifestError, plan, read
 from draas_actors.ctl.output import age, change_line, table
 from draas_actors.ctl.paths import instance_path
+from draas_actors.ctl.sse import Event, events, lines
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 TWO = CtlConfig("a", {"a": Context("a", "http://a:1", "key-a"), "b": Context("b", "http://b:2", None)})
@@ -150,3 +151,13 @@ def test_the_console_script_names_the_function_python_dash_m_runs() -> None:
     )
     module, function = scripts["draasctl"].split(":")
     assert getattr(importlib.import_module(module), function) is importlib.import_module("draas_actors.ctl").main
+
+
+def test_sse_events_are_parsed_as_the_standard_says() -> None:
+    text = ": heartbeat\n\nid: 4\nevent: StatusChanged\ndata: {\"a\":\ndata: 1}\n\ndata:x\n\nid: 5\n\n"
+    assert list(events(text.split("\n"))) == [Event("StatusChanged", '{"a":\n1}', "4"), Event("message", "x", None)]
+
+
+def test_lines_come_whole_however_the_bytes_are_cut() -> None:
+    chunks = [b"id: 1\r", b"\ndata: \xc3", b"\xa9\n", b"\npartial"]
+    assert list(lines(chunks)) == ["id: 1", "data: \u00e9", ""]
