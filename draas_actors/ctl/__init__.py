@@ -3,7 +3,7 @@ that: it imports neither the actors, the system nor the API's server side)."""
 
 from __future__ import annotations
 
-from . import config, history, instances, watch  # noqa: F401  (they add their commands to the group)
+from . import config, history, instances, watch, webhooks  # noqa: F401  (they add their commands to the group)
 from .app import cli
 
 

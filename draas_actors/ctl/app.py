@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -18,6 +19,7 @@ from .contexts import ContextError, config_path, load, resolve
 from .manifest import ManifestError
 
 REFUSED = 1  # the API, a file or a context said no
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,6 +50,20 @@ def fail(message: str, field: str | None) -> None:
     """Print a refusal as the API gave it (its field too) and stop with exit code 1."""
     click.echo(f"error: {message}" + (f" (field: {field})" if field else ""), err=True)
     raise click.exceptions.Exit(REFUSED)
+
+
+def each(items: Sequence[T], name: Callable[[T], str], act: Callable[[T], None]) -> None:
+    """``act`` on every item, going on past refusals (each printed with its field); exit code 1 if any was."""
+    refused = False
+    for item in items:
+        try:
+            act(item)
+        except (ApiError, ManifestError) as error:
+            refused = True
+            field = f" (field: {error.field})" if error.field else ""
+            click.echo(f"error: {name(item)}: {error.message}{field}", err=True)
+    if refused:
+        raise click.exceptions.Exit(REFUSED)
 
 
 class Group(click.Group):

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from click.shell_completion import CompletionItem
 
-from .app import REFUSED, Session, cli, pass_session
+from .app import Session, cli, each, pass_session
 from .client import ApiError
 from .contexts import ContextError
-from .manifest import Action, ManifestError, plan, read
+from .manifest import Action, plan, read
 from .output import FORMATS, age, change_line, instances_table, now_utc, paint, structured
 from .paths import instance_path
 
-T = TypeVar("T")
 RESOURCE_NAMES = ("instances", "instance", "inst")
 PLATFORMS = ("process", "docker", "kubernetes")
 RECENT_CHANGES = 10  # describe shows this many of an instance's changes ...
@@ -118,20 +117,6 @@ def describe(session: Session, instance_id: str) -> None:
     click.echo(describe_text(view, _recent_changes(session, instance_id), colour=session.colour, now=now_utc()))
 
 
-def _each(items: Sequence[T], name: Callable[[T], str], act: Callable[[T], None]) -> None:
-    """``act`` on every item, going on past refusals (each printed with its field); exit code 1 if any was."""
-    refused = False
-    for item in items:
-        try:
-            act(item)
-        except (ApiError, ManifestError) as error:
-            refused = True
-            field = f" (field: {error.field})" if error.field else ""
-            click.echo(f"error: {name(item)}: {error.message}{field}", err=True)
-    if refused:
-        raise click.exceptions.Exit(REFUSED)
-
-
 def _action_command(action: str, done: str) -> None:
     @cli.command(name=action, help=f"{action.capitalize()} instances (the effect follows asynchronously).")
     @click.argument("ids", nargs=-1, required=True, metavar="ID...", shell_complete=complete_ids)
@@ -141,7 +126,7 @@ def _action_command(action: str, done: str) -> None:
             view = session.client.post(instance_path(instance_id, f"/{action}"))
             click.echo(f"instance/{instance_id} {done} (status {paint(view['status'], session.colour)})")
 
-        _each(ids, str, act)
+        each(ids, str, act)
 
 
 for _action in ("start", "stop", "restart"):
@@ -159,7 +144,7 @@ def delete(session: Session, ids: tuple[str, ...], keep_running: bool) -> None:
         session.client.delete(instance_path(instance_id), stop="false" if keep_running else "true")
         click.echo(f"instance/{instance_id} deleted")
 
-    _each(ids, str, act)
+    each(ids, str, act)
 
 
 @cli.command()
@@ -188,4 +173,4 @@ def apply(session: Session, path: Path) -> None:
             session.client.put(instance_path(instance_id, "/restart-policy"), item["restartPolicy"])
         click.echo(f"instance/{instance_id} {action.value}")
 
-    _each(items, lambda item: str(item["instanceId"]), act)
+    each(items, lambda item: str(item["instanceId"]), act)

@@ -18,6 +18,7 @@ from draas_actors.ctl.manifest import Action, ManifestError, plan, read
 from draas_actors.ctl.output import age, change_line, table
 from draas_actors.ctl.paths import instance_path
 from draas_actors.ctl.sse import Event, events, lines
+from draas_actors.ctl.webhooks import create_body, webhooks_table
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 TWO = CtlConfig("a", {"a": Context("a", "http://a:1", "key-a"), "b": Context("b", "http://b:2", None)})
@@ -161,3 +162,19 @@ def test_sse_events_are_parsed_as_the_standard_says() -> None:
 def test_lines_come_whole_however_the_bytes_are_cut() -> None:
     chunks = [b"id: 1\r", b"\ndata: \xc3", b"\xa9\n", b"\npartial"]
     assert list(lines(chunks)) == ["id: 1", "data: \u00e9", ""]
+
+
+def test_a_webhook_is_created_with_only_the_filter_lists_given() -> None:
+    assert create_body("https://h/x", None, (), (), ()) == {"url": "https://h/x"}
+    assert create_body("https://h/x", "ops", ("a",), (), ("Failed",)) == {
+        "url": "https://h/x", "description": "ops", "filter": {"instanceIds": ["a"], "statuses": ["Failed"]},
+    }
+
+
+def test_webhooks_are_listed_with_their_lag_and_filter_never_a_secret() -> None:
+    view = {"id": "wh_1", "url": "https://h/x", "lag": 3, "filter": {"platforms": ["docker"], "statuses": []},
+            "description": "", "secret": "whsec_hidden"}
+    shown = webhooks_table([view])
+    assert shown.splitlines()[1].split() == ["wh_1", "https://h/x", "3", "platforms=docker"]
+    assert "whsec_" not in shown
+    assert webhooks_table([]) == "No webhooks found."
