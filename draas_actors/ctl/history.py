@@ -80,17 +80,17 @@ def logs(session: Session, instance_id: str, tail: int | None, follow: bool, std
     params: dict[str, Any] = {"stream": stream, **({"tail": tail} if tail is not None else {})}
     # Incremental: a multi-byte character cut between two reads is printed whole with the second.
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    while True:
-        response = session.client.request("GET", path, params=params)
-        text = decoder.decode(response.content)
-        if text:
-            click.echo(text, nl=False)
-        if not follow:
-            return
-        behind = "after" in params and response.headers.get("X-Log-Truncated") == "true"
-        params = {"stream": stream, "after": int(response.headers.get("X-Log-Offset", "0"))}
-        if not behind:  # more is waiting: read it at once; else wait for the process to write
-            try:
-                time.sleep(FOLLOW_INTERVAL)
-            except KeyboardInterrupt:
+    try:
+        while True:
+            response = session.client.request("GET", path, params=params)
+            text = decoder.decode(response.content)
+            if text:
+                click.echo(text, nl=False)
+            if not follow:
                 return
+            behind = "after" in params and response.headers.get("X-Log-Truncated") == "true"
+            params = {"stream": stream, "after": int(response.headers.get("X-Log-Offset", "0"))}
+            if not behind:  # more is waiting: read it at once; else wait for the process to write
+                time.sleep(FOLLOW_INTERVAL)
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how -f ends: a success, wherever it lands
