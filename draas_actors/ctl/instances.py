@@ -21,6 +21,9 @@ RESOURCE_NAMES = ("instances", "instance", "inst")
 PLATFORMS = ("process", "docker", "kubernetes")
 RECENT_CHANGES = 10  # describe shows this many of an instance's changes ...
 DESCRIBE_WINDOW = timedelta(days=1)  # ... found among the last day's changes
+# A restart, as the change log shows it: from an end (an exit, a stop, a planned restart) back to life.
+_ENDED = frozenset({"Restarting", "Stopped", "Failed", "Stopping"})
+_LIVE = frozenset({"Starting", "Running"})
 
 
 def complete_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
@@ -100,11 +103,10 @@ def describe_text(view: Mapping[str, Any], changes: Sequence[Mapping[str, Any]],
         })
     lines += _section("Restart policy", view["restartPolicy"])
     lines += _section("Metadata", view.get("metadata") or {})
-    restarts = [c["timestamp"] for c in changes if c["newStatus"] == "Restarting"]
-    lines += ["Restart history:"] + ([f"  {t}" for t in restarts[-RECENT_CHANGES:]] or ["  <none>"])
-    lines += ["Recent changes:"] + (
-        [f"  {change_line(c, colour=colour)}" for c in changes[-RECENT_CHANGES:]] or ["  <none>"]
-    )
+    restarts = [c for c in changes if c["oldStatus"] in _ENDED and c["newStatus"] in _LIVE]
+    for title, shown in (("Restart history", restarts), ("Recent changes", changes)):
+        listed = [f"  {change_line(c, colour=colour)}" for c in shown[-RECENT_CHANGES:]]
+        lines += [f"{title}:", *(listed or ["  <none>"])]
     return "\n".join(lines)
 
 

@@ -96,7 +96,8 @@ def test_describe_shows_the_record_policy_restarts_and_recent_changes(
     for heading in ("Name:              svc", "Platform:          process", "Process:", "Restart policy:",
                     "  mode:", "Restart history:", "Recent changes:"):
         assert heading in text
-    recent = text.split("Recent changes:")[1]
+    history, recent = text.split("Restart history:")[1].split("Recent changes:")
+    assert "Stopped -> Running  (operator)" in history  # the operator's restart
     assert "svc" in recent and "-> Running" in recent
     assert ctl(env, "describe", "nobody").returncode == 1
 
