@@ -72,9 +72,7 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ApiError as error:
-            fail(error.message, error.field)
-        except (ContextError, ManifestError) as error:
+        except (ApiError, ContextError, ManifestError) as error:
             fail(error.message, error.field)
         return None
 
