@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import docker_events, k8s_watch, plane_start, process_restart, push_flood, push_throughput, scale
+from . import docker_events, k8s_watch, plane_start, process_restart, push_flood, push_throughput, scale, stream_push
 
 # name -> (run(quick) -> result with .passed and .to_json(), render(result) -> str)
 BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
@@ -64,6 +64,13 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
             say=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         push_throughput.render,
+    ),
+    "stream_push": (
+        lambda quick: stream_push.run(
+            updates=stream_push.QUICK_UPDATES if quick else stream_push.FULL_UPDATES,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        stream_push.render,
     ),
     "scale": (
         lambda quick: scale.run(

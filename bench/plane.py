@@ -16,9 +16,10 @@ import falcon
 import requests
 
 from draas_actors.api.app import create_app
-from draas_actors.api.server import HttpServer
+from draas_actors.api.server import HttpServer, ServerLimits
 from draas_actors.messages import StatusChanged
 from draas_actors.security import LimitSettings, SecuritySettings
+from draas_actors.streams import StreamSettings
 from draas_actors.system import ControlPlane, SystemSettings
 
 HOST = "127.0.0.1"
@@ -55,9 +56,11 @@ def served_control_plane(
     *,
     queue_size: int | None = None,
     threads: int = 4,
+    limits: ServerLimits = ServerLimits(),
+    stream: StreamSettings = StreamSettings(),
 ) -> Iterator[ServedPlane]:
     """Start a control plane, subscribe ``subscriber``, serve ``make_app(cp)`` until it answers; stop both after."""
-    cp = ControlPlane(SystemSettings(data_dir=data_dir, sweep_interval=60.0))
+    cp = ControlPlane(SystemSettings(data_dir=data_dir, sweep_interval=60.0, stream=stream))
     server: HttpServer | None = None
     try:
         cp.start()
@@ -65,7 +68,9 @@ def served_control_plane(
             cp.subscribe(subscriber)
         else:
             cp.subscribe(subscriber, queue_size=queue_size)
-        server = HttpServer(make_app(cp), host=HOST, port=0, threads=threads).start()
+        server = HttpServer(
+            make_app(cp), host=HOST, port=0, threads=threads, limits=limits, streams=cp.streams
+        ).start()
         plane = ServedPlane(cp, server.port)
         deadline = time.monotonic() + READY_S
         while not answers(plane.base_url + "/healthz"):

@@ -49,6 +49,7 @@ from typing import Any
 import docker
 import requests
 import urllib3
+from opentelemetry import trace
 
 from draas_actors.errors import ConfigError
 from draas_actors.model import Status, is_alive
@@ -68,6 +69,7 @@ from .outbox import Outbox
 from .push_client import PushClient, retry_delays
 from .reported import note_pushed, take_news
 from .runner import run_daemon, usage
+from .tracing import default_tracer, event_span
 from .updates import StatusUpdate
 
 __all__ = ["DaemonSettings", "DaemonStats", "DockerDaemon", "load_settings", "main"]
@@ -165,8 +167,10 @@ class DockerDaemon:
         *,
         push: PushClient | None = None,
         client_factory: Callable[[DaemonSettings], docker.DockerClient] = _default_client,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.settings = settings
+        self._tracer = tracer or default_tracer()  # a span per engine event
         self._outbox = Outbox(settings, log, push)
         self.push = self._outbox.push
         self.streaming = threading.Event()  # set while the event stream is open (after a resync)
@@ -308,10 +312,15 @@ class DockerDaemon:
     # -- helpers ------------------------------------------------------------------------------------
 
     def _on_event(self, event: Mapping[str, Any]) -> None:
-        self._stats.events += 1
-        update = map_event(event)
         actor = event.get("Actor") or {}
         container_id = str(actor.get("ID") or "")
+        attributes = {"docker.event.action": str(event.get("Action") or ""), "container.id": container_id}
+        with event_span(self._tracer, "docker event", attributes):
+            self._handle_event(event, actor, container_id)
+
+    def _handle_event(self, event: Mapping[str, Any], actor: Mapping[str, Any], container_id: str) -> None:
+        self._stats.events += 1
+        update = map_event(event)
         if isinstance(update, Skip):
             self._skipped(update, container_id, (actor.get("Attributes") or {}).get("name"))
             if event.get("Action") == "destroy":

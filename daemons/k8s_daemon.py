@@ -48,6 +48,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
+from opentelemetry import trace
 
 from draas_actors.errors import ConfigError
 
@@ -67,6 +68,7 @@ from .outbox import Outbox
 from .push_client import PushClient, retry_delays
 from .reported import take_news
 from .runner import run_daemon, usage
+from .tracing import default_tracer, event_span
 from .updates import StatusUpdate
 
 __all__ = ["DaemonSettings", "DaemonStats", "KubernetesDaemon", "kube_configuration", "load_settings", "main"]
@@ -236,11 +238,13 @@ class KubernetesDaemon:
         configuration: k8s.Configuration | None = None,
         *,
         push: PushClient | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         """``configuration`` defaults to ``kube_configuration(os.environ)`` (raises ConfigError)."""
         if configuration is None:
             configuration = kube_configuration(os.environ)
         self.settings = settings
+        self._tracer = tracer or default_tracer()  # a span per watch event
         self._source = source_for(settings.node_name)
         self._outbox = Outbox(settings, log, push)
         self.push = self._outbox.push
@@ -402,7 +406,8 @@ class KubernetesDaemon:
             self._stats.bookmarks += 1
         elif kind in ("ADDED", "MODIFIED", "DELETED"):
             self._stats.events += 1
-            self._on_pod(obj, now, deleted=kind == "DELETED")
+            with event_span(self._tracer, "kubernetes watch event", _event_attributes(kind, metadata)):
+                self._on_pod(obj, now, deleted=kind == "DELETED")
         else:
             log.warning("ignored a watch event of type %r", kind)
         # Only now: if pushing failed, the stream resumes from before this event and it comes again.
@@ -570,6 +575,16 @@ class KubernetesDaemon:
         if self._down_since is not None:
             log.info("listing and watching pods again after %.1fs", time.monotonic() - self._down_since)
             self._down_since = None
+
+
+def _event_attributes(kind: str, metadata: Any) -> dict[str, str]:
+    """A watch event's span attributes: its type and its pod's name and namespace, as far as they are text."""
+    attributes = {"k8s.watch.event.type": kind}
+    if isinstance(metadata, dict):
+        for attribute, key in (("k8s.pod.name", "name"), ("k8s.namespace.name", "namespace")):
+            if isinstance(metadata.get(key), str):
+                attributes[attribute] = metadata[key]
+    return attributes
 
 
 def _representative(reports: Iterable[PodReport]) -> PodReport:

@@ -27,6 +27,7 @@ it has handled is not taken for a new one). The resync and the store check share
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -37,6 +38,7 @@ import requests
 from .daemon_env import CommonSettings
 from .push_client import PushClient
 from .reported import ReportedState
+from .tracing import current_traceparent
 from .updates import StatusUpdate
 
 __all__ = ["Outbox"]
@@ -76,7 +78,12 @@ class Outbox:
             self._resyncer.start()
 
     def send(self, updates: list[StatusUpdate]) -> None:
+        """Spool ``updates``; made while an event's span is current (``daemons.tracing.event_span``), each carries
+        that span's traceparent, in the spool and in the push."""
         if updates:
+            traceparent = current_traceparent()
+            if traceparent is not None:
+                updates = [dataclasses.replace(update, traceparent=traceparent) for update in updates]
             self.push.submit([update.to_wire() for update in updates])
             # Only once spooled: a crash in between costs a duplicate at the next start, never a lost push.
             self._state.record(updates)

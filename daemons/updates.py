@@ -22,10 +22,14 @@ class StatusUpdate:
     source: str
     platform: Platform
     metadata: Mapping[str, str | int] = field(default_factory=dict)
+    # The W3C traceparent of the span of the engine or watch event that made it (``Outbox.send``): the control
+    # plane continues that trace, and the change the update causes keeps it. Not part of what an update says: the
+    # daemons compare updates by status and metadata (``reported.SameState``).
+    traceparent: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The body of one item of ``POST /api/status/updates``."""
-        return {
+        body: dict[str, Any] = {
             "instanceId": self.instance_id,
             "status": self.status.value,
             "source": self.source,
@@ -33,3 +37,6 @@ class StatusUpdate:
             "observedAt": self.observed_at,
             "metadata": dict(self.metadata),
         }
+        if self.traceparent is not None:
+            body["traceparent"] = self.traceparent
+        return body

@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         operator_keys=settings.operator_keys,
     )
     server = HttpServer(
-        app, host=settings.host, port=settings.port, threads=settings.threads, limits=settings.server_limits
+        app, host=settings.host, port=settings.port, threads=settings.threads, limits=settings.server_limits,
+        streams=control_plane.streams,
     ).start()
     log.info("listening on http://%s:%d (data in %s)", server.host, server.port, settings.system.data_dir)
 

@@ -34,7 +34,14 @@ class Conflict(DraasError):
 
 
 class CursorExpired(DraasError):
-    """The change-log cursor is older than retention (HTTP 410)."""
+    """The change-log cursor is older than retention (HTTP 410). ``pruned_through``: retention pruned every change
+    up to this cursor and none after it, so a reader may go on from there (the stream's ``gap`` event)."""
+
+    def __init__(
+        self, message: str, *, field: str | None = None, detail: str | None = None, pruned_through: int = 0
+    ) -> None:
+        super().__init__(message, field=field, detail=detail)
+        self.pruned_through = pruned_through
 
 
 class Unavailable(DraasError):

@@ -333,9 +333,19 @@ class RecordLoaded:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ListRecords(Ask[list[InstanceRecord]]):
+class ListRecords(Ask["InstanceList"]):
     platform: Platform | None = None
     status: Status | None = None
+
+
+@dataclass(frozen=True)
+class InstanceList:
+    """The records, and the cursor of the newest change committed when they were read: both are read in one turn of
+    the store after its flush, so every change up to ``cursor`` is in ``records`` and a client that lists, then
+    follows the change log from ``cursor`` misses nothing (list-then-watch)."""
+
+    records: list[InstanceRecord]
+    cursor: int
 
 
 @dataclass(frozen=True)

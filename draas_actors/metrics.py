@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -99,6 +99,9 @@ class Metrics:
         self.store_flush = Histogram(
             "draas_store_flush_duration_seconds", "Duration of one store commit (a flush of buffered writes)",
             registry=r, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.open_streams = Gauge(
+            "draas_open_streams", "Live streams (GET /api/status/stream) open now", registry=r,
         )
         self._computed = _Computed()
         r.register(self._computed)

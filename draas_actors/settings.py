@@ -45,6 +45,7 @@ from .security import (
     operator_identity,
     parse_network,
 )
+from .streams import StreamSettings
 from .system import SystemSettings
 from .wire import PATTERN_MESSAGE, parse_registration, validate
 
@@ -193,6 +194,17 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {"requireKey": {"type": "boolean"}},
         },
+        "stream": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "heartbeatSeconds": {"type": "number", "exclusiveMinimum": 0},
+                "maxLag": {"type": "integer", "minimum": 1},
+                "maxStreams": {"type": "integer", "minimum": 0},
+                "stallSeconds": {"type": "number", "exclusiveMinimum": 0},
+                "pollSeconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 10},
+            },
+        },
         "instances": {"type": "array", "items": {"type": "object"}},
     },
 }
@@ -299,6 +311,7 @@ def load_settings(
             kubernetes=kubernetes,
             actors=actors,
             docker=DockerSettings(**_given(raw.get("docker", {}), {"stopTimeout": "stop_timeout"})),
+            stream=StreamSettings(**_given(raw.get("stream", {}), _STREAM_FIELDS)),
         ),
     )
 
@@ -318,6 +331,13 @@ _SERVER_LIMIT_FIELDS = {
     "reservedConnections": "reserved_connections",
     "connectionsPerAddress": "connections_per_address",
     "maxHeaderBytes": "max_header_bytes",
+}
+_STREAM_FIELDS = {
+    "heartbeatSeconds": "heartbeat_seconds",
+    "maxLag": "max_lag",
+    "maxStreams": "max_streams",
+    "stallSeconds": "stall_seconds",
+    "pollSeconds": "poll_seconds",
 }
 _SUPERVISION_FIELDS = {
     "maxRestarts": "max_restarts",

@@ -36,6 +36,7 @@ from .messages import (
     GetHealth,
     GetInstance,
     Health,
+    InstanceList,
     LastCursor,
     ListAudit,
     ListRecords,
@@ -68,6 +69,7 @@ from .records import InstanceRecord
 from .scheduler import Scheduler
 from .security import Identity, scope_refusal
 from .storefile import prepare_store
+from .streams import StreamSettings, StreamThreads
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class SystemSettings:
     kubernetes: KubernetesSettings = KubernetesSettings()
     docker: DockerSettings = DockerSettings()
     actors: ActorSettings = ActorSettings()
+    stream: StreamSettings = StreamSettings()
 
 
 class ControlPlane:
@@ -109,6 +112,7 @@ class ControlPlane:
         self.scheduler = Scheduler()
         self.subscriptions = Subscriptions()  # hear changes before their commit (run.py's log lines)
         self.feed = ChangeFeed()  # committed changes, for readers that hand out cursors (stream, webhooks)
+        self.streams = StreamThreads(settings.stream.max_streams)  # the live streams' threads (streams.py)
         self.processes = processes or ProcessPlatform(settings.data_dir / "logs")
         self.docker = docker or DockerPlatform(settings.docker)
         # Its client is made on the first delete, so a control plane without Kubernetes starts and works.
@@ -178,6 +182,7 @@ class ControlPlane:
     def stop(self, *, stop_processes: bool = False, timeout: float = 10.0) -> None:
         """Stop every actor; managed processes keep running for re-adoption unless asked otherwise."""
         self.feed.close()  # its readers (streams, webhook deliveries) end first
+        self.streams.stop_all(timeout)
         supervisor = self.refs.supervisor
         if stop_processes and supervisor is not None:
             asked: set[str] = set()
@@ -417,6 +422,10 @@ class ControlPlane:
     def list_instances(
         self, *, platform: Platform | None = None, status: Status | None = None
     ) -> list[InstanceRecord]:
+        return self.list_instances_at(platform=platform, status=status).records
+
+    def list_instances_at(self, *, platform: Platform | None = None, status: Status | None = None) -> InstanceList:
+        """The records and the change-log cursor at which they were read (list-then-watch, see ``InstanceList``)."""
         return self._ask(self.refs.store, ListRecords(platform=platform, status=status))
 
     def changes(self, after: int, limit: int, store_id: str | None = None) -> ChangesPage:

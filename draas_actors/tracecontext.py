@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from opentelemetry import trace
+
 # A later version may append fields after the flags (the spec's forward compatibility): its first 55 characters
 # still read as version 00's. Bounded so that a header cannot make a stored change arbitrarily long.
 MAX_LENGTH = 512
@@ -30,3 +32,12 @@ def parse_traceparent(text: object) -> str | None:
         return None
     return text if text[:2] == VERSION and len(text) == 55 else f"{VERSION}{text[2:55]}"
 
+
+
+def traceparent_of(span: trace.Span) -> str | None:
+    """The traceparent that continues ``span``'s trace as its child; None for a span with no valid context (a no-op
+    tracer's span with no parent: no SDK is configured and nothing was propagated to it)."""
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    return f"{VERSION}-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"

@@ -15,12 +15,18 @@ from typing import Any, TypeVar
 import psutil
 import pytest
 import requests
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from draas_actors.actors.store import Retention
 from draas_actors.actors.supervisor import SupervisionSettings
 from draas_actors.api.app import create_app
 from draas_actors.api.server import HttpServer, ServerLimits
 from draas_actors.platforms.kubernetes import KubernetesSettings
 from draas_actors.security import SecuritySettings
+from draas_actors.streams import StreamSettings
 from draas_actors.system import ControlPlane, SystemSettings
 
 T = TypeVar("T")
@@ -184,6 +190,9 @@ def running_control_plane(
     kubernetes: KubernetesSettings | None = None,
     security: SecuritySettings | None = None,
     server_limits: ServerLimits | None = None,
+    retention: Retention | None = None,
+    stream: StreamSettings | None = None,
+    tracer: trace.Tracer | None = None,
 ) -> Iterator[RunningControlPlane]:
     """A started ControlPlane behind waitress on 127.0.0.1 and an ephemeral port.
 
@@ -198,15 +207,20 @@ def running_control_plane(
     cp = ControlPlane(
         SystemSettings(
             data_dir=data_dir, sweep_interval=sweep_interval, supervision=supervision or SupervisionSettings(),
-            kubernetes=kubernetes or KubernetesSettings(),
+            kubernetes=kubernetes or KubernetesSettings(), retention=retention or Retention(),
+            stream=stream or StreamSettings(),
         )
     )
     server: HttpServer | None = None
     try:
         cp.start()
         daemon_key, operator_key = secrets.token_hex(16), secrets.token_hex(16)
-        app = create_app(cp, security=security, daemon_keys=(daemon_key,), operator_keys=(operator_key,))
-        server = HttpServer(app, host="127.0.0.1", port=0, threads=4, limits=server_limits or ServerLimits()).start()
+        app = create_app(
+            cp, security=security, daemon_keys=(daemon_key,), operator_keys=(operator_key,), tracer=tracer
+        )
+        server = HttpServer(
+            app, host="127.0.0.1", port=0, threads=4, limits=server_limits or ServerLimits(), streams=cp.streams
+        ).start()
         base_url = f"http://127.0.0.1:{server.port}"
         wait_until(lambda: answers(base_url + "/healthz"), 5.0, 0.02, "the HTTP server answers /healthz")
         yield RunningControlPlane(cp, server, base_url, daemon_key, operator_key, janitor)
@@ -245,3 +259,35 @@ def answers(url: str) -> bool:
         return requests.get(url, timeout=1.0).status_code == 200
     except requests.ConnectionError:
         return False
+
+
+@dataclass
+class Tracing:
+    """An SDK tracer provider of its own (never the global one) whose finished spans an in-memory exporter keeps."""
+
+    provider: TracerProvider
+    exporter: InMemorySpanExporter
+
+    def tracer(self, name: str) -> trace.Tracer:
+        return self.provider.get_tracer(name)
+
+    def spans(self, name: str) -> list[ReadableSpan]:
+        return [span for span in self.exporter.get_finished_spans() if span.name == name]
+
+
+@contextlib.contextmanager
+def in_memory_tracing() -> Iterator[Tracing]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        yield Tracing(provider, exporter)
+    finally:
+        provider.shutdown()
+
+
+def traceparent_of_span(span: ReadableSpan) -> str:
+    """The W3C traceparent that names ``span`` as the parent, spelled out here independently of the code's."""
+    context = span.get_span_context()
+    assert context is not None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"

@@ -38,6 +38,7 @@ from ..messages import (
     CheckWritable,
     DeleteRecord,
     Flush,
+    InstanceList,
     LastCursor,
     ListAudit,
     ListRecords,
@@ -431,14 +432,18 @@ class StoreActor(WatchedActor):
         self.pruned_through = max(self.pruned_through, through)
         log.info("change log pruned through cursor %d", through)
 
-    def _list(self, platform: Platform | None, status: Status | None) -> list[InstanceRecord]:
+    def _list(self, platform: Platform | None, status: Status | None) -> InstanceList:
         self._flush()
+        # The feed's head, not max_cursor: a store that cannot commit holds changes not yet in the log (nor in
+        # the records read below); the feed is told each commit's changes by this thread, after the commit.
+        cursor = self.feed.head
         sql, args = "SELECT record FROM instances WHERE 1=1", list[str]()
         if platform is not None:
             sql, args = sql + " AND platform=?", [*args, platform.value]
         if status is not None:
             sql, args = sql + " AND status=?", [*args, status.value]
-        return [record_from_json(r) for (r,) in self._db().execute(sql + " ORDER BY instance_id", args)]
+        records = [record_from_json(r) for (r,) in self._db().execute(sql + " ORDER BY instance_id", args)]
+        return InstanceList(records, cursor)
 
     def _changes_after(self, after: int, limit: int, store_id: str | None) -> ChangesPage:
         self._flush()
@@ -460,6 +465,7 @@ class StoreActor(WatchedActor):
             raise CursorExpired(
                 f"cursor {after} is older than the retained change log",
                 field="after",
+                pruned_through=self.pruned_through,
                 detail=(
                     f"changes up to cursor {self.pruned_through} were pruned by retention; resync with "
                     f"GET /api/instances, then follow GET /api/status/changes?after={self.pruned_through}"

@@ -10,6 +10,7 @@ from typing import Any
 
 import falcon
 import falcon.routing
+from opentelemetry import trace
 
 from ..errors import DraasError
 from ..security import SecuritySettings, quick_start
@@ -54,12 +55,14 @@ def create_app(
     operator_keys: tuple[str, ...] = (),
     clock: Callable[[], float] = time.time,
     table: tuple[Operation, ...] = ROUTES,
+    tracer: trace.Tracer | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """The WSGI app. ``daemon_keys``/``operator_keys`` are plain quick-start keys: ``local-daemon`` (any
-    platform, any instance) and ``local-admin``, on top of the identities in ``security.auth``."""
+    platform, any instance) and ``local-admin``, on top of the identities in ``security.auth``. ``tracer``: the
+    pushes' spans go to it (tests give an SDK's); by default the global provider's."""
     security = security or SecuritySettings()
     table = with_metrics_access(table, security)
-    wiring = Wiring(control_plane, clock, security, build_openapi(table))
+    wiring = Wiring(control_plane, clock, security, build_openapi(table), tracer)
     resources = build_resources(table, wiring)
     templates = list(resources)
     credentials = (*security.auth.credentials, *quick_start(daemon_keys, operator_keys))

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import falcon
+from opentelemetry import trace
 
 from ..commit import Outcome
 from ..errors import InvalidInput, MalformedInput, NotFound
@@ -17,7 +18,7 @@ from ..model import Platform, Status, is_configuration_changed, parse_status
 from ..security import DAEMON, Identity, LimitSettings, scope_refusal
 from ..system import ControlPlane
 from ..tracecontext import DESCRIPTION as TRACEPARENT_DESCRIPTION
-from ..tracecontext import parse_traceparent
+from ..tracecontext import parse_traceparent, traceparent_of
 from ..wire import (
     UpdateLimits,
     change_view,
@@ -36,6 +37,7 @@ from . import limits
 from .auth import HTTPForbidden
 from .errors import error_body
 from .ratelimit import charge_items
+from .tracing import PushTracing, default_tracer
 
 
 def read_json(req: falcon.Request) -> Any:
@@ -73,27 +75,35 @@ class StatusUpdates:
         control_plane: ControlPlane,
         clock: Callable[[], float] = time.time,
         limits: LimitSettings = LimitSettings(),
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.cp = control_plane
         self.clock = clock
         self.update_limits = UpdateLimits(
             limits.max_metadata_keys, limits.max_metadata_value_length, limits.max_clock_skew
         )
+        self.tracing = PushTracing(tracer or default_tracer())
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        with self.tracing.push(req) as span:
+            self._post(req, resp, span)
+
+    def _post(self, req: falcon.Request, resp: falcon.Response, span: trace.Span) -> None:
         body = read_json(req)
         received_at = self.clock()
-        traceparent, push_warnings = push_traceparent(req)
+        # The push span's: the pushed header's, or (with an SDK) the control plane's span continuing it.
+        traceparent = traceparent_of(span)
+        push_warnings = header_warnings(req)
         if isinstance(body, list):
             charge_items(req, len(body))  # a batch costs one token per item; the middleware took the first
-            self._batch(req, body, received_at, resp, traceparent)
+            self._batch(req, body, received_at, resp, span, traceparent)
             if push_warnings:
                 resp.media["warnings"] = push_warnings
             return
         report = parse_status_update(
             body, received_at=received_at, limits=self.update_limits, traceparent=traceparent
         )
-        (outcome,) = self._submit(req, (report,), [""])
+        (outcome,) = self._submit(req, (report,), [""], span)
         if isinstance(outcome, Rejected):
             if outcome.not_found:
                 raise NotFound(outcome.message, field=outcome.field)
@@ -109,7 +119,13 @@ class StatusUpdates:
             resp.media["warnings"] = warnings
 
     def _batch(
-        self, req: falcon.Request, body: list[Any], received_at: float, resp: falcon.Response, traceparent: str | None
+        self,
+        req: falcon.Request,
+        body: list[Any],
+        received_at: float,
+        resp: falcon.Response,
+        span: trace.Span,
+        traceparent: str | None,
     ) -> None:
         if not body:
             raise InvalidInput("the batch is empty", field="body")
@@ -117,7 +133,7 @@ class StatusUpdates:
             body, received_at=received_at, limits=self.update_limits, traceparent=traceparent
         )
         valid = [(f"[{i}].", p) for i, p in enumerate(parsed) if not isinstance(p, InvalidInput)]
-        outcomes = iter(self._submit(req, tuple(p for _, p in valid), [prefix for prefix, _ in valid]))
+        outcomes = iter(self._submit(req, tuple(p for _, p in valid), [prefix for prefix, _ in valid], span))
         results: list[dict[str, Any]] = []
         for index, item in enumerate(parsed):
             outcome = item if isinstance(item, InvalidInput) else next(outcomes)
@@ -138,30 +154,29 @@ class StatusUpdates:
         }
 
     def _submit(
-        self, req: falcon.Request, reports: tuple[StatusReport, ...], prefixes: list[str]
+        self, req: falcon.Request, reports: tuple[StatusReport, ...], prefixes: list[str], span: trace.Span
     ) -> tuple[Outcome | Rejected, ...]:
         """Hand the reports to the control plane, judged against the daemon's scope on the way: one report out of
         it refuses them all (403 naming ``[i].instanceId`` or ``[i].platform``), before anything is applied."""
         if not reports:
             return ()
-        outcome = self.cp.submit(reports, scope=req.context.identity)
+        span.set_attribute("draas.updates", len(reports))
+        with self.tracing.updates(span, reports) as traced:
+            outcome = self.cp.submit(traced, scope=req.context.identity)
         if isinstance(outcome, OutOfScope):
             raise HTTPForbidden(outcome.message, field=prefixes[outcome.index] + outcome.field)
         return outcome
 
 
-def push_traceparent(req: falcon.Request) -> tuple[str | None, list[str]]:
-    """The push's ``traceparent`` header, for each of its updates without one of its own, and the warnings for the
-    answer. An invalid header is ignored, as W3C Trace Context has a receiver do (it starts afresh): a push is never
-    refused for its trace. An invalid ``traceparent`` field of an update, by contrast, is the update's own bad input
-    (422 naming ``traceparent`` or ``[i].traceparent``)."""
+def header_warnings(req: falcon.Request) -> list[str]:
+    """A warning for a ``traceparent`` header that is not a valid one. It is ignored, as W3C Trace Context has a
+    receiver do (the push's span starts a trace afresh): a push is never refused for its trace. An invalid
+    ``traceparent`` field of an update, by contrast, is the update's own bad input (422 naming ``traceparent`` or
+    ``[i].traceparent``)."""
     header = req.get_header("traceparent")
-    if header is None:
-        return None, []
-    traceparent = parse_traceparent(header)
-    if traceparent is None:
-        return None, [f"traceparent header ignored: {TRACEPARENT_DESCRIPTION}"]
-    return traceparent, []
+    if header is None or parse_traceparent(header) is not None:
+        return []
+    return [f"traceparent header ignored: {TRACEPARENT_DESCRIPTION}"]
 
 
 class InstanceStatus:
@@ -254,8 +269,13 @@ class Instances:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         platform = _enum_param(req, "platform", Platform)
         status = _enum_param(req, "status", parse_status)
-        records = self.cp.list_instances(platform=platform, status=status)
-        resp.media = {"instances": [instance_view(r) for r in records]}
+        # The cursor at which the list was read: follow the change log (or the stream) from it to miss nothing.
+        listed = self.cp.list_instances_at(platform=platform, status=status)
+        resp.set_header("X-Draas-Cursor", str(listed.cursor))
+        resp.media = {
+            "instances": [instance_view(r) for r in listed.records], "cursor": listed.cursor,
+            "storeId": self.cp.store_id,
+        }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         record = self.cp.register(parse_registration(read_json(req)))

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
+
 from ..security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH, SecuritySettings
 from ..system import ControlPlane
 from ..wire import RESTART_POLICY_SCHEMA
@@ -29,6 +31,7 @@ from .schemas import (
     json_body,
     query,
 )
+from .stream import STREAM_PATH, StatusStream
 
 METRICS_PATH = "/metrics"
 
@@ -52,6 +55,7 @@ class Wiring:
     clock: Callable[[], float]
     security: SecuritySettings
     document: Mapping[str, Any]
+    tracer: trace.Tracer | None = None  # None: the global provider's (a no-op until an SDK is configured)
 
 
 ResourceFactory = Callable[[Wiring], object]
@@ -79,7 +83,7 @@ def _of_control_plane(resource: Callable[[ControlPlane], object]) -> ResourceFac
 
 
 def _status_updates(w: Wiring) -> object:
-    return r.StatusUpdates(w.control_plane, w.clock, w.security.limits)
+    return r.StatusUpdates(w.control_plane, w.clock, w.security.limits, w.tracer)
 
 
 def _recent_changes(w: Wiring) -> object:
@@ -99,6 +103,10 @@ def _logs(w: Wiring) -> object:
 
 def _metrics(w: Wiring) -> object:
     return r.MetricsExposition(w.control_plane.metrics)
+
+
+def _stream(w: Wiring) -> object:
+    return StatusStream(w.control_plane, w.control_plane.settings.stream)
 
 
 def _openapi(w: Wiring) -> object:
@@ -166,9 +174,38 @@ ROUTES: tuple[Operation, ...] = (
         ),
     ),
     Operation(
+        "GET", STREAM_PATH, _stream, READ,
+        "The change feed live, as Server-Sent Events: one StatusChanged event per change (id: its cursor; data: "
+        "one item of /api/status/changes), resumable with Last-Event-ID or after; gap, reset and overflow events; "
+        "a heartbeat comment",
+        {"200": {"description": "text/event-stream, until the client leaves, an overflow, or the server stops; the "
+                                "X-Draas-Store-Id header names the store",
+                 "headers": {"X-Draas-Store-Id": {"schema": {"type": "string"}}},
+                 "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+         "422": ERROR_REF, "503": ERROR_REF},
+        parameters=(
+            query("after", "cursor of the last change seen (Last-Event-ID takes precedence); none: live from the "
+                  "head", {"type": "integer", "minimum": 0, "maximum": 2**62}),
+            query("storeId", "the storeId the cursor came from; another store's gets a reset event",
+                  {"type": "string", "minLength": 1, "maxLength": 64}),
+            {**query("instanceId", "only these instances (repeatable)",
+                     {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 253}}),
+             "style": "form", "explode": True},
+            {**query("platform", "only these platforms (repeatable)", {"type": "array", "items": PLATFORM}),
+             "style": "form", "explode": True},
+            {**query("status", "only moves into these statuses (repeatable)", {"type": "array", "items": STATUS}),
+             "style": "form", "explode": True},
+            {"name": "Last-Event-ID", "in": "header", "required": False,
+             "description": "the id of the last event seen: resume after it",
+             "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+        ),
+    ),
+    Operation(
         "GET", "/api/instances", _instances, READ,
-        "List instances",
-        {"200": json_body("instances"), "422": ERROR_REF},
+        "List instances, with the change-log cursor at which the list was read (cursor, and the X-Draas-Cursor "
+        "header): follow /api/status/changes or /api/status/stream from it to miss nothing",
+        {"200": {**json_body("instances, cursor and storeId"),
+                 "headers": {"X-Draas-Cursor": {"schema": {"type": "integer"}}}}, "422": ERROR_REF},
         parameters=(
             query("platform", "process, docker or kubernetes", PLATFORM), query("status", "a status name", STATUS),
         ),

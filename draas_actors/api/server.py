@@ -11,6 +11,7 @@ from waitress import wasyncore
 from waitress.server import BaseWSGIServer
 
 from ..security import LimitSettings, Network
+from ..streams import StreamThreads
 from .admission import ConnectionRules, admission_of, create_admitting_server
 from .dispatch import fair_dispatcher, hold_after_refusal
 
@@ -71,9 +72,12 @@ class ServerLimits:
 
 class HttpServer:
     def __init__(
-        self, app: Any, *, host: str, port: int, threads: int = 8, limits: ServerLimits = ServerLimits()
+        self, app: Any, *, host: str, port: int, threads: int = 8, limits: ServerLimits = ServerLimits(),
+        streams: StreamThreads | None = None,
     ) -> None:
-        dispatcher = fair_dispatcher(threads, limits.threads_per_caller(threads))
+        """``streams``: the control plane's (``ControlPlane.streams``), where live streams run; without it every
+        stream request is answered 503."""
+        dispatcher = fair_dispatcher(threads, limits.threads_per_caller(threads), streams)
         self._server = create_admitting_server(
             hold_after_refusal(app, dispatcher, limits.refusal_hold), dispatcher=dispatcher,
             rules=limits.connection_rules(), request_timeout=limits.request_timeout, host=host, port=port,

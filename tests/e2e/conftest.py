@@ -147,20 +147,25 @@ class RunPy:
         operator_key: str | None = OPERATOR_KEY,
         daemon_key: str | None = DAEMON_KEY,
         extra_args: tuple[str, ...] = (),
+        launcher: tuple[str, ...] = (),
+        stdout: Path | None = None,
     ) -> ControlPlaneProcess:
-        """Start run.py and wait for its ``listening on`` line; keys None means "let run.py generate one"."""
+        """Start run.py and wait for its ``listening on`` line; keys None means "let run.py generate one".
+
+        ``launcher``: what runs the interpreter (``opentelemetry-instrument --``), which must exec it (one PID to
+        signal); ``stdout``: a file for what run.py prints there (nothing, unless an exporter writes to it)."""
         data_dir = data_dir or self.tmp_path / "var"
         keys = {"DRAAS_OPERATOR_API_KEY": operator_key, "DRAAS_DAEMON_API_KEY": daemon_key}
         environment = clean_environment(**{k: v for k, v in keys.items() if v is not None}, **(env or {}))
         log_path = self.tmp_path / f"run-{len(self.started)}.stderr.log"
-        with open(log_path, "wb") as stderr:
+        with open(log_path, "wb") as stderr, open(stdout or os.devnull, "wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "run.py", "--config", str(config), "--port", "0", "--data-dir", str(data_dir),
-                 *extra_args],
+                [*launcher, sys.executable, "run.py", "--config", str(config), "--port", "0", "--data-dir",
+                 str(data_dir), *extra_args],
                 cwd=REPO_ROOT,
                 env=environment,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                stdout=out,
                 stderr=stderr,
                 start_new_session=True,  # a ^C at the terminal must reach pytest only
             )
