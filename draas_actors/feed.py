@@ -42,6 +42,11 @@ class ChangeFeed:
         self._changes: list[StatusChanged] = []  # ascending cursors; trimmed to capacity when twice as long
         self._head = 0  # the newest committed cursor
         self._closed = False
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the store's thread, so it must be quick and never block) after every commit."""
+        self._listeners.append(callback)
 
     @property
     def head(self) -> int:
@@ -71,6 +76,8 @@ class ChangeFeed:
                 del self._changes[: len(self._changes) - self.capacity]
             self._head = max(self._head, changes[-1].cursor)
             self._cond.notify_all()
+        for callback in self._listeners:
+            callback()
 
     def after(self, cursor: int, limit: int, timeout: float) -> list[StatusChanged] | Behind:
         """Up to ``limit`` committed changes after ``cursor``, in cursor order, waiting up to ``timeout`` seconds

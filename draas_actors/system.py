@@ -112,7 +112,9 @@ class ControlPlane:
         self.scheduler = Scheduler()
         self.subscriptions = Subscriptions()  # hear changes before their commit (run.py's log lines)
         self.feed = ChangeFeed()  # committed changes, for readers that hand out cursors (stream, webhooks)
-        self.streams = StreamThreads(settings.stream.max_streams)  # the live streams' threads (streams.py)
+        # The live streams' threads (streams.py), woken by a commit after a quiet spell.
+        self.streams = StreamThreads(settings.stream.max_streams)
+        self.feed.listen(self.streams.news)
         self.processes = processes or ProcessPlatform(settings.data_dir / "logs")
         self.docker = docker or DockerPlatform(settings.docker)
         # Its client is made on the first delete, so a control plane without Kubernetes starts and works.

@@ -14,14 +14,14 @@ What a reader sees besides the changes:
   waiting for it for ``stall_seconds``. It resumes with its last id.
 - a ``: heartbeat`` comment when nothing else was sent for ``heartbeat_seconds``.
 
-How a stream waits: it polls. Each looks at the feed's head (one attribute, no lock) every ``poll_seconds`` or so,
-and reads what is new in one page, written in one go. Waiting on the feed instead woke every stream at every commit,
-all at once, and they all ran while the daemon's push waited for its commit: with 200 streams its median push went
-from 1.3 ms to 14 ms (bench/stream_push.py). Polling with jitter spreads the streams' turns over time and batches a
-stream's writes, for a delivery delay of at most 1.5 x ``poll_seconds`` ([stream] pollSeconds, 0.2 s) and a few
-wake-ups a second per idle stream. A longer poll costs the daemons less (bench/stream_push.py, 200 streams, three
-runs each): at 0.1 s control-plane CPU per push went from 0.8 ms to 1.6-2.2 ms and the p99 ratio was 1.29-2.09x; at
-0.2 s, from 0.84 ms to 1.29-1.35 ms, and 1.03-1.52x.
+How a stream waits: it polls, unless a commit after a quiet spell wakes it at once (``StreamThreads.news``). Each looks
+at the feed's head (one attribute, no lock) every ``poll_seconds`` or so, and reads what is new in one page, written in
+one go. Waiting on the feed instead woke every stream at every commit, all at once, and they all ran while the daemon's
+push waited for its commit: with 200 streams its median push went from 1.3 ms to 14 ms (bench/stream_push.py). Polling
+with jitter spreads the streams' turns over time and batches a stream's writes, for a delivery delay of at most 1.5 x
+``poll_seconds`` ([stream] pollSeconds, 0.2 s) and a few wake-ups a second per idle stream. A longer poll costs the
+daemons less (bench/stream_push.py, 200 streams, three runs each): at 0.1 s control-plane CPU per push went from 0.8 ms
+to 1.6-2.2 ms and the p99 ratio was 1.29-2.09x; at 0.2 s, from 0.84 ms to 1.29-1.35 ms, and 1.03-1.52x.
 
 How far behind a reader is: bytes the server holds for it (``Connection.unsent``) are not taken, so the newest
 change it has taken is the last one written before those bytes. The loop stops writing while more than

@@ -4,6 +4,7 @@ without duplicate or hole, gap, reset, overflow, heartbeat, refusals, and the st
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +48,18 @@ def test_each_committed_change_is_one_event_as_the_changes_feed_has_it(plane: Ru
     assert [e.event for e in events] == ["StatusChanged", "StatusChanged"]
     assert plane.changes(after=start) == [e.json() for e in events]
     assert [e.cursor for e in events] == [e.json()["cursor"] for e in events]
+
+
+def test_a_lone_change_reaches_a_waiting_stream_at_once_not_at_its_next_poll(tmp_path: Path) -> None:
+    """A crash on a quiet control plane must reach the operator's page in milliseconds: the commit wakes the stream
+    (a poll of 30 s here could not explain a delivery within 2 s)."""
+    with stream_plane(tmp_path / "data", stream=StreamSettings(poll_seconds=30.0)) as plane, Stream(plane) as stream:
+        wait_until(lambda: plane.cp.streams.open == 1 and plane.cp.streams.quiet, message="an open stream, quiet")
+        push_status(plane, "lone", "Running")
+        started = time.monotonic()
+        (event,) = stream.take(1)
+        assert time.monotonic() - started < 2.0
+    assert event.json()["instanceId"] == "lone"
 
 
 def test_a_stream_event_carries_the_trace_of_the_push_that_caused_it(plane: RunningControlPlane) -> None:

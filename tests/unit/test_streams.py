@@ -180,3 +180,56 @@ def test_a_stream_is_served_out_of_the_loops_map_and_put_back_unless_it_was_clos
     assert channel.in_map_while_served is False
     assert (7 in socket_map) is not closes
     assert channel.server.triggers == 1  # the loop looks at it again: it may have bytes left to send
+
+
+def test_a_commit_after_a_quiet_spell_wakes_the_waiting_streams_at_once() -> None:
+    threads = StreamThreads(max_streams=2, quiet_seconds=0.5)
+    woken = threading.Event()
+    waiting = threading.Event()
+
+    def serve() -> None:
+        waiting.set()
+        threads.wait(30)  # a poll far longer than the test: only news ends it early
+        woken.set()
+
+    try:
+        assert threads.start(Idle(), serve)
+        assert waiting.wait(5)
+        threads.news()  # the first commit ever follows a quiet spell
+        assert woken.wait(5)
+    finally:
+        assert threads.stop_all(5.0)
+
+
+def test_commits_closer_than_the_quiet_spell_do_not_wake_the_streams() -> None:
+    """Under a steady flow the streams keep their own spread-out polls (waking them all together at every commit
+    was what cost the pushing daemon)."""
+    threads = StreamThreads(max_streams=2, quiet_seconds=60.0)
+    woken = threading.Event()
+    waiting = threading.Event()
+    threads.news()  # a commit just now: the next one is not after a quiet spell
+
+    def serve() -> None:
+        waiting.set()
+        threads.wait(0.5)
+        woken.set()
+
+    try:
+        assert threads.start(Idle(), serve)
+        assert waiting.wait(5)
+        threads.news()
+        assert not woken.wait(0.2)  # still in its poll
+        assert woken.wait(5)  # which then ends as polls do
+    finally:
+        assert threads.stop_all(5.0)
+
+
+def test_the_feed_tells_its_listeners_of_each_commit() -> None:
+    feed, told = ChangeFeed(), []
+    feed.listen(lambda: told.append(feed.head))
+    feed.committed([StatusChanged(
+        instance_id=InstanceId("a"), platform=Platform.DOCKER, old_status=Status.STOPPED, new_status=Status.RUNNING,
+        source="test", timestamp=1.0, metadata={}, cursor=1,
+    )])
+    feed.committed([])  # nothing committed: nobody told
+    assert told == [1]
