@@ -7,7 +7,18 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import docker_events, k8s_watch, plane_start, process_restart, push_flood, push_throughput, scale, stream_push
+from . import (
+    dashboard_paint,
+    docker_events,
+    k8s_watch,
+    plane_start,
+    process_restart,
+    push_flood,
+    push_throughput,
+    scale,
+    stream_push,
+    webhook_latency,
+)
 
 # name -> (run(quick) -> result with .passed and .to_json(), render(result) -> str)
 BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
@@ -49,6 +60,15 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
         ),
         plane_start.render,
     ),
+    "webhook_latency": (
+        lambda quick: webhook_latency.run(
+            kills=webhook_latency.QUICK_KILLS if quick else webhook_latency.FULL_KILLS,
+            changes=webhook_latency.QUICK_CHANGES if quick else webhook_latency.FULL_CHANGES,
+            blocks=webhook_latency.QUICK_BLOCKS if quick else webhook_latency.FULL_BLOCKS,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        webhook_latency.render,
+    ),
     "push_flood_batch": (
         lambda quick: push_flood.run(
             updates=push_flood.QUICK_UPDATES if quick else push_flood.FULL_UPDATES,
@@ -64,6 +84,14 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], Any], Callable[[Any], str]]] = {
             say=lambda m: print(m, file=sys.stderr, flush=True),
         ),
         push_throughput.render,
+    ),
+    "dashboard_paint": (
+        lambda quick: dashboard_paint.run(
+            instances=dashboard_paint.QUICK_INSTANCES if quick else dashboard_paint.FULL_INSTANCES,
+            loads=dashboard_paint.QUICK_LOADS if quick else dashboard_paint.FULL_LOADS,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        ),
+        dashboard_paint.render,
     ),
     "stream_push": (
         lambda quick: stream_push.run(

@@ -368,6 +368,7 @@ class QueryRecent(Ask["tuple[StatusChanged, ...]"]):
     statuses: frozenset[Status] | None  # status changes into these (and no configuration change); None: every change
     limit: int
     configuration: bool = False  # with ``statuses``: configuration changes too
+    instance_id: str | None = None  # only this instance's changes (the dashboard's timeline); None: every instance's
 
 
 @dataclass(frozen=True)

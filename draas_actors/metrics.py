@@ -27,6 +27,7 @@ ACCEPTED, STALE, REFUSED_TRANSITION, REJECTED, OUT_OF_SCOPE = (
 
 InstanceCounts = Callable[[], Iterable[tuple[str, str, int]]]  # (platform, status, count) rows
 HeadCursor = Callable[[], int]
+WebhookLags = Callable[[], Iterable[tuple[str, int]]]  # (webhook id, changes behind the head) rows
 
 
 class _Computed(Collector):
@@ -36,6 +37,7 @@ class _Computed(Collector):
     def __init__(self) -> None:
         self.instance_counts: InstanceCounts | None = None
         self.head_cursor: HeadCursor | None = None
+        self.webhook_lags: WebhookLags | None = None
 
     def collect(self) -> Iterator[Metric]:
         if self.instance_counts is not None:
@@ -58,6 +60,15 @@ class _Computed(Collector):
                 yield GaugeMetricFamily(
                     "draas_change_log_head_cursor", "Cursor of the newest change in the change log", value=head
                 )
+        if self.webhook_lags is not None:
+            # The webhook id as a label: bounded by [webhooks] maxWebhooks, and no instance id.
+            lag = GaugeMetricFamily(
+                "draas_webhook_lag", "Committed changes a webhook's deliveries are behind the change log's head",
+                labels=["webhook"],
+            )
+            for webhook, behind in self.webhook_lags():
+                lag.add_metric([webhook], behind)
+            yield lag
 
 
 class Metrics:
@@ -100,6 +111,12 @@ class Metrics:
             "draas_store_flush_duration_seconds", "Duration of one store commit (a flush of buffered writes)",
             registry=r, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
+        self.webhook_deliveries = Counter(
+            "draas_webhook_deliveries",
+            "Webhook delivery attempts by outcome (delivered, http_error, timeout, connection_error, refused), "
+            "and changes dead-lettered (dead) or pruned before delivery (expired)",
+            ["outcome"], registry=r,
+        )
         self.open_streams = Gauge(
             "draas_open_streams", "Live streams (GET /api/status/stream) open now", registry=r,
         )
@@ -110,6 +127,10 @@ class Metrics:
         """Give the sources read at scrape time (the control plane does, once it can answer them)."""
         self._computed.instance_counts = instance_counts
         self._computed.head_cursor = head_cursor
+
+    def compute_webhook_lag(self, lags: WebhookLags) -> None:
+        """Give the source of draas_webhook_lag, read at scrape time."""
+        self._computed.webhook_lags = lags
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

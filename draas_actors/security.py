@@ -172,10 +172,19 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SessionSettings:
+    """``[ui]``: the dashboard's sign-in sessions (held in memory: a restart signs everyone out)."""
+
+    session_seconds: float = 8 * 3600.0  # from sign-in, whatever the activity: then the operator signs in again
+    max_sessions: int = 10_000  # beyond it, signing in ends the session that expires first (memory stays bounded)
+
+
+@dataclass(frozen=True, kw_only=True)
 class SecuritySettings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
     metrics_require_key: bool = False  # [metrics] requireKey: GET /metrics needs a read key; public by default
 
 

@@ -39,6 +39,7 @@ from .security import (
     Network,
     NetworkSettings,
     SecuritySettings,
+    SessionSettings,
     daemon_identity,
     is_key_hash,
     normalise_subject,
@@ -47,6 +48,7 @@ from .security import (
 )
 from .streams import StreamSettings
 from .system import SystemSettings
+from .webhooks import WebhookSettings
 from .wire import PATTERN_MESSAGE, parse_registration, validate
 
 _SECONDS = {"type": "number", "minimum": 0}
@@ -194,6 +196,29 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {"requireKey": {"type": "boolean"}},
         },
+        "webhooks": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "allowedHosts": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 253}},
+                "retryHorizon": {"type": "number", "exclusiveMinimum": 0},
+                "firstBackoff": {"type": "number", "exclusiveMinimum": 0},
+                "maxBackoff": {"type": "number", "exclusiveMinimum": 0},
+                "connectTimeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
+                "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
+                "source": {"type": "string", "minLength": 1},
+                "maxDeadLetters": {"type": "integer", "minimum": 1},
+                "maxWebhooks": {"type": "integer", "minimum": 1, "maximum": 1000},
+            },
+        },
+        "ui": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "sessionSeconds": {"type": "number", "minimum": 60, "maximum": 30 * 24 * 3600},
+                "maxSessions": {"type": "integer", "minimum": 1},
+            },
+        },
         "stream": {
             "type": "object",
             "additionalProperties": False,
@@ -311,9 +336,29 @@ def load_settings(
             kubernetes=kubernetes,
             actors=actors,
             docker=DockerSettings(**_given(raw.get("docker", {}), {"stopTimeout": "stop_timeout"})),
+            webhooks=_webhook_settings(raw.get("webhooks", {})),
             stream=StreamSettings(**_given(raw.get("stream", {}), _STREAM_FIELDS)),
         ),
     )
+
+
+_WEBHOOK_FIELDS = {
+    "retryHorizon": "retry_horizon",
+    "firstBackoff": "first_backoff",
+    "maxBackoff": "max_backoff",
+    "connectTimeout": "connect_timeout",
+    "timeout": "timeout",
+    "source": "source",
+    "maxDeadLetters": "max_dead_letters",
+    "maxWebhooks": "max_webhooks",
+}
+
+
+def _webhook_settings(section: Mapping[str, Any]) -> WebhookSettings:
+    given = _given(section, _WEBHOOK_FIELDS)
+    if "allowedHosts" in section:
+        given["allowed_hosts"] = tuple(section["allowedHosts"])  # TOML's list, as the frozen dataclass's tuple
+    return WebhookSettings(**given)
 
 
 def _given(section: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
@@ -512,6 +557,9 @@ def _security_settings(raw: Mapping[str, Any], where: str) -> SecuritySettings:
             push_allowlist=_networks(network.get("pushAllowlist", []), "network.pushAllowlist", where),
         ),
         limits=_limit_settings(raw.get("limits", {})),
+        sessions=SessionSettings(
+            **_given(raw.get("ui", {}), {"sessionSeconds": "session_seconds", "maxSessions": "max_sessions"})
+        ),
         **_given(raw.get("metrics", {}), {"requireKey": "metrics_require_key"}),
     )
 

@@ -17,7 +17,7 @@ from .actors.instance import InstanceActor, InstanceServices
 from .actors.pool import ActorRuntime, ActorSettings, tell_inline
 from .actors.process_monitor import ProcessMonitorActor
 from .actors.refs import CoreRefs, Directory
-from .actors.store import Durability, Retention, StoreActor, StoreHealth
+from .actors.store import SYNCHRONOUS, Durability, Retention, StoreActor, StoreHealth
 from .actors.supervisor import ACCEPTED, SupervisionSettings, SupervisorActor
 from .commit import Outcome, Receipt, barrier
 from .delivery import Subscriptions
@@ -70,6 +70,7 @@ from .scheduler import Scheduler
 from .security import Identity, scope_refusal
 from .storefile import prepare_store
 from .streams import StreamSettings, StreamThreads
+from .webhooks import WebhookManager, WebhookSettings
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class SystemSettings:
     kubernetes: KubernetesSettings = KubernetesSettings()
     docker: DockerSettings = DockerSettings()
     actors: ActorSettings = ActorSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     stream: StreamSettings = StreamSettings()
 
 
@@ -127,6 +129,11 @@ class ControlPlane:
         self.started_at = 0.0
         self.store_health = StoreHealth()
         self.store_id = ""  # the store's identity (storefile.py), known once start() has checked the store
+        # Its delivery threads read the committed feed (never the bus) and end in stop(), after the feed closes.
+        self.webhooks = WebhookManager(
+            settings.webhooks, read=self.next_changes, head=lambda: self.feed.head, closed=lambda: self.feed.closed,
+            count=lambda outcome: self.metrics.webhook_deliveries.labels(outcome).inc(),
+        )
 
     @property
     def store_path(self) -> str:
@@ -178,12 +185,15 @@ class ControlPlane:
             for first in range(0, len(records), MAX_REGISTER_BATCH):
                 batch = records[first:first + MAX_REGISTER_BATCH]
                 self._ask(supervisor, RegisterInstances(batch, start=True, stored=as_stored))
+        self.webhooks.start(self.store_path, self.store_id, synchronous=SYNCHRONOUS[self.settings.durability])
         self.metrics.compute(instance_counts=self._instance_counts, head_cursor=self._head_cursor)
+        self.metrics.compute_webhook_lag(self.webhooks.lags)
         self.started_at = time.time()
 
     def stop(self, *, stop_processes: bool = False, timeout: float = 10.0) -> None:
         """Stop every actor; managed processes keep running for re-adoption unless asked otherwise."""
         self.feed.close()  # its readers (streams, webhook deliveries) end first
+        self.webhooks.stop(timeout)
         self.streams.stop_all(timeout)
         supervisor = self.refs.supervisor
         if stop_processes and supervisor is not None:
@@ -441,11 +451,12 @@ class ControlPlane:
         )
 
     def recent_changes(
-        self, since: float, statuses: frozenset[Status] | None, limit: int, *, configuration: bool = False
+        self, since: float, statuses: frozenset[Status] | None, limit: int, *, configuration: bool = False,
+        instance_id: str | None = None,
     ) -> tuple[StatusChanged, ...]:
         """Changes at or after ``since``, oldest first; with ``statuses``, only moves into them (and configuration
-        changes when ``configuration``)."""
-        return self._ask(self.refs.store, QueryRecent(since, statuses, limit, configuration))
+        changes when ``configuration``); with ``instance_id``, only that instance's."""
+        return self._ask(self.refs.store, QueryRecent(since, statuses, limit, configuration, instance_id))
 
     def subscribe(
         self,

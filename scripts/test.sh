@@ -24,5 +24,10 @@ if ! scripts/ensure-nginx.sh; then
   [ "${CI:-}" = "true" ] && { echo "CI: nginx is required" >&2; exit 1; }
   export DRAAS_NGINX_UNAVAILABLE="scripts/ensure-nginx.sh failed"
 fi
+# Debian's Chromium for the dashboard's browser tests (driven by Playwright); the same rule again.
+if ! scripts/ensure-chromium.sh; then
+  [ "${CI:-}" = "true" ] && { echo "CI: Chromium is required for the browser tests" >&2; exit 1; }
+  export DRAAS_CHROMIUM_UNAVAILABLE="scripts/ensure-chromium.sh failed"
+fi
 export DRAAS_DOCKERD_PIDFILE=${DRAAS_DOCKERD_DIR:-/tmp/draas-dockerd}/dockerd.pid
 exec "$PY" -m pytest -p no:cacheprovider "$@"

@@ -28,6 +28,7 @@ from draas_actors.platforms.kubernetes import KubernetesSettings
 from draas_actors.security import SecuritySettings
 from draas_actors.streams import StreamSettings
 from draas_actors.system import ControlPlane, SystemSettings
+from draas_actors.webhooks import WebhookSettings
 
 T = TypeVar("T")
 
@@ -190,6 +191,7 @@ def running_control_plane(
     kubernetes: KubernetesSettings | None = None,
     security: SecuritySettings | None = None,
     server_limits: ServerLimits | None = None,
+    webhooks: WebhookSettings | None = None,
     retention: Retention | None = None,
     stream: StreamSettings | None = None,
     tracer: trace.Tracer | None = None,
@@ -207,8 +209,8 @@ def running_control_plane(
     cp = ControlPlane(
         SystemSettings(
             data_dir=data_dir, sweep_interval=sweep_interval, supervision=supervision or SupervisionSettings(),
-            kubernetes=kubernetes or KubernetesSettings(), retention=retention or Retention(),
-            stream=stream or StreamSettings(),
+            kubernetes=kubernetes or KubernetesSettings(), webhooks=webhooks or WebhookSettings(),
+            retention=retention or Retention(), stream=stream or StreamSettings(),
         )
     )
     server: HttpServer | None = None

@@ -270,8 +270,8 @@ class StoreActor(WatchedActor):
                 return self._list(platform, status)
             case QueryChanges(after, limit, store_id):
                 return self._changes_after(after, limit, store_id)
-            case QueryRecent(since, statuses, limit, configuration):
-                return self._recent(since, statuses, limit, configuration)
+            case QueryRecent(since, statuses, limit, configuration, instance_id):
+                return self._recent(since, statuses, limit, configuration, instance_id)
             case LastCursor():
                 return self.max_cursor
             case CheckWritable():
@@ -478,10 +478,16 @@ class StoreActor(WatchedActor):
         return ChangesPage(changes, changes[-1].cursor if changes else max(after, 0), self.store_id)
 
     def _recent(
-        self, since: float, statuses: frozenset[Status] | None, limit: int, configuration: bool
+        self, since: float, statuses: frozenset[Status] | None, limit: int, configuration: bool,
+        instance_id: str | None = None,
     ) -> tuple[StatusChanged, ...]:
         self._flush()
         sql, args = f"SELECT {CHANGE_COLUMNS} FROM changes WHERE ts >= ?", list[object]([since])
+        if instance_id is not None:
+            # No index on instance_id (every commit would pay for it): the scan walks back from the newest cursor
+            # and stops at ``limit`` matches, bounded by retention ([store] maxChanges).
+            sql += " AND instance_id = ?"
+            args.append(instance_id)
         if statuses is not None:
             # A configuration change repeats the status it left unchanged: it is found by its kind, never its status.
             sql += f" AND ((kind=? AND new_status IN ({','.join('?' * len(statuses))})) OR (kind=? AND ?))"

@@ -16,7 +16,7 @@ from ..errors import DraasError
 from ..security import SecuritySettings, quick_start
 from ..system import ControlPlane
 from .audit import AuditRejections
-from .auth import Authenticate
+from .auth import Authenticate, KeyRing
 from .errors import handle_domain_error, serialize_http_error
 from .limits import BodyLimits
 from .metering import MeterRequests
@@ -25,6 +25,7 @@ from .openapi import build_openapi
 from .paths import CaseInsensitiveRoutes
 from .ratelimit import RateLimit, RateLimiter
 from .routes import ROUTES, Operation, ResourceFactory, Wiring, roles, with_metrics_access
+from .session import Sessions
 
 
 def build_resources(table: tuple[Operation, ...], wiring: Wiring) -> dict[str, object]:
@@ -62,10 +63,11 @@ def create_app(
     pushes' spans go to it (tests give an SDK's); by default the global provider's."""
     security = security or SecuritySettings()
     table = with_metrics_access(table, security)
-    wiring = Wiring(control_plane, clock, security, build_openapi(table), tracer)
+    credentials = (*security.auth.credentials, *quick_start(daemon_keys, operator_keys))
+    sessions = Sessions(security.sessions, clock)
+    wiring = Wiring(control_plane, clock, security, build_openapi(table), tracer, sessions, KeyRing(credentials))
     resources = build_resources(table, wiring)
     templates = list(resources)
-    credentials = (*security.auth.credentials, *quick_start(daemon_keys, operator_keys))
     network = security.network
     # The order of the checks: client address, body limits, who (401), role (403), allowlist (403), rate (429).
     # Typed Any: falcon's middleware protocols are generic in request and response types it cannot infer here.
@@ -75,7 +77,7 @@ def create_app(
         AuditRejections(control_plane, templates, clock=clock),  # sees every refusal
         ClientAddress(network.trusted_proxies),
         BodyLimits(security.limits),
-        Authenticate(roles(table), credentials),
+        Authenticate(roles(table), credentials, sessions),
         PushAllowlist(network.push_allowlist),
         RateLimit(RateLimiter(security.limits)),
     ]

@@ -1,7 +1,9 @@
 """Authentication (401) and roles (403): who is calling, and may they call this route with this method.
 
-A caller proves who it is with an API key (``X-API-Key`` or ``Authorization: Bearer``) or, for daemons, with a
-client certificate that the trusted TLS proxy verified and forwarded (``X-Client-Verify``, ``X-Client-Subject``).
+A caller proves who it is with an API key (``X-API-Key`` or ``Authorization: Bearer``), for daemons with a
+client certificate that the trusted TLS proxy verified and forwarded (``X-Client-Verify``, ``X-Client-Subject``),
+or, for the dashboard, with the session cookie an operator's key bought at sign-in (``session.py``: the same
+identity and role as the key, and every unsafe method it authenticates passes the cross-site checks).
 Keys are hashed and compared in constant time with every configured hash; no key is ever logged or echoed.
 """
 
@@ -22,6 +24,7 @@ from ..security import (
     hash_key,
     normalise_subject,
 )
+from .session import Sessions, forgery_refusal, session_token
 
 # Route template -> {HTTP method -> required role}: built from the route table (routes.ROUTES), the one place
 # roles are declared.
@@ -45,13 +48,32 @@ def required_role(roles: RoleTable, template: str | None, method: str) -> str | 
     return roles.get(template or "", {}).get(method.upper())
 
 
+class KeyRing:
+    """The configured keys: who a presented key belongs to."""
+
+    def __init__(self, credentials: tuple[Credential, ...] = ()) -> None:
+        self.keyed = tuple((key_hash.encode(), c.identity) for c in credentials for key_hash in c.key_hashes)
+
+    def identify(self, key: str) -> Identity | None:
+        presented = hash_key(key).encode()
+        found: Identity | None = None
+        # Every hash is compared, match or not, so the time taken does not tell which one was close.
+        for stored, identity in self.keyed:
+            if hmac.compare_digest(presented, stored) and found is None:
+                found = identity
+        return found
+
+
 class Authenticate:
     """falcon middleware: sets ``req.context.identity`` (401 if nobody) and checks its role (403)."""
 
-    def __init__(self, roles: RoleTable, credentials: tuple[Credential, ...]) -> None:
+    def __init__(
+        self, roles: RoleTable, credentials: tuple[Credential, ...], sessions: Sessions | None = None
+    ) -> None:
         self.roles = roles
-        self.keyed = tuple((key_hash.encode(), c.identity) for c in credentials for key_hash in c.key_hashes)
+        self.keys = KeyRing(credentials)
         self.subjects = {subject: c.identity for c in credentials for subject in c.cert_subjects}
+        self.sessions = sessions
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
         templates = self.roles.get(req.uri_template or "", {})
@@ -70,9 +92,9 @@ class Authenticate:
         key = presented_key(req)
         if key is None:
             if by_certificate is None:
-                raise _unauthorized("missing credentials", "send an API key as X-API-Key or Authorization: Bearer")
+                return self._by_session(req)
             return by_certificate
-        by_key = self._by_key(key)
+        by_key = self.keys.identify(key)
         if by_key is None:
             raise _unauthorized("invalid API key", "the API key is not one of the configured keys")
         if by_certificate is not None and by_certificate != by_key:
@@ -81,14 +103,19 @@ class Authenticate:
             )
         return by_key
 
-    def _by_key(self, key: str) -> Identity | None:
-        presented = hash_key(key).encode()
-        found: Identity | None = None
-        # Every hash is compared, match or not, so the time taken does not tell which one was close.
-        for stored, identity in self.keyed:
-            if hmac.compare_digest(presented, stored) and found is None:
-                found = identity
-        return found
+    def _by_session(self, req: falcon.Request) -> Identity:
+        token = session_token(req) if self.sessions is not None else None
+        if token is None or self.sessions is None:
+            raise _unauthorized("missing credentials", "send an API key as X-API-Key or Authorization: Bearer")
+        session = self.sessions.find(token)
+        if session is None:
+            raise _unauthorized("session expired", "the session cookie is signed out or expired: sign in again")
+        refusal = forgery_refusal(req, session)
+        if refusal is not None:
+            field, message = refusal
+            raise HTTPForbidden(message, field=field)
+        req.context.session = session
+        return session.identity
 
     def _by_certificate(self, req: falcon.Request) -> Identity | None:
         # Only the trusted proxy's word counts: anyone else could send these headers.

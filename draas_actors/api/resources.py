@@ -37,6 +37,7 @@ from . import limits
 from .auth import HTTPForbidden
 from .errors import error_body
 from .ratelimit import charge_items
+from .stream import MAX_ID_LENGTH
 from .tracing import PushTracing, default_tracer
 
 
@@ -240,7 +241,12 @@ class RecentChanges:
             except ValueError:
                 raise InvalidInput("statusFilter: unknown status", field="statusFilter") from None
         limit = _int_param(req, "limit", 1000, 1, 10_000)
-        changes = self.cp.recent_changes(since, statuses, limit, configuration=configuration)
+        instance_id = req.get_param("instanceId")
+        if instance_id is not None and not 1 <= len(instance_id) <= MAX_ID_LENGTH:
+            raise InvalidInput(f"instanceId: must be 1 to {MAX_ID_LENGTH} characters", field="instanceId")
+        changes = self.cp.recent_changes(
+            since, statuses, limit, configuration=configuration, instance_id=instance_id
+        )
         resp.media = [upstream_change_view(c) for c in changes]
 
 

@@ -15,10 +15,14 @@ from opentelemetry import trace
 
 from ..security import ADMIN, OPERATE, PUBLIC, PUSH, READ, READ_OR_PUSH, SecuritySettings
 from ..system import ControlPlane
+from ..webhooks import WebhookManager
 from ..wire import RESTART_POLICY_SCHEMA
 from . import resources as r
+from . import webhooks as wh
+from .auth import KeyRing
 from .logs import OFFSET_HEADER, STREAMS, TRUNCATED_HEADER, InstanceLogs
 from .schemas import (
+    DELIVERY_STATE,
     ERROR_REF,
     HEALTHZ,
     INSTANCE_REF,
@@ -31,7 +35,9 @@ from .schemas import (
     json_body,
     query,
 )
+from .session import Sessions
 from .stream import STREAM_PATH, StatusStream
+from .ui import SESSION_PATH, UiPage, UiSession, UiStatic
 
 METRICS_PATH = "/metrics"
 
@@ -56,6 +62,8 @@ class Wiring:
     security: SecuritySettings
     document: Mapping[str, Any]
     tracer: trace.Tracer | None = None  # None: the global provider's (a no-op until an SDK is configured)
+    sessions: Sessions = dataclasses.field(default_factory=Sessions)  # the dashboard's, shared with Authenticate
+    keys: KeyRing = dataclasses.field(default_factory=KeyRing)  # the configured keys, for signing in
 
 
 ResourceFactory = Callable[[Wiring], object]
@@ -113,6 +121,30 @@ def _openapi(w: Wiring) -> object:
     return r.OpenApi(w.document)
 
 
+def _ui_session(w: Wiring) -> object:
+    return UiSession(w.sessions, w.keys, w.clock)
+
+
+def _ui_page(page: str) -> ResourceFactory:
+    def build(w: Wiring) -> object:
+        return UiPage(page)
+
+    return build
+
+
+def _ui_static(w: Wiring) -> object:
+    return UiStatic()
+
+
+_HTML = {"200": {"description": "the page (public: it holds no data; its data comes from the API)",
+                 "content": {"text/html": {"schema": {"type": "string"}}}}}
+_UI_PAGES = (
+    ("/ui", "index.html", "The dashboard: every instance, live"),
+    ("/ui/instance", "instance.html", "The dashboard's page of one instance (?id=...)"),
+    ("/ui/signin", "signin.html", "The dashboard's sign-in form"),
+)
+
+
 # One factory per path: the operations on a path name the same one, so falcon gets one resource for it.
 _instance_status = _of_control_plane(r.InstanceStatus)
 _changes = _of_control_plane(r.Changes)
@@ -122,6 +154,22 @@ _restart_policy = _of_control_plane(r.InstanceRestartPolicy)
 _audit = _of_control_plane(r.Audit)
 _healthz = _of_control_plane(r.Healthz)
 _readyz = _of_control_plane(r.Readyz)
+
+
+def _of_webhooks(resource: Callable[[WebhookManager], object]) -> ResourceFactory:
+    def build(w: Wiring) -> object:
+        return resource(w.control_plane.webhooks)
+
+    return build
+
+
+_webhooks = _of_webhooks(wh.Webhooks)
+_webhook = _of_webhooks(wh.WebhookResource)
+_webhook_deliveries = _of_webhooks(wh.WebhookDeliveries)
+_webhook_retry = _of_webhooks(wh.WebhookDeliveryRetry)
+_webhook_test = _of_webhooks(wh.WebhookTest)
+_WEBHOOK_REF = {"$ref": "#/components/schemas/Webhook"}
+_ATTEMPT_REF = {"$ref": "#/components/schemas/AttemptResult"}
 
 _UPDATE_REF = {"$ref": "#/components/schemas/StatusUpdate"}
 _ACTIONS = (
@@ -157,6 +205,8 @@ ROUTES: tuple[Operation, ...] = (
             query("statusFilter", "comma-separated new statuses in any case; ConfigurationChanged for configuration "
                   "changes", STATUS_LIST),
             query("limit", "at most this many (newest)", {"type": "integer", "minimum": 1, "maximum": 10000}),
+            query("instanceId", "only this instance's changes (an extension: upstream has no such filter)",
+                  {"type": "string", "minLength": 1, "maxLength": 253}),
         ),
     ),
     Operation(
@@ -279,6 +329,62 @@ ROUTES: tuple[Operation, ...] = (
         ),
     ),
     Operation(
+        "GET", "/api/webhooks", _webhooks, ADMIN,
+        "List webhooks (never their secrets), each with its lag: committed changes it has not dealt with yet",
+        {"200": json_body("webhooks", {"type": "object", "required": ["webhooks"],
+                                       "properties": {"webhooks": {"type": "array", "items": _WEBHOOK_REF}}})},
+    ),
+    Operation(
+        "POST", "/api/webhooks", _webhooks, ADMIN,
+        "Create a webhook: each committed change its filter matches is POSTed to url as a CloudEvents 1.0 event "
+        "(structured JSON) signed per Standard Webhooks, at least once, in order; it gets the changes from now on",
+        {"201": json_body("the webhook and its secret (shown only here)", _WEBHOOK_REF), "400": ERROR_REF,
+         "409": ERROR_REF, "422": ERROR_REF},
+        request={"$ref": "#/components/schemas/WebhookCreate"},
+    ),
+    Operation(
+        "GET", "/api/webhooks/{webhook_id}", _webhook, ADMIN, "One webhook (never its secret)",
+        {"200": json_body("the webhook", _WEBHOOK_REF), "404": ERROR_REF},
+    ),
+    Operation(
+        "PATCH", "/api/webhooks/{webhook_id}", _webhook, ADMIN,
+        "Change a webhook's url, description, filter or secret (each field given replaces its value)",
+        {"200": json_body("the webhook", _WEBHOOK_REF), "400": ERROR_REF, "404": ERROR_REF, "422": ERROR_REF},
+        request={"$ref": "#/components/schemas/WebhookPatch"},
+    ),
+    Operation(
+        "DELETE", "/api/webhooks/{webhook_id}", _webhook, ADMIN, "Delete a webhook and its delivery records",
+        {"204": {"description": "deleted"}, "404": ERROR_REF},
+    ),
+    Operation(
+        "GET", "/api/webhooks/{webhook_id}/deliveries", _webhook_deliveries, ADMIN,
+        "Deliveries that are not simply done, newest first: the one being retried (failed) and dead letters (dead)",
+        {"200": json_body("deliveries", {
+            "type": "object", "required": ["deliveries"],
+            "properties": {"deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookDelivery"}}},
+        }), "404": ERROR_REF, "422": ERROR_REF},
+        parameters=(
+            query("state", "failed or dead; all of them when absent", DELIVERY_STATE),
+            query("limit", "at most this many", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        ),
+    ),
+    Operation(
+        "POST", "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", _webhook_retry, ADMIN,
+        "Send a dead letter again, now, once, with its webhook-id; delivered, it is forgotten",
+        {"200": json_body("the delivery (state delivered when it went through) and the attempt's result", {
+            "type": "object", "required": ["delivery", "result"],
+            "properties": {"delivery": {"$ref": "#/components/schemas/WebhookDelivery"}, "result": _ATTEMPT_REF},
+        }), "404": ERROR_REF, "409": ERROR_REF, "422": ERROR_REF},
+    ),
+    Operation(
+        "POST", "/api/webhooks/{webhook_id}/test", _webhook_test, ADMIN,
+        "Send one test event (type io.draas.webhook.test) now, outside the ordered deliveries, and say how it went",
+        {"200": json_body("the test event's id and the attempt's result", {
+            "allOf": [_ATTEMPT_REF, {"type": "object", "required": ["eventId"],
+                                     "properties": {"eventId": {"type": "string"}}}],
+        }), "404": ERROR_REF},
+    ),
+    Operation(
         "GET", "/healthz", _healthz, PUBLIC,
         "Liveness, and the storeId of the store that answers (a random identifier, not a secret)",
         {"200": json_body("alive", HEALTHZ)},
@@ -295,6 +401,32 @@ ROUTES: tuple[Operation, ...] = (
                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
     ),
     Operation("GET", "/api/openapi.json", _openapi, PUBLIC, "This document", {"200": json_body("OpenAPI 3")}),
+    # The dashboard (api/ui.py). Its pages and files are public; the session cookie stands for an operator's key.
+    *(Operation("GET", path, _ui_page(page), PUBLIC, summary, _HTML) for path, page, summary in _UI_PAGES),
+    Operation(
+        "GET", "/ui/static/{name}", _ui_static, PUBLIC, "The dashboard's JavaScript modules and styles",
+        {"200": {"description": "the file"}, "404": ERROR_REF},
+        parameters=({"name": "name", "in": "path", "required": True, "description": "a file's name, e.g. app.js",
+                     "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "maxLength": 64}},),
+    ),
+    Operation(
+        "GET", SESSION_PATH, _ui_session, READ,
+        "Who is signed in: identity, role, and (to the session cookie) the CSRF token its writes must send",
+        {"200": json_body("identity, role, csrfToken, expiresAt")},
+    ),
+    Operation(
+        "POST", SESSION_PATH, _ui_session, PUBLIC,
+        "Sign in with an operator key: the answer sets the session cookie (HttpOnly, SameSite=Strict, Secure over "
+        "TLS) that authenticates the API for the dashboard, the stream included; [ui] sessionSeconds ends it",
+        {"200": json_body("identity, role, csrfToken, expiresAt"), "400": ERROR_REF, "401": ERROR_REF,
+         "403": ERROR_REF, "415": ERROR_REF, "422": ERROR_REF},
+        request={"type": "object", "required": ["key"], "properties": {"key": {"type": "string", "minLength": 1}}},
+    ),
+    Operation(
+        "DELETE", SESSION_PATH, _ui_session, READ,
+        "Sign out: ends the session and clears its cookie",
+        {"204": {"description": "signed out"}},
+    ),
 )
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..model import CONFIGURATION_CHANGED, UPSTREAM_STATUS_NUMBERS, Platform, Status
+from ..webhooks.registry import STATES as DELIVERY_STATES
+from ..webhooks.spec import CREATE_SCHEMA as WEBHOOK_CREATE
+from ..webhooks.spec import ID_SCHEMA as WEBHOOK_ID
+from ..webhooks.spec import PATCH_SCHEMA as WEBHOOK_PATCH
 from ..wire import REGISTRATION_SCHEMA, REPORT_STATUS_NAMES, STATUS_NAMES, STATUS_UPDATE_SCHEMA
 
 
@@ -85,12 +89,104 @@ HEALTHZ: dict[str, Any] = {
     "properties": {"status": {"type": "string", "enum": ["alive"]}, "storeId": {"type": "string"}},
 }
 
+_TIME_OR_NULL: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+WEBHOOK: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "url", "description", "filter", "createdAt", "updatedAt", "lag"],
+    "properties": {
+        "id": WEBHOOK_ID,
+        "url": {"type": "string"},
+        "description": {"type": "string"},
+        "filter": WEBHOOK_CREATE["properties"]["filter"],
+        "createdAt": {"type": "string", "format": "date-time"},
+        "updatedAt": {"type": "string", "format": "date-time"},
+        "lag": {"type": "integer", "minimum": 0, "description": "committed changes not yet dealt with"},
+        "secret": {"type": "string", "description": "only in the answer that created the webhook"},
+    },
+}
+DELIVERY: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "eventId", "eventType", "cursor", "state", "attempts", "lastError"],
+    "properties": {
+        "id": {"type": "integer"},
+        "eventId": {"type": "string", "description": "the CloudEvents id and webhook-id header"},
+        "eventType": {"type": "string"},
+        "cursor": {"type": "integer"},
+        "state": {"type": "string", "enum": [*DELIVERY_STATES, "delivered"]},
+        "attempts": {"type": "integer"},
+        "firstAttempt": _TIME_OR_NULL,
+        "lastAttempt": _TIME_OR_NULL,
+        "nextAttempt": _TIME_OR_NULL,
+        "lastError": {"type": "string"},
+    },
+}
+ATTEMPT_RESULT: dict[str, Any] = {
+    "type": "object",
+    "required": ["delivered", "outcome", "status", "error"],
+    "properties": {
+        "delivered": {"type": "boolean"},
+        "outcome": {"type": "string",
+                    "enum": ["delivered", "http_error", "timeout", "connection_error", "refused"]},
+        "status": {"type": ["integer", "null"], "description": "the endpoint's HTTP status, when it answered"},
+        "error": {"type": "string"},
+    },
+}
+_HEADER = {"in": "header", "required": True, "schema": {"type": "string"}}
+# What the control plane POSTs to a webhook's url: OpenAPI 3.1's "webhooks", so that the receiver's side is
+# documented beside the API that manages it.
+OUTGOING: dict[str, Any] = {
+    "instanceStatusChanged": {
+        "post": {
+            "summary": "A committed change, to each webhook whose filter matches: a CloudEvents 1.0 event in "
+                       "structured JSON mode, signed per Standard Webhooks; type io.draas.instance.status.changed "
+                       "(io.draas.instance.configuration.changed, io.draas.webhook.test for the others)",
+            "parameters": [
+                {"name": "webhook-id", "description": "the event's id: the same on every retry", **_HEADER},
+                {"name": "webhook-timestamp", "description": "epoch seconds of this attempt", **_HEADER},
+                {"name": "webhook-signature", "description": "v1,<base64 HMAC-SHA256 of id.timestamp.body>",
+                 **_HEADER},
+                {"name": "traceparent", "in": "header", "required": False, "schema": {"type": "string"},
+                 "description": "the W3C traceparent of the push that caused the change"},
+            ],
+            "requestBody": {"required": True, "content": {"application/cloudevents+json": {"schema": {
+                "type": "object",
+                "required": ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"],
+                "properties": {
+                    "specversion": {"const": "1.0"},
+                    "id": {"type": "string"},
+                    "source": {"type": "string"},
+                    "type": {"type": "string"},
+                    "subject": {"type": "string", "description": "the instance id"},
+                    "time": {"type": "string", "format": "date-time"},
+                    "datacontenttype": {"const": "application/json"},
+                    "data": {"type": "object", "description": "the change, as GET /api/status/changes shows it"},
+                    "traceparent": {"type": "string", "description": "the distributed-tracing extension"},
+                },
+            }}}},
+            "responses": {"2XX": {"description": "delivered; 429 and 503 are retried after Retry-After, anything "
+                                                 "else after a backoff, until webhooks.retryHorizon"}},
+        }
+    }
+}
+DELIVERY_STATE: dict[str, Any] = {"type": "string", "enum": list(DELIVERY_STATES)}
+# Path parameters by name, in the order they are listed: the document adds each one a path names.
+PATH_PARAMETERS: dict[str, Any] = {
+    "instance_id": {"type": "string"},
+    "webhook_id": WEBHOOK_ID,
+    "delivery_id": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+}
+
 # The document's components: every "$ref" in the route table points at one of these.
 COMPONENTS: dict[str, Any] = {
     "StatusUpdate": STATUS_UPDATE,
     "Registration": REGISTRATION_SCHEMA,
     "Error": ERROR,
     "Instance": INSTANCE,
+    "WebhookCreate": WEBHOOK_CREATE,
+    "WebhookPatch": WEBHOOK_PATCH,
+    "Webhook": WEBHOOK,
+    "WebhookDelivery": DELIVERY,
+    "AttemptResult": ATTEMPT_RESULT,
 }
 
 

@@ -6,7 +6,8 @@ operation, in two modes: valid requests (positive) and requests that break the d
 schema). Afterwards no actor may have died, no thread may have raised, the supervisor must not have escalated, and
 ``/readyz`` must answer ready.
 
-What the fuzzer may not do is touch anything outside the test: Docker and Kubernetes point at nothing, a fuzzed
+What the fuzzer may not do is touch anything outside the test: Docker and Kubernetes point at nothing, webhooks
+may point only at 127.0.0.1, a fuzzed
 command runs behind a Python sleeper (its words become that sleeper's arguments) and a fuzzed PID to adopt becomes
 the test's own sleeper. Both transformations keep a valid request valid and an invalid one invalid.
 """
@@ -57,6 +58,7 @@ from draas_actors.security import (
     new_key,
     operator_identity,
 )
+from draas_actors.webhooks import WebhookSettings
 from tests.helpers import HTTP_TIMEOUT, ProcessJanitor, RunningControlPlane, running_control_plane, wait_until
 
 pytestmark = pytest.mark.fuzz
@@ -170,6 +172,8 @@ def fuzz_plane(
         security=_security(keys),
         janitor=janitor,
         kubernetes=KubernetesSettings(kubeconfig=str(tmp_path / "no-kubeconfig"), request_timeout=1.0),
+        # Fuzzed webhooks may point only at this machine: no delivery or test event leaves it.
+        webhooks=WebhookSettings(allowed_hosts=("127.0.0.1",), timeout=1.0, connect_timeout=0.5),
     ) as plane:
         try:
             yield plane, keys
@@ -283,6 +287,22 @@ def _follow_up(plane: RunningControlPlane, keys: Keys, response: schemathesis.Re
                                          f"{answer.status_code} {answer.text}"
 
 
+@schemathesis.check
+def negative_data_rejection_per_batch_item(ctx: Any, response: schemathesis.Response, case: Case[Any]) -> bool | None:
+    """``negative_data_rejection``, except that a push batch is judged item by item, as documented: it is answered
+    202 when any item is accepted, and each invalid item is rejected in its own result. (Which examples the fuzzer
+    draws shifts with the document: once the webhook routes were added it drew such a batch.)"""
+    if (
+        case.operation.label == "POST /api/status/updates"
+        and isinstance(case.body, list)
+        and response.status_code == 202
+        and response.json().get("rejected", 0) > 0
+    ):
+        return None
+    result: bool | None = negative_data_rejection(ctx, response, case)
+    return result
+
+
 def _has_inputs(operation: Any) -> bool:
     raw = operation.definition.raw
     return bool(raw.get("parameters") or raw.get("requestBody"))
@@ -291,7 +311,7 @@ def _has_inputs(operation: Any) -> bool:
 def _fuzz(plane: RunningControlPlane, keys: Keys, mode: GenerationMode, adoptable: int) -> Counter[str]:
     """Every operation of the live document, ``EXAMPLES`` each; fails naming every operation that failed."""
     schema = schemathesis.openapi.from_url(plane.base_url + "/api/openapi.json")
-    checks = [*CHECKS, negative_data_rejection] if mode.is_negative else CHECKS
+    checks = [*CHECKS, negative_data_rejection_per_batch_item] if mode.is_negative else CHECKS
     calls: Counter[str] = Counter()
     errors: dict[str, str] = {}
     for generation, result in enumerate(schema.get_all_operations()):

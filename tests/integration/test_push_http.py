@@ -150,3 +150,16 @@ def test_an_instance_created_again_after_its_deletion_is_listed_and_stored(
         wait_until(lambda: listed(plane).get("web-1") == "Stopped", 5.0, 0.02, "web-1 listed again")
     with running_control_plane(tmp_path, janitor=janitor) as again:  # and stored: a restart finds it
         assert listed(again).get("web-1") == "Stopped"
+
+
+def test_recent_changes_for_one_instance_are_its_newest_only(plane: RunningControlPlane) -> None:
+    # The dashboard's timeline: the last N changes of one instance, however old, whatever the others did since.
+    for status in ("Running", "Stopped", "Running"):
+        assert plane.push({**GOOD, "instanceId": "web-1", "status": status}).status_code == 202
+        assert plane.push({**GOOD, "instanceId": "web-2", "status": status}).status_code == 202
+    recent = plane.get("/api/status/recent-changes", params={"since": 0, "limit": 2, "instanceId": "web-1"})
+    assert recent.status_code == 200, recent.text
+    assert [(c["instanceId"], c["oldStatus"], c["newStatus"]) for c in recent.json()] == [
+        ("web-1", "Running", "Stopped"), ("web-1", "Stopped", "Running")]
+    too_long = plane.get("/api/status/recent-changes", params={"instanceId": "x" * 254})
+    assert too_long.status_code == 422 and too_long.json()["field"] == "instanceId"

@@ -272,9 +272,11 @@ def test_the_openapi_document_served_over_http_shows_the_security_requirements(p
     response = requests.get(plane.base_url + "/api/openapi.json", timeout=HTTP_TIMEOUT)
     assert response.status_code == 200
     document = response.json()
-    assert set(document["components"]["securitySchemes"]) == {"ApiKeyHeader", "Bearer", "mutualTLS"}
+    assert set(document["components"]["securitySchemes"]) == {"ApiKeyHeader", "Bearer", "mutualTLS", "SessionCookie"}
     push = document["paths"][PUSH_PATH]["post"]
     assert {"mutualTLS": []} in push["security"] and push["x-required-role"] == "push"
+    assert {"SessionCookie": []} not in push["security"]  # the dashboard's cookie is an operator's, never a daemon's
     delete = document["paths"]["/api/instances/{instance_id}"]["delete"]
     assert delete["x-required-role"] == "admin" and {"ApiKeyHeader": []} in delete["security"]
+    assert {"SessionCookie": []} in delete["security"]
     assert document["paths"]["/healthz"]["get"]["security"] == []

@@ -15,7 +15,7 @@ from draas_actors.actors.pool import ActorSettings
 from draas_actors.actors.supervisor import SupervisionSettings
 from draas_actors.api.server import ServerLimits
 from draas_actors.platforms.docker import DockerSettings
-from draas_actors.security import LimitSettings, SecuritySettings
+from draas_actors.security import LimitSettings, SecuritySettings, SessionSettings
 from draas_actors.settings import DEFAULT_DATA_DIR, Settings, load_settings
 from draas_actors.system import SystemSettings
 
@@ -44,8 +44,10 @@ def test_an_empty_file_is_the_same_as_no_file(tmp_path: Path) -> None:
         ("[limits]\nmaxBodyBytes = 4096", lambda s: dataclasses.replace(
             s, security=SecuritySettings(limits=LimitSettings(max_body_bytes=4096)),
             server_limits=ServerLimits(max_body_bytes=4096))),
+        ("[ui]\nsessionSeconds = 600", lambda s: dataclasses.replace(
+            s, security=SecuritySettings(sessions=SessionSettings(session_seconds=600)))),
     ],
-    ids=["server", "store", "supervisor", "docker", "actors", "limits"],
+    ids=["server", "store", "supervisor", "docker", "actors", "limits", "ui"],
 )
 def test_a_key_that_is_set_changes_its_field_and_nothing_else(tmp_path: Path, toml: str, changed: Any) -> None:
     path = tmp_path / "one.toml"

@@ -26,7 +26,11 @@ App = falcon.App[falcon.Request, falcon.Response]
 HTTP_METHODS = {m.lower() for m in falcon.constants.COMBINED_METHODS}
 OPENAPI_PATH = "/api/openapi.json"
 # /metrics is public by default ([metrics] requireKey makes it need a read key: tests/unit/test_metrics.py).
-EXPECTED_PUBLIC = {"/healthz", "/readyz", "/metrics", OPENAPI_PATH}
+# The dashboard's pages and files are public, and so is signing in (POST /ui/session).
+EXPECTED_PUBLIC = {
+    "/healthz", "/readyz", "/metrics", OPENAPI_PATH, "/ui", "/ui/instance", "/ui/signin", "/ui/static/{name}",
+    "/ui/session",
+}
 
 
 @pytest.fixture
@@ -200,3 +204,9 @@ def test_every_schema_reference_resolves(document: dict[str, Any]) -> None:
     for ref in refs:
         assert ref.startswith("#/components/schemas/")
         assert ref.rsplit("/", 1)[1] in schemas
+
+
+def test_the_document_describes_what_a_webhook_receives(document: dict[str, Any]) -> None:
+    post = document["webhooks"]["instanceStatusChanged"]["post"]
+    assert {p["name"] for p in post["parameters"]} >= {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    assert "application/cloudevents+json" in post["requestBody"]["content"]

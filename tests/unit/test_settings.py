@@ -11,6 +11,7 @@ from draas_actors.model import Platform
 from draas_actors.policy import RestartMode
 from draas_actors.settings import Settings, ensure_keys, load_settings
 from draas_actors.system import SystemSettings
+from draas_actors.webhooks import WebhookSettings
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "draas.toml"
 DAEMON_KEY = "d" * 32
@@ -150,6 +151,10 @@ def test_durability_defaults_to_a_process_crash_and_power_loss_is_a_setting(tmp_
         ("logLevel = 'LOUD'\n", "logLevel"),
         ("server = 5\n", "server"),
         ("instances = 'none'\n", "instances"),
+        ("[webhooks]\nretryHorizon = 0\n", "webhooks.retryHorizon"),
+        ("[webhooks]\nallowedHosts = ''\n", "webhooks.allowedHosts"),
+        ("[webhooks]\ncolour = 'red'\n", "webhooks.colour"),
+        ("[ui]\nsessionSeconds = 5\n", "ui.sessionSeconds"),
     ],
 )
 def test_a_bad_setting_names_the_field(tmp_path: Path, text: str, field: str) -> None:
@@ -354,6 +359,14 @@ def test_a_context_the_kubeconfig_does_not_have_is_named_with_the_ones_it_has(tm
 )
 def test_a_bad_kubernetes_setting_names_the_field(tmp_path: Path, text: str, field: str) -> None:
     assert _config_error(_config(tmp_path, text)).field == field
+
+
+def test_the_webhooks_section_is_read_and_unset_keys_keep_their_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "draas.toml"
+    path.write_text('[webhooks]\nallowedHosts = ["hooks.example.com", "10.0.0.0/8"]\nretryHorizon = 3600\n')
+    loaded = load_settings(path, environ={}).system.webhooks
+    assert loaded == WebhookSettings(allowed_hosts=("hooks.example.com", "10.0.0.0/8"), retry_horizon=3600.0)
+    assert load_settings(None, environ={}).system.webhooks == WebhookSettings()
 
 
 def test_the_container_stop_timeout_is_10_s_unless_docker_stop_timeout_says(tmp_path: Path) -> None:
