@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ from .paths import instance_path
 
 RESOURCE_NAMES = ("instances", "instance", "inst")
 PLATFORMS = ("process", "docker", "kubernetes")
-RECENT_CHANGES = 10  # describe shows this many of an instance's changes ...
-DESCRIBE_WINDOW = timedelta(days=1)  # ... found among the last day's changes
+RECENT_CHANGES = 10  # describe shows this many of an instance's changes and of its restarts ...
+DESCRIBE_CHANGES = 500  # ... found among its newest so many changes
 # A restart, as the change log shows it: from an end (an exit, a stop, a planned restart) back to life.
 _ENDED = frozenset({"Restarting", "Stopped", "Failed", "Stopping"})
 _LIVE = frozenset({"Starting", "Running"})
@@ -65,9 +65,11 @@ def get(session: Session, args: tuple[str, ...], platform: str | None, status: s
 
 
 def _recent_changes(session: Session, instance_id: str) -> list[dict[str, Any]]:
-    since = (datetime.now(UTC) - DESCRIBE_WINDOW).isoformat()
-    changes = session.client.get("/api/status/recent-changes", since=since, limit=10_000)
-    return [c for c in changes if c["instanceId"] == instance_id]
+    """The instance's newest changes, oldest first, of all time (since=0)."""
+    changes: list[dict[str, Any]] = session.client.get(
+        "/api/status/recent-changes", instanceId=instance_id, since=0, limit=DESCRIBE_CHANGES
+    )
+    return changes
 
 
 def _section(title: str, fields: Mapping[str, Any]) -> list[str]:

@@ -88,6 +88,7 @@ def test_describe_shows_the_record_policy_restarts_and_recent_changes(
     plane: RunningControlPlane, env: dict[str, str]
 ) -> None:
     sleeper(plane, mode="always")
+    sleeper(plane, "other")
     assert ctl(env, "restart", "svc").returncode == 0
     plane.wait_for("svc", lambda v: v["status"] == "Running" and v["runtime"] is not None)
     shown = ctl(env, "describe", "svc")
@@ -98,7 +99,7 @@ def test_describe_shows_the_record_policy_restarts_and_recent_changes(
         assert heading in text
     history, recent = text.split("Restart history:")[1].split("Recent changes:")
     assert "Stopped -> Running  (operator)" in history  # the operator's restart
-    assert "svc" in recent and "-> Running" in recent
+    assert "svc" in recent and "-> Running" in recent and "other" not in recent
     assert ctl(env, "describe", "nobody").returncode == 1
 
 
