@@ -16,17 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from draas_actors.api.routes import ROUTES, paths
 from tests.helpers import RunningControlPlane, wait_until
 from tests.integration.ctl_support import ROOT, ctl_command, ctl_env
 
 TMUX = shutil.which("tmux")
-STREAM = "/api/status/stream"
-pytestmark = [
-    pytest.mark.skipif(TMUX is None, reason="tmux is not installed"),
-    # Until the stream of issue 12 is merged with this branch: the test runs as soon as the route is in the table.
-    pytest.mark.skipif(STREAM not in paths(ROUTES), reason=f"no {STREAM} route on this branch yet"),
-]
+pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
 
 
 class Terminal:

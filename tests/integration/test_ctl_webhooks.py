@@ -5,15 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from draas_actors.api.routes import ROUTES, paths
 from tests.helpers import RunningControlPlane
 from tests.integration.ctl_support import ctl, ctl_env
 
-WEBHOOKS = "/api/webhooks"
-# Until the webhooks of issue 12 are merged with this branch: the tests run as soon as the route is in the table.
-pytestmark = pytest.mark.skipif(WEBHOOKS not in paths(ROUTES), reason=f"no {WEBHOOKS} route on this branch yet")
 RECEIVER = "http://127.0.0.1:9/hook"  # nothing listens there: deliveries fail and retry, none leaves the machine
 
 
