@@ -166,6 +166,9 @@ class LimitSettings:
     push_request_burst: int = 10  # requests at once, whatever their size (the request rate follows the rate)
     operator_rate: float = 200.0  # operators: one token per request, a separate and generous bucket
     operator_burst: int = 1000
+    # GET /api/instances/{id}/logs: one answer holds at most this much of a process's output
+    max_log_bytes: int = 1_048_576
+    max_log_lines: int = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)

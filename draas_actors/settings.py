@@ -118,6 +118,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
                 "pushRequestBurst": {"type": "integer", "minimum": 1},
                 "operatorRate": {"type": "number", "exclusiveMinimum": 0},
                 "operatorBurst": {"type": "integer", "minimum": 1},
+                "maxLogBytes": {"type": "integer", "minimum": 1024},
+                "maxLogLines": {"type": "integer", "minimum": 1},
             },
         },
         "auth": {
@@ -658,6 +660,8 @@ _LIMIT_FIELDS = {
     "pushRequestBurst": "push_request_burst",
     "operatorRate": "operator_rate",
     "operatorBurst": "operator_burst",
+    "maxLogBytes": "max_log_bytes",
+    "maxLogLines": "max_log_lines",
 }
 
 

@@ -20,7 +20,7 @@ from .actors.store import SYNCHRONOUS, Durability, Retention, StoreActor, StoreH
 from .actors.supervisor import ACCEPTED, SupervisionSettings, SupervisorActor
 from .commit import Outcome, Receipt, barrier
 from .delivery import Subscriptions
-from .errors import NotFound, Unavailable
+from .errors import Conflict, NotFound, Unavailable
 from .feed import ChangeFeed, next_changes
 from .frozen import fast_replace
 from .messages import (
@@ -428,6 +428,18 @@ class ControlPlane:
         except pykka.ActorDeadError as error:
             raise Unavailable("the actor went away before its writes were committed; retry") from error
         receipt.wait(self.settings.ask_timeout)
+
+    def output_path(self, instance_id: str, stream: str) -> Path:
+        """Where a local process's ``stream`` ("stdout" or "stderr") is written (``ProcessPlatform.log_paths``); 404
+        for no such instance, 409 for a container or a pod: their output is their engine's, not a file of ours."""
+        record = self.get_instance(instance_id)
+        if record.platform is not Platform.PROCESS:
+            raise Conflict(
+                f"{instance_id!r} is a {record.platform.value} instance: only a local process's output is kept here",
+                field="instanceId",
+            )
+        out, err = self.processes.log_paths(instance_id)
+        return out if stream == "stdout" else err
 
     def list_instances(
         self, *, platform: Platform | None = None, status: Status | None = None

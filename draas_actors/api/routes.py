@@ -20,6 +20,7 @@ from ..wire import RESTART_POLICY_SCHEMA
 from . import resources as r
 from . import webhooks as wh
 from .auth import KeyRing
+from .logs import OFFSET_HEADER, STREAMS, TRUNCATED_HEADER, InstanceLogs
 from .schemas import (
     DELIVERY_STATE,
     ERROR_REF,
@@ -102,6 +103,10 @@ def _action(action: str) -> ResourceFactory:
         return r.InstanceAction(w.control_plane, action)
 
     return build
+
+
+def _logs(w: Wiring) -> object:
+    return InstanceLogs(w.control_plane, w.security.limits)
 
 
 def _metrics(w: Wiring) -> object:
@@ -288,6 +293,31 @@ ROUTES: tuple[Operation, ...] = (
             {"202": json_body("the instance", INSTANCE_REF), "404": ERROR_REF, "409": ERROR_REF},
         )
         for action, note in _ACTIONS
+    ),
+    Operation(
+        "GET", "/api/instances/{instance_id}/logs", _logs, OPERATE,
+        "A local process's output: its last lines, or what followed a byte offset (follow it by asking again with "
+        f"the {OFFSET_HEADER} answered); bounded by [limits] maxLogBytes and maxLogLines",
+        {
+            "200": {
+                "description": "the output, as written by the process (no file yet: empty)",
+                "headers": {
+                    OFFSET_HEADER: {"description": "the byte offset to continue from (?after=)",
+                                    "schema": {"type": "integer", "minimum": 0}},
+                    TRUNCATED_HEADER: {"description": "true when the bound cut the output",
+                                       "schema": {"type": "string", "enum": ["true", "false"]}},
+                },
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            "404": ERROR_REF, "409": ERROR_REF, "422": ERROR_REF,
+        },
+        parameters=(
+            query("tail", "the last N lines (default and most: [limits] maxLogLines)",
+                  {"type": "integer", "minimum": 1}),
+            query("after", "a byte offset (an earlier answer's X-Log-Offset): what followed it; not with tail",
+                  {"type": "integer", "minimum": 0, "maximum": 2**62}),
+            query("stream", "stdout (default) or stderr", {"type": "string", "enum": list(STREAMS)}),
+        ),
     ),
     Operation(
         "GET", "/api/audit", _audit, ADMIN,

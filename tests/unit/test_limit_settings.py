@@ -33,6 +33,7 @@ def test_every_limit_is_read(tmp_path: Path) -> None:
         "[limits]\nmaxBodyBytes = 65536\nmaxJsonDepth = 5\nmaxMetadataKeys = 16\nmaxMetadataValueLength = 256\n"
         "maxClockSkew = 30\n"
         "pushRate = 50.5\npushBurst = 100\npushRequestBurst = 4\noperatorRate = 20.0\noperatorBurst = 40\n"
+        "maxLogBytes = 2048\nmaxLogLines = 30\n"
         "[server]\nchannelTimeout = 12\nconnectionLimit = 50\nmaxHeaderBytes = 8192\nrequestTimeout = 2.5\n"
         "reservedConnections = 8\nconnectionsPerAddress = 16\n"
         '[network]\ntrustedProxies = ["10.0.0.5"]\n'
@@ -43,6 +44,7 @@ def test_every_limit_is_read(tmp_path: Path) -> None:
     assert settings.security.limits == LimitSettings(
         max_body_bytes=65536, max_json_depth=5, max_metadata_keys=16, max_metadata_value_length=256, max_clock_skew=30,
         push_rate=50.5, push_burst=100, push_request_burst=4, operator_rate=20.0, operator_burst=40,
+        max_log_bytes=2048, max_log_lines=30,
     )
     assert settings.server_limits == ServerLimits(
         channel_timeout=12, connection_limit=50, max_header_bytes=8192, max_body_bytes=65536, request_timeout=2.5,
