@@ -33,6 +33,12 @@ export function can(role, needed) {
   return ROLES.indexOf(role) >= ROLES.indexOf(needed);
 }
 
+// What an operator may ask of an instance on each platform: a pod is started and stopped by scaling its Deployment,
+// so the API answers start and stop on Kubernetes with a 409; the page offers only what the API would do.
+export function actionsFor(platform) {
+  return platform === "kubernetes" ? ["restart"] : ["start", "stop", "restart"];
+}
+
 export async function api(method, path, body) {
   const headers = { Accept: "application/json" };
   if (method !== "GET") headers["X-Draas-CSRF"] = csrfToken || "";

@@ -1,7 +1,7 @@
 // The instances table: list-then-watch. GET /api/instances gives the records and the cursor they were read at; the
 // stream (EventSource) goes on from that cursor, and after a reconnect from its last event id by itself.
 // Only one page of rows is in the DOM, so 10,000 instances paint as fast as 100.
-import { api, ApiError, can, currentSession, h, showAccount, when } from "./api.js";
+import { actionsFor, api, ApiError, can, currentSession, h, showAccount, when } from "./api.js";
 import { STATUSES, statusBadge } from "./status.js";
 
 const PAGE_SIZE = 100;
@@ -71,7 +71,7 @@ function actionButtons(instance) {
   const role = state.session.role;
   const buttons = [];
   if (can(role, "operate")) {
-    for (const action of ["start", "stop", "restart"]) {
+    for (const action of actionsFor(instance.platform)) {
       buttons.push(h("button", {
         type: "button", class: `action ${action}`, "data-action": action,
         "aria-label": `${action} ${instance.instanceId}`,

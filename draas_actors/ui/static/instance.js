@@ -1,5 +1,5 @@
 // One instance: its explainable record, its policy (editable by admins), its last 50 changes, live from the stream.
-import { api, ApiError, can, currentSession, h, showAccount, when } from "./api.js";
+import { actionsFor, api, ApiError, can, currentSession, h, showAccount, when } from "./api.js";
 import { statusBadge } from "./status.js";
 
 const TIMELINE_LENGTH = 50;
@@ -107,9 +107,9 @@ async function refresh() {
   }
 }
 
-function renderActions() {
+function renderActions(instance) {
   if (!can(session.role, "operate")) return;
-  $("actions").replaceChildren(...["start", "stop", "restart"].map((action) => h("button", {
+  $("actions").replaceChildren(...actionsFor(instance.platform).map((action) => h("button", {
     type: "button", "data-action": action, onclick: async () => {
       try {
         await api("POST", `${path}/${action}`);
@@ -198,10 +198,12 @@ function setUpOutput(instance) {
 async function main() {
   session = await currentSession();
   showAccount(session);
-  renderActions();
   $("policy-form").addEventListener("submit", savePolicy);
   const instance = await refresh();
-  if (instance) setUpOutput(instance);
+  if (instance) {
+    renderActions(instance);
+    setUpOutput(instance);
+  }
   follow();
 }
 
